@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the static release binary for scratch and distroless images, then proves it: `file`
+# says statically linked, it is within the size budget, and it runs as PID 1 of a runc container
+# whose rootfs holds nothing but the binary itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=x86_64-unknown-linux-musl
+budget_bytes=$((1536 * 1024))
+cargo build --release --locked --target "$target"
+binary="target/$target/release/pyinit"
+
+description=$(file -L "$binary")
+echo "$description"
+case "$description" in
+    *"statically linked"* | *"static-pie linked"*) ;;
+    *) echo "error: $binary is not statically linked" >&2; exit 1 ;;
+esac
+
+size=$(stat -c %s "$binary")
+echo "size: $size bytes (budget $budget_bytes)"
+if [ "$size" -gt "$budget_bytes" ]; then
+    echo "error: $binary is $size bytes, over the budget of $budget_bytes" >&2
+    exit 1
+fi
+
+# A rootfs with nothing but the binary: pyinit as PID 1 runs itself as the app.
+bundle=$(mktemp -d)
+container="pyinit-static-$$"
+cleanup() { runc delete -f "$container" >/dev/null 2>&1 || true; rm -rf "$bundle"; }
+trap cleanup EXIT
+mkdir -p "$bundle/rootfs"
+cp "$binary" "$bundle/rootfs/pyinit"
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["process"]["terminal"] = False
+config["process"]["args"] = ["/pyinit", "--", "/pyinit", "--version"]
+config["root"]["readonly"] = True
+config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(config, open(path, "w"), indent=2)
+PY
+output=$(runc run --bundle "$bundle" "$container" 2>&1) || { echo "error: the static binary failed in an empty rootfs: $output" >&2; exit 1; }
+echo "in an empty rootfs: $output"
+case "$output" in
+    *"pyinit "*) ;;
+    *) echo "error: unexpected output from the static binary: $output" >&2; exit 1 ;;
+esac

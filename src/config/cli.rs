@@ -1,0 +1,105 @@
+//! The command line as clap sees it: flags, their `PYINIT_*` variables, defaults and help text.
+//!
+//! No logic lives here. Each flag's value parser is in `parse.rs` or `signals`; checks between
+//! flags, and defaults that depend on other flags, are in `Config::from_cli`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use super::parse::{parse_duration, parse_exit_pair};
+use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
+
+/// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
+/// probes, forwards signals and drains on SIGTERM within the grace period.
+#[derive(Parser, Debug)]
+#[command(
+    name = "pyinit",
+    version,
+    override_usage = "pyinit [OPTIONS] -- COMMAND [ARGS]...\n       pyinit [OPTIONS]    (no command: health sidecar)",
+    after_help = "Every flag can also be set by its PYINIT_* variable, shown beside it."
+)]
+pub struct Cli {
+    /// Where forwarded signals go: the app's main process, or its whole process group.
+    #[arg(long, env = "PYINIT_FORWARD_TO", value_enum, default_value_t = ForwardTo::Child)]
+    pub forward_to: ForwardTo,
+
+    /// Rewrite a signal before it is forwarded (repeatable): TERM=INT, HUP=none.
+    #[arg(long, env = "PYINIT_SIGNAL_MAP", value_name = "FROM=TO", value_delimiter = ',',
+          value_parser = parse_rewrite_pair)]
+    pub signal_map: Vec<(Signal, Option<Signal>)>,
+
+    /// When pyinit is not PID 1: the signal it gets when its parent dies (TERM drains).
+    #[arg(long, env = "PYINIT_PARENT_DEATH_SIGNAL", value_name = "SIGNAL", value_parser = parse_signal)]
+    pub parent_death_signal: Option<Signal>,
+
+    /// The pod's terminationGracePeriodSeconds: after it the kubelet SIGKILLs everything.
+    #[arg(long, env = "PYINIT_GRACE_PERIOD", value_name = "DURATION", default_value = "30s",
+          value_parser = parse_duration)]
+    pub grace_period: Duration,
+
+    /// Time from SIGTERM until pyinit SIGKILLs what is left [default: grace period minus
+    /// min(5s, grace period / 5)].
+    #[arg(long, env = "PYINIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+
+    /// Time from SIGTERM until the app gets its stop signal, while readiness is already false
+    /// [default: 0s; in Kubernetes min(5s, grace period / 4)].
+    #[arg(long, env = "PYINIT_PRE_STOP_DELAY", value_name = "DURATION", value_parser = parse_duration)]
+    pub pre_stop_delay: Option<Duration>,
+
+    /// A signal sent if the app still runs at --hard-stop-after (QUIT: Celery's cold shutdown).
+    #[arg(long, env = "PYINIT_HARD_STOP_SIGNAL", value_name = "SIGNAL", value_parser = parse_signal,
+          requires = "hard_stop_after")]
+    pub hard_stop_signal: Option<Signal>,
+
+    /// Time from SIGTERM until --hard-stop-signal is sent.
+    #[arg(long, env = "PYINIT_HARD_STOP_AFTER", value_name = "DURATION", value_parser = parse_duration,
+          requires = "hard_stop_signal")]
+    pub hard_stop_after: Option<Duration>,
+
+    /// Rewrite pyinit's final exit code (repeatable): 143=0.
+    #[arg(long, env = "PYINIT_REMAP_EXIT", value_name = "FROM=TO", value_delimiter = ',',
+          value_parser = parse_exit_pair)]
+    pub remap_exit: Vec<(u8, u8)>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "PYINIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Least severe log level shown.
+    #[arg(long, env = "PYINIT_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// The app to run, with its arguments; none runs pyinit as a health sidecar.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ForwardTo {
+    /// The app's main process only.
+    Child,
+    /// The app's whole process group.
+    Group,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}

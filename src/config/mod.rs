@@ -1,0 +1,320 @@
+//! The validated configuration: what pyinit will do, with every default resolved.
+//!
+//! `cli.rs` holds the raw flags as clap parses them; [`Config::from_cli`] checks them against each
+//! other, fills the defaults that depend on other flags, and produces types that cannot hold a bad
+//! state. Nothing here touches the OS: facts such as "running in Kubernetes" are parameters.
+
+pub mod cli;
+pub mod parse;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+pub use cli::Cli;
+use cli::{ForwardTo, LogFormat, LogLevel};
+
+use crate::exit::ExitRemap;
+use crate::signals::{ForwardTarget, RewriteMap, Signal};
+use crate::supervisor::{HardStop, Policy};
+
+/// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+/// How long pyinit waits for SIGKILLed processes to be reaped before it exits anyway.
+pub const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// A flag whose value cannot be used, named with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value '{}' for '{}': {}",
+            self.value, self.flag, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything pyinit was asked to do, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The app's argv; empty in sidecar mode.
+    pub command: Vec<OsString>,
+    pub grace_period: Duration,
+    pub policy: Policy,
+    pub parent_death_signal: Option<Signal>,
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+}
+
+/// Facts about the environment pyinit was started in, read by `main`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Environment {
+    /// `KUBERNETES_SERVICE_HOST` is set.
+    pub in_kubernetes: bool,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli, environment: Environment) -> Result<Config, ConfigError> {
+        let grace_period = cli.grace_period;
+        if grace_period.is_zero() {
+            return Err(ConfigError {
+                flag: "--grace-period",
+                value: format_duration(grace_period),
+                reason: "must be longer than 0s".to_owned(),
+            });
+        }
+        let drain_timeout = cli
+            .drain_timeout
+            .unwrap_or_else(|| grace_period - (grace_period / 5).min(Duration::from_secs(5)));
+        if drain_timeout >= grace_period || drain_timeout.is_zero() {
+            return Err(ConfigError {
+                flag: "--drain-timeout",
+                value: format_duration(drain_timeout),
+                reason: format!(
+                    "must be longer than 0s and shorter than --grace-period ({})",
+                    format_duration(grace_period)
+                ),
+            });
+        }
+        let pre_stop_delay = match cli.pre_stop_delay {
+            Some(delay) => delay,
+            None if environment.in_kubernetes => Duration::from_secs(5)
+                .min(grace_period / 4)
+                .min(drain_timeout / 2),
+            None => Duration::ZERO,
+        };
+        if pre_stop_delay >= drain_timeout {
+            return Err(ConfigError {
+                flag: "--pre-stop-delay",
+                value: format_duration(pre_stop_delay),
+                reason: format!(
+                    "must be shorter than --drain-timeout ({})",
+                    format_duration(drain_timeout)
+                ),
+            });
+        }
+        let hard_stop = match (cli.hard_stop_signal, cli.hard_stop_after) {
+            (Some(signal), Some(after)) => {
+                if after <= pre_stop_delay || after >= drain_timeout {
+                    return Err(ConfigError {
+                        flag: "--hard-stop-after",
+                        value: format_duration(after),
+                        reason: format!(
+                            "must fall after --pre-stop-delay ({}) and before --drain-timeout ({})",
+                            format_duration(pre_stop_delay),
+                            format_duration(drain_timeout)
+                        ),
+                    });
+                }
+                Some(HardStop { signal, after })
+            }
+            // clap's `requires` makes a lone flag a usage error before this point.
+            _ => None,
+        };
+        let forward_to = match cli.forward_to {
+            ForwardTo::Child => ForwardTarget::Child,
+            ForwardTo::Group => ForwardTarget::Group,
+        };
+        let policy = Policy {
+            forward_to,
+            rewrite: RewriteMap::new(cli.signal_map),
+            pre_stop_delay,
+            drain_timeout,
+            hard_stop,
+            orphan_grace: ORPHAN_GRACE,
+            kill_wait: KILL_WAIT,
+            remap: ExitRemap::new(cli.remap_exit),
+        };
+        Ok(Config {
+            command: cli.command,
+            grace_period,
+            policy,
+            parent_death_signal: cli.parent_death_signal,
+            log_format: cli.log_format,
+            log_level: cli.log_level,
+        })
+    }
+}
+
+/// `30s`, `1500ms`, `2m`: the shortest exact form, for messages and logs.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis % 60_000 == 0 && millis > 0 {
+        format!("{}m", millis / 60_000)
+    } else if millis % 1000 == 0 {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        parse_in(args, Environment::default())
+    }
+
+    fn parse_in(args: &[&str], environment: Environment) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("pyinit").chain(args.iter().copied()))
+            .map_err(|error| error.to_string())?;
+        Config::from_cli(cli, environment).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn defaults_outside_kubernetes() {
+        let config = parse(&["--", "app"]).unwrap();
+        assert_eq!(config.grace_period, Duration::from_secs(30));
+        assert_eq!(config.policy.drain_timeout, Duration::from_secs(25));
+        assert_eq!(config.policy.pre_stop_delay, Duration::ZERO);
+        assert_eq!(config.policy.forward_to, ForwardTarget::Child);
+        assert_eq!(config.command, vec![OsString::from("app")]);
+    }
+
+    #[test]
+    fn defaults_in_kubernetes_add_a_pre_stop_delay() {
+        let kubernetes = Environment {
+            in_kubernetes: true,
+        };
+        let config = parse_in(&["app"], kubernetes).unwrap();
+        assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(5));
+        let config = parse_in(&["--grace-period", "8s", "app"], kubernetes).unwrap();
+        assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(2));
+        // A short drain timeout caps the defaulted delay instead of failing.
+        let config = parse_in(&["--drain-timeout", "2s", "app"], kubernetes).unwrap();
+        assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn default_drain_timeout_leaves_a_margin() {
+        let config = parse(&["--grace-period", "10s", "app"]).unwrap();
+        assert_eq!(config.policy.drain_timeout, Duration::from_secs(8));
+        let config = parse(&["--grace-period", "2m", "app"]).unwrap();
+        assert_eq!(config.policy.drain_timeout, Duration::from_secs(115));
+    }
+
+    #[test]
+    fn command_without_double_dash_and_with_hyphen_args() {
+        let config = parse(&["gunicorn", "--bind", ":8000", "app:app"]).unwrap();
+        assert_eq!(config.command.len(), 4);
+        assert!(parse(&[]).unwrap().command.is_empty());
+    }
+
+    #[test]
+    fn drain_timeout_must_be_shorter_than_grace_period() {
+        let error = parse(&["--grace-period", "10s", "--drain-timeout", "10s", "app"]).unwrap_err();
+        assert!(
+            error.contains("--drain-timeout") && error.contains("'10s'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn pre_stop_delay_must_be_shorter_than_drain_timeout() {
+        let error = parse(&["--drain-timeout", "5s", "--pre-stop-delay", "5s", "app"]).unwrap_err();
+        assert!(error.contains("--pre-stop-delay"), "{error}");
+    }
+
+    #[test]
+    fn hard_stop_must_fall_inside_the_drain() {
+        let config = parse(&[
+            "--hard-stop-signal",
+            "QUIT",
+            "--hard-stop-after",
+            "1s",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.policy.hard_stop,
+            Some(HardStop {
+                signal: Signal::SIGQUIT,
+                after: Duration::from_secs(1)
+            })
+        );
+        let error = parse(&[
+            "--hard-stop-signal",
+            "QUIT",
+            "--hard-stop-after",
+            "40s",
+            "app",
+        ])
+        .unwrap_err();
+        assert!(error.contains("--hard-stop-after"), "{error}");
+        let error = parse(&["--hard-stop-signal", "QUIT", "app"]).unwrap_err();
+        assert!(error.contains("--hard-stop-after"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_value() {
+        for (args, flag, value) in [
+            (
+                &["--grace-period", "abc", "app"][..],
+                "--grace-period",
+                "abc",
+            ),
+            (
+                &["--signal-map", "TERM=NOPE", "app"][..],
+                "--signal-map",
+                "TERM=NOPE",
+            ),
+            (
+                &["--remap-exit", "300=0", "app"][..],
+                "--remap-exit",
+                "300=0",
+            ),
+            (
+                &["--forward-to", "everyone", "app"][..],
+                "--forward-to",
+                "everyone",
+            ),
+            (&["--grace-period", "0", "app"][..], "--grace-period", "0s"),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(
+                error.contains(flag) && error.contains(value),
+                "{args:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeatable_flags_collect() {
+        let config = parse(&[
+            "--signal-map",
+            "TERM=INT",
+            "--signal-map",
+            "HUP=none",
+            "--remap-exit",
+            "143=0",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.policy.rewrite.rewrite(Signal::SIGTERM),
+            Some(Signal::SIGINT)
+        );
+        assert_eq!(config.policy.rewrite.rewrite(Signal::SIGHUP), None);
+        assert_eq!(config.policy.remap.apply(143), 0);
+    }
+
+    #[test]
+    fn durations_format_back() {
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+}

@@ -1,0 +1,184 @@
+//! pyinit: a small PID 1 for Python services on Kubernetes.
+//!
+//! `main` runs the set-up phases in order and is the only place that turns an error into an exit
+//! code. Everything after the spawn is decided by the supervisor.
+
+mod config;
+mod exit;
+mod log;
+mod reaper;
+mod signals;
+mod spawn;
+mod status;
+mod supervisor;
+#[cfg(test)]
+mod tidy;
+
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::config::{Cli, Config, Environment};
+use crate::reaper::Reaper;
+use crate::spawn::{SpawnError, SpawnSpec};
+use crate::status::Status;
+use crate::supervisor::Supervisor;
+
+/// A set-up failure: printed on one line, mapped to its exit code.
+#[derive(Debug)]
+enum SetupError {
+    Usage(String),
+    Config(config::ConfigError),
+    Spawn(SpawnError),
+    Os {
+        step: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl SetupError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            SetupError::Usage(_) | SetupError::Config(_) => exit::USAGE,
+            SetupError::Spawn(failure) => failure.exit_code(),
+            SetupError::Os { .. } => exit::SETUP_FAILED,
+        }
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Usage(message) => f.write_str(message),
+            SetupError::Config(failure) => write!(f, "{failure}"),
+            SetupError::Spawn(failure) => write!(f, "{failure}"),
+            SetupError::Os { step, source } => write!(f, "{step}: {source}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("pyinit: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run() -> Result<u8, SetupError> {
+    // Parse: clap's own errors are cut to their first line, so every usage error is one line.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(clap_error) if !clap_error.use_stderr() => {
+            print_help_or_version(&clap_error);
+            return Ok(0);
+        }
+        Err(clap_error) => return Err(SetupError::Usage(first_line_of(&clap_error))),
+    };
+
+    // Validate every flag against the others before anything is started.
+    let environment = Environment {
+        in_kubernetes: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+    };
+    let config = Config::from_cli(cli, environment).map_err(SetupError::Config)?;
+    log::init_logging(config.log_format, config.log_level);
+
+    // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
+    let is_pid1 = std::process::id() == 1;
+    if !is_pid1 {
+        reaper::become_subreaper().map_err(|errno| SetupError::Os {
+            step: "cannot become child subreaper",
+            source: errno.into(),
+        })?;
+        debug!("not PID 1: registered as child subreaper");
+    }
+    let parent_pid = nix::unistd::getppid();
+
+    // The parent-death signal is cleared by a credential change, so it is armed after the drop.
+    let mut parent_already_gone = false;
+    if let Some(signal) = config.parent_death_signal.filter(|_| !is_pid1) {
+        signals::arm_parent_death_signal(signal).map_err(|errno| SetupError::Os {
+            step: "cannot set --parent-death-signal",
+            source: errno.into(),
+        })?;
+        parent_already_gone = nix::unistd::getppid() != parent_pid;
+    }
+
+    // One thread: the runtime is built only now, after every process-wide change above.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| SetupError::Os {
+            step: "cannot start the runtime",
+            source,
+        })?;
+    runtime.block_on(supervise(config, parent_already_gone))
+}
+
+async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, SetupError> {
+    // Handlers first, so that no signal sent during the spawn is lost.
+    let extra_signals = config
+        .policy
+        .rewrite
+        .sources()
+        .chain(config.parent_death_signal)
+        .collect::<Vec<_>>();
+    let signal_stream =
+        signals::register_handlers(extra_signals).map_err(|source| SetupError::Os {
+            step: "cannot install signal handlers",
+            source,
+        })?;
+    if parent_already_gone && let Some(signal) = config.parent_death_signal {
+        let _ = signals::raise_signal(signal);
+    }
+    let reaper = Arc::new(Reaper::new());
+    let app_pid = if config.command.is_empty() {
+        info!("no command: running as a health sidecar");
+        None
+    } else {
+        let spec = SpawnSpec {
+            argv: config.command.clone(),
+            env: Vec::new(),
+            inherit_stdio: true,
+            take_terminal: true,
+        };
+        let pid = spawn::spawn_child(&spec).map_err(SetupError::Spawn)?;
+        let argv: Vec<_> = config
+            .command
+            .iter()
+            .map(|arg| arg.to_string_lossy())
+            .collect();
+        info!(
+            pid,
+            argv = ?argv,
+            grace_period_ms = u64::try_from(config.grace_period.as_millis()).unwrap_or(u64::MAX),
+            "app started"
+        );
+        Some(pid)
+    };
+
+    // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
+    let supervisor = Supervisor::new(config.policy, app_pid);
+    let (status_tx, _status_rx) = watch::channel(Status::default());
+    Ok(supervisor::driver::run_supervisor(supervisor, signal_stream, reaper, status_tx).await)
+}
+
+fn first_line_of(clap_error: &clap::Error) -> String {
+    let rendered = clap_error.to_string();
+    let line = rendered.lines().next().unwrap_or("invalid usage");
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "--help and --version answer on stdout, as users expect"
+)]
+fn print_help_or_version(clap_error: &clap::Error) {
+    print!("{clap_error}");
+}

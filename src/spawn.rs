@@ -1,0 +1,149 @@
+//! Starting processes: the app, and later exec probes.
+//!
+//! Every child starts in a process group of its own, with an empty signal mask and default
+//! dispositions (caught signals reset at exec; std resets the SIGPIPE it ignores), and with the
+//! environment built on its `Command`, never by changing pyinit's own. If stdin is pyinit's
+//! controlling terminal, the app's group takes the terminal foreground, so Ctrl-C and job control
+//! reach it as they would without pyinit. Exec failures come back synchronously through std's
+//! CLOEXEC pipe and map to 126/127 before the child ever runs. The caller registers the returned
+//! pid with the reaper before its next `.await`; this module never waits for a child.
+//!
+//! This file holds the crate's only `unsafe`: the `pre_exec` call.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::unistd::{getpid, tcgetpgrp, tcsetpgrp};
+
+use crate::exit;
+
+/// What to start: argv, extra environment, and where its standard streams go.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub argv: Vec<OsString>,
+    /// Variables set on top of pyinit's own environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Inherit pyinit's stdin/stdout/stderr (the app) or discard them (a probe).
+    pub inherit_stdio: bool,
+    /// Hand the terminal foreground to the child's group if stdin is pyinit's terminal.
+    pub take_terminal: bool,
+}
+
+/// Why a child could not be started; the exit code follows the shells' convention.
+#[derive(Debug)]
+pub enum SpawnError {
+    EmptyCommand,
+    NotFound {
+        program: OsString,
+        source: io::Error,
+    },
+    NotExecutable {
+        program: OsString,
+        source: io::Error,
+    },
+}
+
+impl SpawnError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SpawnError::EmptyCommand => exit::USAGE,
+            SpawnError::NotFound { .. } => exit::NOT_FOUND,
+            SpawnError::NotExecutable { .. } => exit::NOT_EXECUTABLE,
+        }
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::EmptyCommand => write!(f, "no command given to run"),
+            SpawnError::NotFound { program, source } => {
+                write!(
+                    f,
+                    "command not found: {}: {source}",
+                    program.to_string_lossy()
+                )
+            }
+            SpawnError::NotExecutable { program, source } => {
+                write!(f, "cannot execute {}: {source}", program.to_string_lossy())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::EmptyCommand => None,
+            SpawnError::NotFound { source, .. } | SpawnError::NotExecutable { source, .. } => {
+                Some(source)
+            }
+        }
+    }
+}
+
+/// Starts `spec` and returns its pid, which is also its process group id.
+pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err(SpawnError::EmptyCommand);
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(spec.env.iter().map(|(key, value)| (key, value)));
+    command.process_group(0);
+    if !spec.inherit_stdio {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    }
+    let terminal = std::io::stdin();
+    // tcgetpgrp succeeds only when stdin is pyinit's controlling terminal.
+    let take_terminal = spec.take_terminal && tcgetpgrp(terminal.as_fd()).is_ok();
+    let mut sigttou_only = SigSet::empty();
+    sigttou_only.add(Signal::SIGTTOU);
+    let empty_mask = SigSet::empty();
+    let before_exec = move || -> io::Result<()> {
+        if take_terminal {
+            // A background group that calls tcsetpgrp gets SIGTTOU unless it blocks it.
+            sigprocmask(SigmaskHow::SIG_BLOCK, Some(&sigttou_only), None)?;
+            // Without a terminal the app still runs; job control is then simply not offered.
+            let _ = tcsetpgrp(terminal.as_fd(), getpid());
+        }
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty_mask), None)?;
+        Ok(())
+    };
+    #[allow(
+        unsafe_code,
+        reason = "pre_exec is the one place that runs code between fork and exec"
+    )]
+    // SAFETY: `pre_exec` requires the closure to be async-signal-safe, since it runs in the
+    // forked child of a possibly multi-threaded process. It allocates nothing: both signal sets
+    // are built above, before the fork, and moved in by value; `terminal` is std's stdin handle,
+    // whose `as_fd` only wraps fd 0. It calls only sigprocmask (pthread_sigmask), getpid and
+    // tcsetpgrp (ioctl TIOCSPGRP), all async-signal-safe, and turns their errors into
+    // `io::Error::from(Errno)`, a plain integer that needs no allocation.
+    unsafe {
+        command.pre_exec(before_exec);
+    }
+    match command.spawn() {
+        Ok(child) => i32::try_from(child.id()).map_err(|_| SpawnError::NotExecutable {
+            program: program.clone(),
+            source: io::Error::other("pid out of range"),
+        }),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Err(SpawnError::NotFound {
+            program: program.clone(),
+            source,
+        }),
+        Err(source) => Err(SpawnError::NotExecutable {
+            program: program.clone(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,468 @@
+//! Every transition of the supervisor, driven by hand-made events and an explicit clock.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const APP: i32 = 42;
+
+fn policy() -> Policy {
+    Policy {
+        forward_to: ForwardTarget::Child,
+        rewrite: RewriteMap::default(),
+        pre_stop_delay: Duration::ZERO,
+        drain_timeout: Duration::from_secs(10),
+        hard_stop: None,
+        orphan_grace: Duration::from_secs(2),
+        kill_wait: Duration::from_secs(1),
+        remap: ExitRemap::default(),
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn forward(signal: Signal, reason: Reason) -> Action {
+    Action::Forward {
+        signal,
+        pid: APP,
+        target: ForwardTarget::Child,
+        reason,
+    }
+}
+
+fn app_exited(status: ChildStatus, children_left: bool) -> Event {
+    Event::Reaped {
+        app: Some(status),
+        n_orphans: 0,
+        children_left,
+    }
+}
+
+fn drain_started(policy: &Policy) -> Action {
+    Action::Notice(Notice::DrainStarted {
+        pre_stop_delay: policy.pre_stop_delay,
+        drain_timeout: policy.drain_timeout,
+        hard_stop: policy.hard_stop,
+    })
+}
+
+#[test]
+fn running_forwards_signals_and_counts_them() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    for signal in [
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGTTIN,
+        Signal::SIGWINCH,
+    ] {
+        let actions = supervisor.step(Event::Signal(signal), t0);
+        assert_eq!(
+            actions,
+            vec![forward(signal, Reason::Forwarded { received: signal })]
+        );
+    }
+    assert_eq!(
+        supervisor.status().signals_forwarded[Signal::SIGHUP as usize],
+        1
+    );
+    assert_eq!(supervisor.status().phase, Phase::Running);
+    assert!(!supervisor.status().draining);
+    assert_eq!(supervisor.next_deadline(), None);
+}
+
+#[test]
+fn signal_map_rewrites_and_drops() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.rewrite = RewriteMap::new(vec![
+        (Signal::SIGHUP, Some(Signal::SIGUSR2)),
+        (Signal::SIGUSR1, None),
+    ]);
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGHUP), t0),
+        vec![forward(
+            Signal::SIGUSR2,
+            Reason::Forwarded {
+                received: Signal::SIGHUP
+            }
+        )]
+    );
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGUSR1), t0),
+        vec![Action::Notice(Notice::SignalDropped {
+            received: Signal::SIGUSR1
+        })]
+    );
+}
+
+#[test]
+fn forward_to_group_targets_the_group() {
+    let mut policy = policy();
+    policy.forward_to = ForwardTarget::Group;
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let actions = supervisor.step(Event::Signal(Signal::SIGUSR1), Instant::now());
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Forward {
+            target: ForwardTarget::Group,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn sigterm_drains_at_once_without_pre_stop_delay() {
+    let t0 = Instant::now();
+    let policy = policy();
+    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(
+        actions,
+        vec![
+            drain_started(&policy),
+            forward(Signal::SIGTERM, Reason::StopSignal)
+        ]
+    );
+    assert!(supervisor.status().draining);
+    assert_eq!(supervisor.status().phase, Phase::Draining);
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(10)));
+}
+
+#[test]
+fn stop_signal_follows_the_signal_map() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.rewrite = RewriteMap::new(vec![(Signal::SIGTERM, Some(Signal::SIGINT))]);
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(
+        actions.last(),
+        Some(&forward(Signal::SIGINT, Reason::StopSignal))
+    );
+    assert_eq!(
+        supervisor.status().signals_forwarded[Signal::SIGINT as usize],
+        1
+    );
+}
+
+#[test]
+fn pre_stop_delay_holds_the_stop_signal_back() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.pre_stop_delay = secs(3);
+    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGTERM), t0),
+        vec![drain_started(&policy)]
+    );
+    assert!(
+        supervisor.status().draining,
+        "readiness must turn false before the stop signal"
+    );
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(3)));
+    // An early timer wake-up does nothing.
+    assert_eq!(supervisor.step(Event::Timer, t0 + secs(2)), vec![]);
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(3)),
+        vec![forward(Signal::SIGTERM, Reason::StopSignal)]
+    );
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(10)));
+}
+
+#[test]
+fn second_sigterm_is_forwarded_and_moves_no_deadline() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(4));
+    assert_eq!(actions, vec![forward(Signal::SIGTERM, Reason::StopSignal)]);
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(10)));
+}
+
+#[test]
+fn second_sigterm_ends_the_pre_stop_delay_early() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.pre_stop_delay = secs(5);
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1)),
+        vec![forward(Signal::SIGTERM, Reason::StopSignal)]
+    );
+    // The stop signal is not sent a second time when the delay ends.
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(10)));
+    assert_eq!(supervisor.step(Event::Timer, t0 + secs(5)), vec![]);
+}
+
+#[test]
+fn other_signals_are_still_forwarded_while_draining() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGQUIT), t0 + secs(1)),
+        vec![forward(
+            Signal::SIGQUIT,
+            Reason::Forwarded {
+                received: Signal::SIGQUIT
+            }
+        )]
+    );
+}
+
+#[test]
+fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    let actions = supervisor.step(app_exited(ChildStatus::Exited(0), false), t0 + secs(1));
+    assert_eq!(
+        actions,
+        vec![
+            Action::Notice(Notice::AppExited {
+                status: ChildStatus::Exited(0),
+                since_drain: Some(secs(1)),
+            }),
+            Action::Exit(0),
+        ]
+    );
+    assert_eq!(supervisor.status().app_pid, None);
+    assert_eq!(supervisor.next_deadline(), None);
+}
+
+#[test]
+fn app_killed_by_a_signal_exits_128_plus_n_and_remaps() {
+    let mut policy = policy();
+    policy.remap = ExitRemap::new(vec![(143, 0)]);
+    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    let actions = supervisor.step(app_exited(ChildStatus::Signaled(15), false), Instant::now());
+    assert_eq!(actions.last(), Some(&Action::Exit(0)));
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let actions = supervisor.step(app_exited(ChildStatus::Signaled(11), false), Instant::now());
+    assert_eq!(actions.last(), Some(&Action::Exit(139)));
+    assert_eq!(supervisor.status().app_exit_code, Some(139));
+}
+
+#[test]
+fn app_ignoring_sigterm_is_killed_at_the_deadline_and_exits_137() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(supervisor.step(Event::Timer, t0 + secs(9)), vec![]);
+    let actions = supervisor.step(Event::Timer, t0 + secs(10));
+    assert_eq!(
+        actions,
+        vec![
+            Action::Notice(Notice::DeadlineMissed {
+                drain_timeout: secs(10)
+            }),
+            Action::SignalRemaining(Signal::SIGKILL),
+        ]
+    );
+    assert_eq!(supervisor.status().phase, Phase::Stopping);
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(11)));
+    let actions = supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
+    assert_eq!(actions.last(), Some(&Action::Exit(137)));
+}
+
+#[test]
+fn deadline_kill_exits_137_even_when_the_status_is_lost() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    // The kernel never hands some process back: pyinit gives up after kill_wait.
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(11)),
+        vec![Action::Notice(Notice::GaveUpWaiting), Action::Exit(137)]
+    );
+}
+
+#[test]
+fn hard_stop_signal_comes_between_stop_signal_and_deadline() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.hard_stop = Some(HardStop {
+        signal: Signal::SIGQUIT,
+        after: secs(4),
+    });
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(4)));
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(4)),
+        vec![forward(Signal::SIGQUIT, Reason::HardStop)]
+    );
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(10)));
+    let actions = supervisor.step(app_exited(ChildStatus::Exited(0), false), t0 + secs(5));
+    assert_eq!(actions.last(), Some(&Action::Exit(0)));
+}
+
+#[test]
+fn hard_stop_is_not_sent_to_an_app_that_already_exited() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.hard_stop = Some(HardStop {
+        signal: Signal::SIGQUIT,
+        after: secs(4),
+    });
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
+    let actions = supervisor.step(Event::Timer, t0 + secs(4));
+    assert!(
+        !actions
+            .iter()
+            .any(|action| matches!(action, Action::Forward { .. }))
+    );
+}
+
+#[test]
+fn leftovers_of_an_exited_app_get_term_then_kill() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let actions = supervisor.step(app_exited(ChildStatus::Exited(7), true), t0);
+    assert_eq!(
+        actions.last(),
+        Some(&Action::SignalRemaining(Signal::SIGTERM))
+    );
+    assert_eq!(supervisor.status().phase, Phase::Stopping);
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(2)));
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(2)),
+        vec![
+            Action::Notice(Notice::LeftoversKilled),
+            Action::SignalRemaining(Signal::SIGKILL)
+        ]
+    );
+    let actions = supervisor.step(
+        Event::Reaped {
+            app: None,
+            n_orphans: 3,
+            children_left: false,
+        },
+        t0 + secs(2),
+    );
+    assert_eq!(actions, vec![Action::Exit(7)]);
+    assert_eq!(supervisor.status().orphans_reaped, 3);
+}
+
+#[test]
+fn leftovers_that_exit_on_term_end_pyinit_before_the_kill() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(app_exited(ChildStatus::Exited(3), true), t0);
+    let actions = supervisor.step(
+        Event::Reaped {
+            app: None,
+            n_orphans: 1,
+            children_left: false,
+        },
+        t0 + Duration::from_millis(100),
+    );
+    assert_eq!(actions, vec![Action::Exit(3)]);
+}
+
+#[test]
+fn leftovers_during_a_drain_are_killed_no_later_than_the_deadline() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(
+        app_exited(ChildStatus::Exited(0), true),
+        t0 + Duration::from_millis(9500),
+    );
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(10)));
+}
+
+#[test]
+fn orphans_are_counted_while_the_app_runs() {
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let actions = supervisor.step(
+        Event::Reaped {
+            app: None,
+            n_orphans: 200,
+            children_left: true,
+        },
+        Instant::now(),
+    );
+    assert_eq!(actions, vec![]);
+    assert_eq!(supervisor.status().orphans_reaped, 200);
+    assert!(supervisor.status().app_pid.is_some());
+}
+
+#[test]
+fn app_whose_status_was_lost_ends_pyinit_with_1() {
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let actions = supervisor.step(
+        Event::Reaped {
+            app: None,
+            n_orphans: 0,
+            children_left: false,
+        },
+        Instant::now(),
+    );
+    assert_eq!(actions, vec![Action::Exit(1)]);
+}
+
+#[test]
+fn signals_after_the_app_exited_are_ignored() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(app_exited(ChildStatus::Exited(0), true), t0);
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGTERM), t0),
+        vec![Action::Notice(Notice::SignalIgnored {
+            received: Signal::SIGTERM
+        })]
+    );
+}
+
+#[test]
+fn sidecar_exits_zero_after_the_pre_stop_delay() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.pre_stop_delay = secs(2);
+    let mut supervisor = Supervisor::new(policy.clone(), None);
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGUSR1), t0),
+        vec![Action::Notice(Notice::SignalIgnored {
+            received: Signal::SIGUSR1
+        })]
+    );
+    assert_eq!(
+        supervisor.step(Event::Signal(Signal::SIGTERM), t0),
+        vec![drain_started(&policy)]
+    );
+    assert!(supervisor.status().draining);
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(2)));
+    // Exec probes that exit do not end a sidecar.
+    assert_eq!(
+        supervisor.step(
+            Event::Reaped {
+                app: None,
+                n_orphans: 0,
+                children_left: false
+            },
+            t0 + secs(1)
+        ),
+        vec![]
+    );
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(2)),
+        vec![Action::Exit(0)]
+    );
+}
+
+#[test]
+fn sidecar_stops_on_sigint_too() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), None);
+    supervisor.step(Event::Signal(Signal::SIGINT), t0);
+    assert_eq!(supervisor.step(Event::Timer, t0), vec![Action::Exit(0)]);
+}

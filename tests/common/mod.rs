@@ -1,0 +1,405 @@
+//! Shared helpers for the integration tests: the `Pyinit` command builder, a `Running` guard that
+//! kills the whole tree on drop, line waiting on the app's stdout and pyinit's stderr, and
+//! `poll_until` for every other condition. Nothing here sleeps in the hope that something happened.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The pyinit binary under test.
+pub fn pyinit_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pyinit")
+}
+
+/// The Python that every fixture runs under: Debian's, which containers can see too.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// A file in tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A fixture run by Debian's Python, as argv.
+pub fn python_fixture(name: &str, args: &[&str]) -> Vec<OsString> {
+    let mut argv = vec![OsString::from(PYTHON), fixture(name).into_os_string()];
+    argv.extend(args.iter().map(OsString::from));
+    argv
+}
+
+/// Polls `condition` until it is true or `timeout` passes; the message says what was awaited.
+pub fn poll_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A generous default wait: long enough for a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Builds one pyinit invocation.
+#[derive(Debug, Clone)]
+pub struct Pyinit {
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    env_remove: Vec<OsString>,
+    as_pid1: bool,
+}
+
+impl Pyinit {
+    pub fn new() -> Self {
+        Pyinit {
+            args: Vec::new(),
+            env: Vec::new(),
+            // Tests set the Kubernetes default pre-stop delay explicitly when they want it.
+            env_remove: vec!["KUBERNETES_SERVICE_HOST".into()],
+            as_pid1: false,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Appends `--` and the app's argv.
+    pub fn app(self, argv: Vec<OsString>) -> Self {
+        self.arg("--").args(argv)
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs pyinit as PID 1 of a fresh PID namespace.
+    #[allow(
+        clippy::wrong_self_convention,
+        reason = "a builder step, named as the tests read it"
+    )]
+    pub fn as_pid1(mut self) -> Self {
+        self.as_pid1 = true;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut command = if self.as_pid1 {
+            let mut command = Command::new("unshare");
+            command
+                .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                .arg(pyinit_bin());
+            command
+        } else {
+            Command::new(pyinit_bin())
+        };
+        command.args(&self.args);
+        for key in &self.env_remove {
+            command.env_remove(key);
+        }
+        command.envs(self.env.iter().map(|(key, value)| (key, value)));
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Starts pyinit and returns the guard.
+    pub fn start(&self) -> Running {
+        let mut child = self.command().spawn().expect("start pyinit");
+        let stdout = Lines::collect(child.stdout.take().expect("stdout"));
+        let stderr = Lines::collect(child.stderr.take().expect("stderr"));
+        let outer_pid = child.id();
+        let pyinit_pid = if self.as_pid1 {
+            let mut found = None;
+            poll_until(PATIENCE, "unshare to fork pyinit", || {
+                found = children_of(outer_pid).into_iter().next();
+                // A short-lived pyinit may be gone before it is seen: then only its exit matters.
+                found.is_some() || process_state(outer_pid).is_none_or(|state| state == 'Z')
+            });
+            found.unwrap_or(outer_pid)
+        } else {
+            outer_pid
+        };
+        Running {
+            child,
+            pyinit_pid,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Runs pyinit to completion (it must end within `PATIENCE`).
+    pub fn run(&self) -> Finished {
+        let mut running = self.start();
+        let status = running.wait_exit(PATIENCE);
+        running.stdout.wait_closed(Duration::from_secs(5));
+        running.stderr.wait_closed(Duration::from_secs(5));
+        Finished {
+            status,
+            stdout: running.stdout.all(),
+            stderr: running.stderr.all(),
+        }
+    }
+}
+
+/// Lines read from a pipe by a background thread.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    seen: Arc<Mutex<Vec<String>>>,
+    arrivals: Arc<Mutex<Receiver<String>>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Lines {
+    fn collect(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (line_tx, line_rx) = mpsc::channel();
+        let seen_by_reader = Arc::clone(&seen);
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed_by_reader = Arc::clone(&closed);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                seen_by_reader.lock().unwrap().push(line.clone());
+                let _ = line_tx.send(line);
+            }
+            closed_by_reader.store(true, Ordering::SeqCst);
+        });
+        Lines {
+            seen,
+            arrivals: Arc::new(Mutex::new(line_rx)),
+            closed,
+        }
+    }
+
+    /// Waits until the writer side closed (every line is in), or `timeout` passes: a process
+    /// left behind may hold the pipe open, which the test then sees in its own assertions.
+    pub fn wait_closed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.closed.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn joined(&self) -> String {
+        self.all().join("\n")
+    }
+
+    /// Waits for a line that contains `needle` (among lines seen so far or still to come).
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        if let Some(line) = self.all().into_iter().find(|line| line.contains(needle)) {
+            return line;
+        }
+        let deadline = Instant::now() + timeout;
+        let arrivals = self.arrivals.lock().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match arrivals.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(line) = self.all().into_iter().find(|line| line.contains(needle)) {
+                        return line;
+                    }
+                    panic!(
+                        "no line containing {needle:?} within {timeout:?}; lines:\n{}",
+                        self.joined()
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, needle: &str) -> bool {
+        self.all().iter().any(|line| line.contains(needle))
+    }
+}
+
+/// A pyinit that ran to its end.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Finished {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn assert_exit_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.status.code(),
+            Some(expected),
+            "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout.join("\n"),
+            self.stderr.join("\n")
+        );
+        self
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.join("\n")
+    }
+}
+
+/// A running pyinit; dropping it SIGKILLs pyinit and everything below it.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    /// pyinit's pid as the test sees it (the host pid under `unshare`).
+    pub pyinit_pid: u32,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Running {
+    /// Sends `signal` (a name such as "TERM") to pyinit.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.pyinit_pid, signal);
+    }
+
+    /// Waits for the app's `ready pid=N` line and returns N (as pyinit's namespace numbers it).
+    pub fn wait_ready(&self) -> u32 {
+        let line = self.stdout.wait_for("ready pid=", PATIENCE);
+        line.rsplit("pid=")
+            .next()
+            .and_then(|pid| pid.trim().parse().ok())
+            .expect("pid in ready line")
+    }
+
+    /// Waits for pyinit (or the unshare around it) to exit; then every line it wrote is in.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the test harness waits for its own child, not pyinit's"
+            )]
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pyinit did not exit within {timeout:?}\nstderr:\n{}",
+                self.stderr.joined()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Live descendants of pyinit (host pids), zombies included.
+    pub fn descendants(&self) -> Vec<u32> {
+        descendants_of(self.pyinit_pid)
+    }
+
+    /// Zombie descendants of pyinit.
+    pub fn zombies(&self) -> Vec<u32> {
+        self.descendants()
+            .into_iter()
+            .chain(std::iter::once(self.pyinit_pid))
+            .filter(|pid| process_state(*pid) == Some('Z') && *pid != self.pyinit_pid)
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for pid in descendants_of(self.pyinit_pid) {
+            send_signal(pid, "KILL");
+        }
+        send_signal(self.pyinit_pid, "KILL");
+        let _ = self.child.kill();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the test harness reaps its own child"
+        )]
+        let _ = self.child.wait();
+    }
+}
+
+/// `kill -SIGNAL PID`, ignoring a process that is already gone.
+pub fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The parent pid and state of a process, from /proc.
+fn stat_of(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+pub fn process_state(pid: u32) -> Option<char> {
+    stat_of(pid).map(|(_, state)| state)
+}
+
+/// Direct children of `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+            && stat_of(pid).map(|(ppid, _)| ppid) == Some(parent)
+        {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// Every descendant of `root`.
+pub fn descendants_of(root: u32) -> Vec<u32> {
+    let mut found = HashSet::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for child in children_of(parent) {
+            if found.insert(child) {
+                frontier.push(child);
+            }
+        }
+    }
+    found.into_iter().collect()
+}

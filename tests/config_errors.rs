@@ -1,0 +1,78 @@
+//! Bad flag values: exit 2, one line that names the flag and the value, and no app started.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::common::Pyinit;
+
+fn marker(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pyinit-marker-{}-{name}", std::process::id()))
+}
+
+fn touch(path: &std::path::Path) -> Vec<OsString> {
+    vec!["/usr/bin/touch".into(), path.into()]
+}
+
+fn assert_usage_error(pyinit: Pyinit, marker: &std::path::Path, flag: &str, value: &str) {
+    let finished = pyinit.app(touch(marker)).run();
+    finished.assert_exit_code(2);
+    let stderr = finished.stderr_text();
+    assert_eq!(stderr.lines().count(), 1, "one line expected:\n{stderr}");
+    assert!(stderr.contains(flag) && stderr.contains(value), "{stderr}");
+    assert!(
+        !marker.exists(),
+        "the app ran although the configuration was bad"
+    );
+}
+
+#[test]
+fn bad_grace_period() {
+    let marker = marker("grace");
+    assert_usage_error(
+        Pyinit::new().args(["--grace-period", "abc"]),
+        &marker,
+        "--grace-period",
+        "abc",
+    );
+}
+
+#[test]
+fn drain_timeout_longer_than_the_grace_period() {
+    let marker = marker("drain");
+    assert_usage_error(
+        Pyinit::new().args(["--grace-period", "10s", "--drain-timeout", "40s"]),
+        &marker,
+        "--drain-timeout",
+        "40s",
+    );
+}
+
+#[test]
+fn unknown_signal_in_the_map() {
+    let marker = marker("map");
+    assert_usage_error(
+        Pyinit::new().args(["--signal-map", "TERM=NOPE"]),
+        &marker,
+        "--signal-map",
+        "TERM=NOPE",
+    );
+}
+
+#[test]
+fn bad_value_from_the_environment() {
+    let marker = marker("env");
+    assert_usage_error(
+        Pyinit::new().env("PYINIT_GRACE_PERIOD", "abc"),
+        &marker,
+        "--grace-period",
+        "abc",
+    );
+}
+
+#[test]
+fn a_good_configuration_starts_the_app() {
+    let marker = marker("good");
+    Pyinit::new().app(touch(&marker)).run().assert_exit_code(0);
+    assert!(marker.exists(), "the app should have run");
+    std::fs::remove_file(&marker).unwrap();
+}

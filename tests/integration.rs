@@ -1,0 +1,17 @@
+//! The single integration test binary: each module runs the real pyinit binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    dead_code,
+    reason = "test code: a failed expectation is a failed test, and modules use different helpers"
+)]
+
+mod common;
+
+mod config_errors;
+mod exit_codes;
+mod reaping;
+mod signals;

@@ -1,0 +1,222 @@
+//! Signal forwarding and the drain, with pyinit as PID 1 of a fresh PID namespace.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{PATIENCE, Pyinit, python_fixture};
+
+const FORWARDED: &[&str] = &[
+    "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "TTIN", "TTOU", "CONT", "TSTP", "ALRM",
+    "VTALRM", "PROF", "URG", "IO", "PWR", "XCPU", "XFSZ",
+];
+
+#[test]
+fn every_forwarded_signal_reaches_the_app() {
+    let running = Pyinit::new()
+        .as_pid1()
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    for name in FORWARDED {
+        running.signal(name);
+        running.stdout.wait_for(&format!("signal {name}"), PATIENCE);
+    }
+    running.signal("TERM");
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    let mut running = running;
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+}
+
+#[test]
+fn signal_map_rewrites_and_drops() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--signal-map", "USR1=USR2", "--signal-map", "HUP=none"])
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    running.signal("USR1");
+    running.stdout.wait_for("signal USR2", PATIENCE);
+    running.signal("HUP");
+    running
+        .stderr
+        .wait_for("signal dropped by --signal-map", PATIENCE);
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    let stdout = running.stdout.joined();
+    assert!(
+        !stdout.contains("signal HUP"),
+        "HUP must be dropped:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("signal USR1"),
+        "USR1 must be rewritten:\n{stdout}"
+    );
+}
+
+#[test]
+fn signal_map_from_the_environment_rewrites_the_stop_signal() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .env("PYINIT_SIGNAL_MAP", "TERM=INT")
+        .app(python_fixture("print_signals.py", &["--exit-on", "INT"]))
+        .start();
+    running.wait_ready();
+    running.signal("TERM");
+    running.stdout.wait_for("signal INT", PATIENCE);
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert!(!running.stdout.contains("signal TERM"));
+}
+
+#[test]
+fn forward_to_group_reaches_a_grandchild() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--forward-to", "group"])
+        .app(python_fixture("print_signals.py", &["--grandchild"]))
+        .start();
+    running.stdout.wait_for("grandchild ready", PATIENCE);
+    running.wait_ready();
+    running.signal("USR1");
+    running.stdout.wait_for("grandchild signal USR1", PATIENCE);
+    running.stdout.wait_for("signal USR1", PATIENCE);
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+}
+
+#[test]
+fn forward_to_child_by_default_spares_the_workers() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .app(python_fixture("print_signals.py", &["--grandchild"]))
+        .start();
+    running.stdout.wait_for("grandchild ready", PATIENCE);
+    running.wait_ready();
+    running.signal("USR1");
+    running.stdout.wait_for("signal USR1", PATIENCE);
+    running.signal("TERM");
+    // The app exits on TERM; its worker is then stopped as a leftover.
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    let stdout = running.stdout.joined();
+    assert!(
+        !stdout.contains("grandchild signal USR1"),
+        "the worker got the master's signal:\n{stdout}"
+    );
+}
+
+#[test]
+fn app_that_exits_on_sigterm_ends_pyinit_right_away() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    let sent = Instant::now();
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    // The default drain deadline is 25s: exiting far sooner shows pyinit did not wait for it.
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        sent.elapsed()
+    );
+    running.stderr.wait_for("drain started", PATIENCE);
+    running.stderr.wait_for("app exited", PATIENCE);
+}
+
+#[test]
+fn app_that_ignores_sigterm_is_killed_at_the_deadline() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--grace-period", "5s", "--drain-timeout", "2s"])
+        .app(python_fixture("ignore_term.py", &["--children", "2"]))
+        .start();
+    running.wait_ready();
+    let sent = Instant::now();
+    running.signal("TERM");
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(137));
+    let elapsed = sent.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1900),
+        "killed too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(12),
+        "killed too late: {elapsed:?}"
+    );
+    running
+        .stderr
+        .wait_for("did not drain within the deadline", PATIENCE);
+}
+
+#[test]
+fn deadline_kill_leaves_no_process_when_not_pid1() {
+    let mut running = Pyinit::new()
+        .args(["--grace-period", "5s", "--drain-timeout", "2s"])
+        .app(python_fixture("ignore_term.py", &["--children", "3"]))
+        .start();
+    running.wait_ready();
+    crate::common::poll_until(PATIENCE, "the app and its 3 children", || {
+        running.descendants().len() >= 4
+    });
+    let tree = running.descendants();
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(137));
+    let alive: Vec<u32> = tree
+        .into_iter()
+        .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "processes left after the deadline kill: {alive:?}"
+    );
+}
+
+#[test]
+fn hard_stop_signal_reaches_an_app_that_ignores_sigterm() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--grace-period", "30s", "--drain-timeout", "20s"])
+        .args(["--hard-stop-signal", "QUIT", "--hard-stop-after", "1s"])
+        .app(python_fixture("ignore_term.py", &[]))
+        .start();
+    running.wait_ready();
+    let sent = Instant::now();
+    running.signal("TERM");
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    running.stdout.wait_for("signal QUIT", PATIENCE);
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "QUIT came too early: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "pyinit waited for the deadline"
+    );
+}
+
+#[test]
+fn pre_stop_delay_holds_back_the_stop_signal() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--pre-stop-delay", "2s"])
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    let sent = Instant::now();
+    running.signal("TERM");
+    running.stderr.wait_for("drain started", PATIENCE);
+    assert!(
+        !running.stdout.contains("signal TERM"),
+        "TERM reached the app during the pre-stop delay"
+    );
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    let elapsed = sent.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1900),
+        "stop signal after {elapsed:?}"
+    );
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+}
