@@ -15,3 +15,4 @@ mod config_errors;
 mod exit_codes;
 mod reaping;
 mod signals;
+mod terminal_and_logs;

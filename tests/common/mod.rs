@@ -177,6 +177,11 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Collects the lines of any pipe, such as a wrapper's stdout.
+    pub fn from_pipe(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        Lines::collect(pipe)
+    }
+
     fn collect(pipe: impl std::io::Read + Send + 'static) -> Lines {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (line_tx, line_rx) = mpsc::channel();
