@@ -1,14 +1,15 @@
 //! Starting processes: the app, and later exec probes.
 //!
-//! Every child starts in a process group of its own, with an empty signal mask and default
-//! dispositions (caught signals reset at exec; std resets the SIGPIPE it ignores), and with the
+//! Every child starts in a process group of its own, with an empty signal mask and every signal
+//! at its default disposition (including any that pyinit's own parent ignored), and with the
 //! environment built on its `Command`, never by changing pyinit's own. If stdin is pyinit's
 //! controlling terminal, the app's group takes the terminal foreground, so Ctrl-C and job control
 //! reach it as they would without pyinit. Exec failures come back synchronously through std's
 //! CLOEXEC pipe and map to 126/127 before the child ever runs. The caller registers the returned
 //! pid with the reaper before its next `.await`; this module never waits for a child.
 //!
-//! This file holds the crate's only `unsafe`: the `pre_exec` call.
+//! This file holds the crate's only `unsafe`: the `pre_exec` call and the raw rt_sigaction its
+//! closure makes.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -87,6 +88,55 @@ impl std::error::Error for SpawnError {
     }
 }
 
+/// The kernel's `struct sigaction` with every field zero: SIG_DFL, no flags, an empty mask.
+/// x86_64 orders it handler, flags, restorer, mask; architectures without a restorer read the
+/// third word as the mask, which is zero as well.
+#[repr(C)]
+struct DefaultDisposition {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+static DEFAULT_DISPOSITION: DefaultDisposition = DefaultDisposition {
+    handler: 0,
+    flags: 0,
+    restorer: 0,
+    mask: 0,
+};
+
+/// Puts every signal back to its default action in the child before exec.
+///
+/// Caught signals go back to default at exec by themselves, but ignored ones stay ignored, so a
+/// disposition that pyinit's own parent ignored (`nohup`, or a runtime that ignores its
+/// real-time signals) would leak into the app. The raw syscall is used because the C library
+/// refuses to touch the real-time signals it reserves (32 and 33) while the kernel accepts them.
+#[allow(
+    unsafe_code,
+    reason = "rt_sigaction is called raw between fork and exec, see SAFETY"
+)]
+fn reset_signal_dispositions() {
+    for signal_number in 1..=64 {
+        if signal_number == nix::libc::SIGKILL || signal_number == nix::libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction(2) with a pointer to a static, fully initialised struct that the
+        // kernel only reads, a null old-action pointer, and the kernel's sigset size (8 bytes on
+        // Linux); a raw syscall is async-signal-safe and allocates nothing, so it may run
+        // between fork and exec. An error (EINVAL for a number the kernel lacks) changes nothing.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                signal_number,
+                &raw const DEFAULT_DISPOSITION,
+                std::ptr::null::<DefaultDisposition>(),
+                8usize,
+            );
+        }
+    }
+}
+
 /// Starts `spec` and returns its pid, which is also its process group id.
 pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     let Some((program, args)) = spec.argv.split_first() else {
@@ -110,6 +160,7 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     sigttou_only.add(Signal::SIGTTOU);
     let empty_mask = SigSet::empty();
     let before_exec = move || -> io::Result<()> {
+        reset_signal_dispositions();
         if take_terminal {
             // A background group that calls tcsetpgrp gets SIGTTOU unless it blocks it.
             sigprocmask(SigmaskHow::SIG_BLOCK, Some(&sigttou_only), None)?;
@@ -126,9 +177,9 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     // SAFETY: `pre_exec` requires the closure to be async-signal-safe, since it runs in the
     // forked child of a possibly multi-threaded process. It allocates nothing: both signal sets
     // are built above, before the fork, and moved in by value; `terminal` is std's stdin handle,
-    // whose `as_fd` only wraps fd 0. It calls only sigprocmask (pthread_sigmask), getpid and
-    // tcsetpgrp (ioctl TIOCSPGRP), all async-signal-safe, and turns their errors into
-    // `io::Error::from(Errno)`, a plain integer that needs no allocation.
+    // whose `as_fd` only wraps fd 0. It calls only raw rt_sigaction, sigprocmask
+    // (pthread_sigmask), getpid and tcsetpgrp (ioctl TIOCSPGRP), all async-signal-safe, and
+    // turns their errors into `io::Error::from(Errno)`, a plain integer that needs no allocation.
     unsafe {
         command.pre_exec(before_exec);
     }

@@ -220,3 +220,21 @@ fn pre_stop_delay_holds_back_the_stop_signal() {
     );
     assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
 }
+
+#[test]
+fn app_starts_with_an_empty_mask_and_default_dispositions() {
+    // cat reads its own status and installs no signal handler of its own before it does.
+    let finished = Pyinit::new()
+        .as_pid1()
+        .app(vec!["/bin/cat".into(), "/proc/self/status".into()])
+        .run();
+    finished.assert_exit_code(0);
+    for field in ["SigBlk", "SigIgn", "SigCgt"] {
+        let line = finished
+            .stdout
+            .iter()
+            .find(|line| line.starts_with(field))
+            .unwrap();
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+}
