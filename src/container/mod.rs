@@ -2,10 +2,11 @@
 //! CPUs the host lets it run on, read once at start under an injected root path (`/` in
 //! production, a fixture tree in tests).
 //!
-//! This module owns reading the files; `cgroup.rs` owns their formats, `env.rs` the environment the
-//! app gets from the facts, `checks.rs` the start-up warnings, and `oom.rs` OOM detection. A file
-//! that cannot be read or parsed is not an error: the fact is just unknown, logged at debug. What
-//! to do about a fact (warn, size the app) is decided elsewhere.
+//! This module owns reading the files and the start-up log of what was found (`StartupReport`);
+//! `cgroup.rs` owns their formats, `env.rs` the environment the app gets from the facts,
+//! `checks.rs` the start-up warnings, and `oom.rs` OOM detection. A file that cannot be read or
+//! parsed is not an error: the fact is just unknown, logged at debug. What to do about a fact
+//! (warn, size the app) is decided elsewhere.
 
 pub mod cgroup;
 pub mod checks;
