@@ -4,6 +4,7 @@
 //! code. Everything after the spawn is decided by the supervisor.
 
 mod config;
+mod container;
 mod exit;
 mod log;
 mod reaper;
@@ -14,7 +15,9 @@ mod supervisor;
 #[cfg(test)]
 mod tidy;
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,6 +26,8 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::config::{Cli, Config, Environment};
+use crate::container::oom::OomMonitor;
+use crate::container::{ContainerFacts, StartupReport};
 use crate::reaper::Reaper;
 use crate::spawn::{SpawnError, SpawnSpec};
 use crate::status::Status;
@@ -89,6 +94,17 @@ fn run() -> Result<u8, SetupError> {
     let config = Config::from_cli(cli, environment).map_err(SetupError::Config)?;
     log::init_logging(config.log_format, config.log_level);
 
+    // Limits: read once, before the app starts, so that it can be sized to them.
+    let facts = ContainerFacts::read(Path::new("/"));
+    let current_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let app_env = if config.command.is_empty() {
+        container::env::AppEnvironment::default()
+    } else {
+        container::env::app_environment(&facts, config.app_env, &current_env)
+    };
+    // The OOM-kill counter's value before the app exists: only later rises are the app's.
+    let oom_monitor = OomMonitor::new(&facts);
+
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let is_pid1 = std::process::id() == 1;
     if !is_pid1 {
@@ -110,6 +126,15 @@ fn run() -> Result<u8, SetupError> {
         parent_already_gone = nix::unistd::getppid() != parent_pid;
     }
 
+    // Start-up checks: warnings only, logged with the facts once the app has started, so that a
+    // set-up failure stays a single line.
+    let warnings = startup_warnings(&config, &facts);
+    let startup = StartupReport {
+        facts,
+        app_env,
+        warnings,
+    };
+
     // One thread: the runtime is built only now, after every process-wide change above.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -118,10 +143,31 @@ fn run() -> Result<u8, SetupError> {
             step: "cannot start the runtime",
             source,
         })?;
-    runtime.block_on(supervise(config, parent_already_gone))
+    runtime.block_on(supervise(config, startup, oom_monitor, parent_already_gone))
 }
 
-async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, SetupError> {
+/// Each start-up check is one warning line; none of them stops pyinit.
+fn startup_warnings(config: &Config, facts: &ContainerFacts) -> Vec<String> {
+    let mut warnings = container::checks::check_limits(facts);
+    warnings.extend(container::checks::check_pid1(std::process::id()));
+    if !config.command.is_empty() {
+        // No privilege drop yet: the app runs with pyinit's own uid.
+        let app_uid = nix::unistd::getuid().as_raw();
+        warnings.extend(container::checks::check_app_user(app_uid));
+        warnings.extend(container::checks::check_drain_margin(
+            config.grace_period,
+            config.policy.drain_timeout,
+        ));
+    }
+    warnings
+}
+
+async fn supervise(
+    config: Config,
+    startup: StartupReport,
+    oom_monitor: OomMonitor,
+    parent_already_gone: bool,
+) -> Result<u8, SetupError> {
     // Handlers first, so that no signal sent during the spawn is lost.
     let extra_signals = config
         .policy
@@ -139,16 +185,18 @@ async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, Setu
     }
     let reaper = Arc::new(Reaper::new());
     let app_pid = if config.command.is_empty() {
+        startup.log();
         info!("no command: running as a health sidecar");
         None
     } else {
         let spec = SpawnSpec {
             argv: config.command.clone(),
-            env: Vec::new(),
+            env: startup.app_env.to_os_pairs(),
             inherit_stdio: true,
             take_terminal: true,
         };
         let pid = spawn::spawn_child(&spec).map_err(SetupError::Spawn)?;
+        startup.log();
         let argv: Vec<_> = config
             .command
             .iter()
@@ -166,7 +214,14 @@ async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, Setu
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
     let supervisor = Supervisor::new(config.policy, app_pid);
     let (status_tx, _status_rx) = watch::channel(Status::default());
-    Ok(supervisor::driver::run_supervisor(supervisor, signal_stream, reaper, status_tx).await)
+    Ok(supervisor::driver::run_supervisor(
+        supervisor,
+        signal_stream,
+        reaper,
+        status_tx,
+        oom_monitor,
+    )
+    .await)
 }
 
 fn first_line_of(clap_error: &clap::Error) -> String {

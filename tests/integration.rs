@@ -12,6 +12,7 @@
 mod common;
 
 mod config_errors;
+mod container;
 mod exit_codes;
 mod reaping;
 mod signals;

@@ -6,9 +6,10 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 use super::parse::{parse_duration, parse_exit_pair};
+use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
 
 /// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
@@ -72,6 +73,9 @@ pub struct Cli {
     #[arg(long, env = "PYINIT_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+
     /// The app to run, with its arguments; none runs pyinit as a health sidecar.
     #[arg(
         value_name = "COMMAND",
@@ -102,4 +106,24 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+/// Resource limits: what the app is told about the container's CPUs and memory.
+#[derive(Args, Debug)]
+pub struct ResourceArgs {
+    /// WEB_CONCURRENCY for the app (gunicorn and uvicorn read it): auto is floor(2 × CPUs + 1)
+    /// from the CPU limit, or from the host's CPUs without one. An app's own value is kept.
+    #[arg(long, env = "PYINIT_WEB_CONCURRENCY", value_name = "N|auto|off", default_value = "auto",
+          value_parser = parse_web_concurrency)]
+    pub web_concurrency: WebConcurrency,
+
+    /// Set PYTHONUNBUFFERED=1 and PYTHON_CPU_COUNT for the app, unless already set.
+    #[arg(long, env = "PYINIT_PYTHON_ENV", value_enum, default_value_t = Switch::On)]
+    pub python_env: Switch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }

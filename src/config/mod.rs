@@ -12,8 +12,9 @@ use std::fmt;
 use std::time::Duration;
 
 pub use cli::Cli;
-use cli::{ForwardTo, LogFormat, LogLevel};
+use cli::{ForwardTo, LogFormat, LogLevel, Switch};
 
+use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
 use crate::signals::{ForwardTarget, RewriteMap, Signal};
 use crate::supervisor::{HardStop, Policy};
@@ -53,6 +54,8 @@ pub struct Config {
     pub parent_death_signal: Option<Signal>,
     pub log_format: LogFormat,
     pub log_level: LogLevel,
+    /// What the app is told about the container's limits.
+    pub app_env: AppEnvSettings,
 }
 
 /// Facts about the environment pyinit was started in, read by `main`.
@@ -141,6 +144,10 @@ impl Config {
             parent_death_signal: cli.parent_death_signal,
             log_format: cli.log_format,
             log_level: cli.log_level,
+            app_env: AppEnvSettings {
+                web_concurrency: cli.resources.web_concurrency,
+                python_env: cli.resources.python_env == Switch::On,
+            },
         })
     }
 }
@@ -316,5 +323,28 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn web_concurrency_and_python_env_flags() {
+        use crate::container::env::WebConcurrency;
+        let config = parse(&["app"]).unwrap();
+        assert_eq!(config.app_env, AppEnvSettings::default());
+        let config = parse(&["--web-concurrency", "7", "--python-env", "off", "app"]).unwrap();
+        assert_eq!(
+            config.app_env.web_concurrency,
+            WebConcurrency::Fixed(std::num::NonZeroU32::new(7).unwrap())
+        );
+        assert!(!config.app_env.python_env);
+        let config = parse(&["--web-concurrency", "off", "app"]).unwrap();
+        assert_eq!(config.app_env.web_concurrency, WebConcurrency::Off);
+        for (args, value) in [
+            (&["--web-concurrency", "0", "app"][..], "0"),
+            (&["--web-concurrency", "lots", "app"][..], "lots"),
+            (&["--python-env", "maybe", "app"][..], "maybe"),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(error.contains(value) && error.contains("--"), "{error}");
+        }
     }
 }

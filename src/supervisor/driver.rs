@@ -3,6 +3,10 @@
 //!
 //! Once the app is spawned nothing here returns an error: a failed delivery is logged with its
 //! pid and signal and the loop goes on. The only way out is an `Action::Exit` from the supervisor.
+//!
+//! Beside the supervisor it feeds the OOM monitor (`container::oom`): every SIGKILL death it
+//! reaps, every SIGKILL pyinit sends, and a slow poll. That is reporting only; the supervisor
+//! never hears of it.
 
 use std::future::{Future, pending, poll_fn};
 use std::pin::Pin;
@@ -14,6 +18,8 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use super::{Action, Event, Notice, Reason, Supervisor};
+use crate::container::oom::{OomMonitor, Victim};
+use crate::exit::ChildStatus;
 use crate::reaper::Reaper;
 use crate::signals::{self, ForwardTarget, Signal, SignalStream, short_name};
 use crate::status::Status;
@@ -24,25 +30,39 @@ pub async fn run_supervisor(
     mut signal_stream: SignalStream,
     reaper: Arc<Reaper>,
     status_tx: watch::Sender<Status>,
+    mut oom_monitor: OomMonitor,
 ) -> u8 {
     status_tx.send_replace(supervisor.status().clone());
+    let mut oom_poll = oom_monitor.poll_period().map(|period| {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     loop {
         let deadline = supervisor.next_deadline();
         let event = tokio::select! {
             biased;
             signal = next_signal(&mut signal_stream) => {
                 if signal == Signal::SIGCHLD {
-                    reap_zombies(&reaper, supervisor.status().app_pid)
+                    reap_zombies(&reaper, supervisor.status().app_pid, &mut oom_monitor)
                 } else {
                     debug!(signal = short_name(signal), "signal received");
                     Event::Signal(signal)
                 }
             }
             () = sleep_until(deadline) => Event::Timer,
+            () = next_tick(&mut oom_poll) => {
+                oom_monitor.poll();
+                continue;
+            }
         };
         let now = tokio::time::Instant::now().into_std();
         for action in supervisor.step(event, now) {
+            if sends_sigkill(&action) {
+                oom_monitor.note_sigkill_sent();
+            }
             if let Some(code) = execute(action) {
+                oom_monitor.final_check();
                 info!(code, "pyinit exiting");
                 return code;
             }
@@ -82,20 +102,52 @@ fn sleep_until(deadline: Option<std::time::Instant>) -> Pin<Box<dyn Future<Outpu
     }
 }
 
-fn reap_zombies(reaper: &Reaper, app_pid: Option<i32>) -> Event {
+/// The next tick of the OOM poll; never, without a counter to poll.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => pending().await,
+    }
+}
+
+fn sends_sigkill(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::SignalRemaining(Signal::SIGKILL)
+            | Action::Forward {
+                signal: Signal::SIGKILL,
+                ..
+            }
+    )
+}
+
+fn reap_zombies(reaper: &Reaper, app_pid: Option<i32>, oom_monitor: &mut OomMonitor) -> Event {
     let report = reaper.reap_zombies();
     let mut app = None;
     let mut n_orphans = 0;
+    let mut killed = Vec::new();
     for (pid, status) in report.unclaimed {
-        if Some(pid) == app_pid {
+        let is_app = Some(pid) == app_pid;
+        if is_app {
             app = Some(status);
         } else {
             n_orphans += 1;
+        }
+        if status == ChildStatus::Signaled(Signal::SIGKILL as i32) {
+            // The app first: if only one kill is counted, it is the one that sets the exit code.
+            if is_app {
+                killed.insert(0, Victim::App { pid });
+            } else {
+                killed.push(Victim::Process { pid });
+            }
         }
     }
     if n_orphans > 0 {
         debug!(count = n_orphans, "orphans reaped");
     }
+    oom_monitor.check_reaped(&killed);
     Event::Reaped {
         app,
         n_orphans,

@@ -60,6 +60,8 @@ pub struct Pyinit {
     env: Vec<(OsString, OsString)>,
     env_remove: Vec<OsString>,
     as_pid1: bool,
+    /// `cgroup.procs` files pyinit's process joins before it execs pyinit.
+    cgroup_procs: Vec<PathBuf>,
 }
 
 impl Pyinit {
@@ -70,6 +72,7 @@ impl Pyinit {
             // Tests set the Kubernetes default pre-stop delay explicitly when they want it.
             env_remove: vec!["KUBERNETES_SERVICE_HOST".into()],
             as_pid1: false,
+            cgroup_procs: Vec::new(),
         }
     }
 
@@ -97,6 +100,19 @@ impl Pyinit {
         self
     }
 
+    /// Removes a variable from pyinit's environment.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.env_remove.push(key.into());
+        self
+    }
+
+    /// Starts pyinit inside these cgroups: a shell writes its own pid into each `cgroup.procs`
+    /// file and then execs pyinit, so pyinit reads its limits from its very first instruction.
+    pub fn in_cgroups(mut self, procs_files: Vec<PathBuf>) -> Self {
+        self.cgroup_procs = procs_files;
+        self
+    }
+
     /// Runs pyinit as PID 1 of a fresh PID namespace.
     #[allow(
         clippy::wrong_self_convention,
@@ -108,14 +124,26 @@ impl Pyinit {
     }
 
     fn command(&self) -> Command {
+        let mut program: Vec<OsString> = Vec::new();
+        if !self.cgroup_procs.is_empty() {
+            let mut script = String::new();
+            for procs in &self.cgroup_procs {
+                script.push_str(&format!("echo $$ > '{}' && ", procs.display()));
+            }
+            script.push_str("exec \"$0\" \"$@\"");
+            program.extend(["/bin/sh".into(), "-c".into(), script.into()]);
+        }
+        program.push(pyinit_bin().into());
         let mut command = if self.as_pid1 {
             let mut command = Command::new("unshare");
             command
                 .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-                .arg(pyinit_bin());
+                .args(&program);
             command
         } else {
-            Command::new(pyinit_bin())
+            let mut command = Command::new(&program[0]);
+            command.args(&program[1..]);
+            command
         };
         command.args(&self.args);
         for key in &self.env_remove {
