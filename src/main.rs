@@ -6,6 +6,7 @@
 mod config;
 mod exit;
 mod log;
+mod privileges;
 mod reaper;
 mod signals;
 mod spawn;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::config::{Cli, Config, Environment};
+use crate::privileges::PrivilegeError;
 use crate::reaper::Reaper;
 use crate::spawn::{SpawnError, SpawnSpec};
 use crate::status::Status;
@@ -33,6 +35,7 @@ use crate::supervisor::Supervisor;
 enum SetupError {
     Usage(String),
     Config(config::ConfigError),
+    Privileges(PrivilegeError),
     Spawn(SpawnError),
     Os {
         step: &'static str,
@@ -44,6 +47,7 @@ impl SetupError {
     fn exit_code(&self) -> u8 {
         match self {
             SetupError::Usage(_) | SetupError::Config(_) => exit::USAGE,
+            SetupError::Privileges(failure) => failure.exit_code(),
             SetupError::Spawn(failure) => failure.exit_code(),
             SetupError::Os { .. } => exit::SETUP_FAILED,
         }
@@ -55,6 +59,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Usage(message) => f.write_str(message),
             SetupError::Config(failure) => write!(f, "{failure}"),
+            SetupError::Privileges(failure) => write!(f, "{failure}"),
             SetupError::Spawn(failure) => write!(f, "{failure}"),
             SetupError::Os { step, source } => write!(f, "{step}: {source}"),
         }
@@ -100,6 +105,17 @@ fn run() -> Result<u8, SetupError> {
     }
     let parent_pid = nix::unistd::getppid();
 
+    // The health listener will be bound here, before the drop, so that a port under 1024 works.
+    // Drop root while pyinit has one thread: the set-id calls and no_new_privs act per thread.
+    let dropped =
+        privileges::drop_privileges(&config.privileges).map_err(SetupError::Privileges)?;
+    debug!(
+        uid = dropped.uid,
+        gid = dropped.gid,
+        groups = ?dropped.groups,
+        "privileges set"
+    );
+
     // The parent-death signal is cleared by a credential change, so it is armed after the drop.
     let mut parent_already_gone = false;
     if let Some(signal) = config.parent_death_signal.filter(|_| !is_pid1) {
@@ -118,10 +134,14 @@ fn run() -> Result<u8, SetupError> {
             step: "cannot start the runtime",
             source,
         })?;
-    runtime.block_on(supervise(config, parent_already_gone))
+    runtime.block_on(supervise(config, dropped.env, parent_already_gone))
 }
 
-async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, SetupError> {
+async fn supervise(
+    config: Config,
+    app_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    parent_already_gone: bool,
+) -> Result<u8, SetupError> {
     // Handlers first, so that no signal sent during the spawn is lost.
     let extra_signals = config
         .policy
@@ -144,7 +164,7 @@ async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, Setu
     } else {
         let spec = SpawnSpec {
             argv: config.command.clone(),
-            env: Vec::new(),
+            env: app_env,
             inherit_stdio: true,
             take_terminal: true,
         };

@@ -60,6 +60,10 @@ pub struct Pyinit {
     env: Vec<(OsString, OsString)>,
     env_remove: Vec<OsString>,
     as_pid1: bool,
+    /// Sets `PYINIT_ALLOW_ROOT=true`: the tests run as root and most are not about the drop.
+    allow_root: bool,
+    /// Files bind-mounted over others (such as a test /etc/group) in a private mount namespace.
+    bind_files: Vec<(OsString, OsString)>,
 }
 
 impl Pyinit {
@@ -70,6 +74,8 @@ impl Pyinit {
             // Tests set the Kubernetes default pre-stop delay explicitly when they want it.
             env_remove: vec!["KUBERNETES_SERVICE_HOST".into()],
             as_pid1: false,
+            allow_root: true,
+            bind_files: Vec::new(),
         }
     }
 
@@ -107,19 +113,50 @@ impl Pyinit {
         self
     }
 
+    /// Leaves `PYINIT_ALLOW_ROOT` unset, so pyinit applies its refusal to run as root.
+    pub fn without_allow_root(mut self) -> Self {
+        self.allow_root = false;
+        self
+    }
+
+    /// Bind-mounts `source` over `target` (a file) for pyinit alone, in a private mount
+    /// namespace: a test /etc/passwd or /etc/group without touching the machine's.
+    pub fn bind_file(mut self, source: impl Into<OsString>, target: impl Into<OsString>) -> Self {
+        self.bind_files.push((source.into(), target.into()));
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut command = if self.as_pid1 {
-            let mut command = Command::new("unshare");
-            command
-                .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-                .arg(pyinit_bin());
-            command
-        } else {
-            Command::new(pyinit_bin())
-        };
-        command.args(&self.args);
+        let mut argv: Vec<OsString> = Vec::new();
+        if self.as_pid1 {
+            // --mount-proc gives pyinit a mount namespace of its own, where bind mounts stay.
+            argv.extend(
+                ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"].map(OsString::from),
+            );
+        } else if !self.bind_files.is_empty() {
+            argv.extend(["unshare", "--mount", "--propagation", "private"].map(OsString::from));
+        }
+        if !self.bind_files.is_empty() {
+            // The shell mounts each pair, then becomes pyinit (same pid, so `start` finds it).
+            let script = r#"while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@""#;
+            argv.extend(["/bin/sh", "-c", script, "sh"].map(OsString::from));
+            for (source, target) in &self.bind_files {
+                argv.push(source.clone());
+                argv.push(target.clone());
+            }
+            argv.push("--".into());
+        }
+        argv.push(pyinit_bin().into());
+        let (program, prefix_args) = argv.split_first().expect("argv has pyinit");
+        let mut command = Command::new(program);
+        command.args(prefix_args).args(&self.args);
         for key in &self.env_remove {
             command.env_remove(key);
+        }
+        if self.allow_root {
+            command.env("PYINIT_ALLOW_ROOT", "true");
+        } else {
+            command.env_remove("PYINIT_ALLOW_ROOT");
         }
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
         command
