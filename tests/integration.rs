@@ -13,5 +13,6 @@ mod common;
 
 mod config_errors;
 mod exit_codes;
+mod privileges;
 mod reaping;
 mod signals;
