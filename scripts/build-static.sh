@@ -37,7 +37,7 @@ import json, sys
 path = sys.argv[1]
 config = json.load(open(path))
 config["process"]["terminal"] = False
-config["process"]["args"] = ["/pyinit", "--", "/pyinit", "--version"]
+config["process"]["args"] = ["/pyinit", "--allow-root", "--", "/pyinit", "--version"]
 config["root"]["readonly"] = True
 config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "network"]
 json.dump(config, open(path, "w"), indent=2)

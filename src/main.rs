@@ -7,6 +7,7 @@ mod config;
 mod container;
 mod exit;
 mod log;
+mod privileges;
 mod reaper;
 mod signals;
 mod spawn;
@@ -28,6 +29,7 @@ use tracing::{debug, info};
 use crate::config::{Cli, Config, Environment};
 use crate::container::oom::OomMonitor;
 use crate::container::{ContainerFacts, StartupReport};
+use crate::privileges::PrivilegeError;
 use crate::reaper::Reaper;
 use crate::spawn::{SpawnError, SpawnSpec};
 use crate::status::Status;
@@ -38,6 +40,7 @@ use crate::supervisor::Supervisor;
 enum SetupError {
     Usage(String),
     Config(config::ConfigError),
+    Privileges(PrivilegeError),
     Spawn(SpawnError),
     Os {
         step: &'static str,
@@ -49,6 +52,7 @@ impl SetupError {
     fn exit_code(&self) -> u8 {
         match self {
             SetupError::Usage(_) | SetupError::Config(_) => exit::USAGE,
+            SetupError::Privileges(failure) => failure.exit_code(),
             SetupError::Spawn(failure) => failure.exit_code(),
             SetupError::Os { .. } => exit::SETUP_FAILED,
         }
@@ -60,6 +64,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Usage(message) => f.write_str(message),
             SetupError::Config(failure) => write!(f, "{failure}"),
+            SetupError::Privileges(failure) => write!(f, "{failure}"),
             SetupError::Spawn(failure) => write!(f, "{failure}"),
             SetupError::Os { step, source } => write!(f, "{step}: {source}"),
         }
@@ -116,6 +121,17 @@ fn run() -> Result<u8, SetupError> {
     }
     let parent_pid = nix::unistd::getppid();
 
+    // The health listener will be bound here, before the drop, so that a port under 1024 works.
+    // Drop root while pyinit has one thread: the set-id calls and no_new_privs act per thread.
+    let dropped =
+        privileges::drop_privileges(&config.privileges).map_err(SetupError::Privileges)?;
+    debug!(
+        uid = dropped.uid,
+        gid = dropped.gid,
+        groups = ?dropped.groups,
+        "privileges set"
+    );
+
     // The parent-death signal is cleared by a credential change, so it is armed after the drop.
     let mut parent_already_gone = false;
     if let Some(signal) = config.parent_death_signal.filter(|_| !is_pid1) {
@@ -128,7 +144,7 @@ fn run() -> Result<u8, SetupError> {
 
     // Start-up checks: warnings only, logged with the facts once the app has started, so that a
     // set-up failure stays a single line.
-    let warnings = startup_warnings(&config, &facts);
+    let warnings = startup_warnings(&config, &facts, dropped.uid);
     let startup = StartupReport {
         facts,
         app_env,
@@ -143,16 +159,20 @@ fn run() -> Result<u8, SetupError> {
             step: "cannot start the runtime",
             source,
         })?;
-    runtime.block_on(supervise(config, startup, oom_monitor, parent_already_gone))
+    runtime.block_on(supervise(
+        config,
+        startup,
+        dropped.env,
+        oom_monitor,
+        parent_already_gone,
+    ))
 }
 
 /// Each start-up check is one warning line; none of them stops pyinit.
-fn startup_warnings(config: &Config, facts: &ContainerFacts) -> Vec<String> {
+fn startup_warnings(config: &Config, facts: &ContainerFacts, app_uid: u32) -> Vec<String> {
     let mut warnings = container::checks::check_limits(facts);
     warnings.extend(container::checks::check_pid1(std::process::id()));
     if !config.command.is_empty() {
-        // No privilege drop yet: the app runs with pyinit's own uid.
-        let app_uid = nix::unistd::getuid().as_raw();
         warnings.extend(container::checks::check_app_user(app_uid));
         warnings.extend(container::checks::check_drain_margin(
             config.grace_period,
@@ -165,6 +185,7 @@ fn startup_warnings(config: &Config, facts: &ContainerFacts) -> Vec<String> {
 async fn supervise(
     config: Config,
     startup: StartupReport,
+    user_env: Vec<(OsString, OsString)>,
     oom_monitor: OomMonitor,
     parent_already_gone: bool,
 ) -> Result<u8, SetupError> {
@@ -191,7 +212,10 @@ async fn supervise(
     } else {
         let spec = SpawnSpec {
             argv: config.command.clone(),
-            env: startup.app_env.to_os_pairs(),
+            env: user_env
+                .into_iter()
+                .chain(startup.app_env.to_os_pairs())
+                .collect(),
             inherit_stdio: true,
             take_terminal: true,
         };

@@ -14,6 +14,7 @@ mod common;
 mod config_errors;
 mod container;
 mod exit_codes;
+mod privileges;
 mod reaping;
 mod signals;
 mod terminal_and_logs;

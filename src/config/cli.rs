@@ -6,9 +6,13 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 
-use super::parse::{parse_duration, parse_exit_pair};
+use super::parse::{
+    GroupList, IdOrName, RlimitSpec, Umask, UserSpec, parse_duration, parse_exit_pair,
+    parse_group_list, parse_id_or_name, parse_rlimit, parse_umask, parse_user_spec,
+};
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
 
@@ -76,6 +80,9 @@ pub struct Cli {
     #[command(flatten)]
     pub resources: ResourceArgs,
 
+    #[command(flatten)]
+    pub privileges: PrivilegeArgs,
+
     /// The app to run, with its arguments; none runs pyinit as a health sidecar.
     #[arg(
         value_name = "COMMAND",
@@ -126,4 +133,40 @@ pub struct ResourceArgs {
 pub enum Switch {
     On,
     Off,
+}
+
+/// Who the app runs as, and the process limits it inherits: the privilege drop.
+#[derive(Args, Debug, Clone)]
+pub struct PrivilegeArgs {
+    /// Run pyinit and the app as this user (name or uid), optionally with a group; names come
+    /// from /etc/passwd and /etc/group. Without it pyinit refuses to run the app as root.
+    #[arg(long, env = "PYINIT_USER", value_name = "USER[:GROUP]", value_parser = parse_user_spec)]
+    pub user: Option<UserSpec>,
+
+    /// Primary group (name or gid); overrides the one from --user or /etc/passwd.
+    #[arg(long, env = "PYINIT_GROUP", value_name = "GROUP", value_parser = parse_id_or_name)]
+    pub group: Option<IdOrName>,
+
+    /// Supplementary groups, comma-separated; an empty value clears them [default: the user's
+    /// groups in /etc/group, plus the primary group].
+    #[arg(long, env = "PYINIT_GROUPS", value_name = "G1,G2", value_parser = parse_group_list)]
+    pub groups: Option<GroupList>,
+
+    /// File mode bits masked out for pyinit and the app, in octal: 0027.
+    #[arg(long, env = "PYINIT_UMASK", value_name = "OCTAL", value_parser = parse_umask)]
+    pub umask: Option<Umask>,
+
+    /// Allow the app to run as root (uid 0).
+    #[arg(long, env = "PYINIT_ALLOW_ROOT", value_parser = BoolishValueParser::new())]
+    pub allow_root: bool,
+
+    /// Leave PR_SET_NO_NEW_PRIVS unset, so setuid binaries such as sudo can gain privileges.
+    #[arg(long, env = "PYINIT_ALLOW_PRIVILEGE_ESCALATION", value_parser = BoolishValueParser::new())]
+    pub allow_privilege_escalation: bool,
+
+    /// A resource limit for pyinit and the app (repeatable): nofile=1024:4096, core=0,
+    /// memlock=unlimited; a lone SOFT sets both.
+    #[arg(long, env = "PYINIT_RLIMIT", value_name = "NAME=SOFT[:HARD]", value_delimiter = ',',
+          value_parser = parse_rlimit)]
+    pub rlimit: Vec<RlimitSpec>,
 }

@@ -12,7 +12,9 @@ use std::fmt;
 use std::time::Duration;
 
 pub use cli::Cli;
-use cli::{ForwardTo, LogFormat, LogLevel, Switch};
+use cli::Switch;
+use cli::{ForwardTo, LogFormat, LogLevel, PrivilegeArgs};
+use parse::{IdOrName, RlimitSpec, Umask, UserSpec};
 
 use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
@@ -56,6 +58,7 @@ pub struct Config {
     pub log_level: LogLevel,
     /// What the app is told about the container's limits.
     pub app_env: AppEnvSettings,
+    pub privileges: PrivilegeConfig,
 }
 
 /// Facts about the environment pyinit was started in, read by `main`.
@@ -137,7 +140,9 @@ impl Config {
             kill_wait: KILL_WAIT,
             remap: ExitRemap::new(cli.remap_exit),
         };
+        let privileges = PrivilegeConfig::from_args(cli.privileges)?;
         Ok(Config {
+            privileges,
             command: cli.command,
             grace_period,
             policy,
@@ -148,6 +153,70 @@ impl Config {
                 web_concurrency: cli.resources.web_concurrency,
                 python_env: cli.resources.python_env == Switch::On,
             },
+        })
+    }
+}
+
+/// The most supplementary groups Linux accepts (`NGROUPS_MAX`).
+pub const MAX_GROUPS: usize = 65536;
+
+/// Who pyinit and the app become, checked for shape; `privileges` resolves the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivilegeConfig {
+    pub user: Option<UserSpec>,
+    /// `--group`: overrides the primary group from `user` or /etc/passwd.
+    pub group: Option<IdOrName>,
+    /// `--groups`: exactly these supplementary groups (empty clears them); `None` means the
+    /// user's groups from /etc/group.
+    pub groups: Option<Vec<IdOrName>>,
+    pub umask: Option<Umask>,
+    pub allow_root: bool,
+    /// Set `PR_SET_NO_NEW_PRIVS` (unless `--allow-privilege-escalation`).
+    pub no_new_privs: bool,
+    /// At most one per resource.
+    pub rlimits: Vec<RlimitSpec>,
+}
+
+impl PrivilegeConfig {
+    fn from_args(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
+        let groups = args.groups.map(|list| {
+            let mut unique: Vec<IdOrName> = Vec::new();
+            for group in list.0 {
+                if !unique.contains(&group) {
+                    unique.push(group);
+                }
+            }
+            unique
+        });
+        if let Some(groups) = groups.as_ref().filter(|groups| groups.len() > MAX_GROUPS) {
+            return Err(ConfigError {
+                flag: "--groups",
+                value: format!("{} groups", groups.len()),
+                reason: format!("Linux allows at most {MAX_GROUPS}"),
+            });
+        }
+        for (index, spec) in args.rlimit.iter().enumerate() {
+            let given_before = args
+                .rlimit
+                .iter()
+                .take(index)
+                .any(|earlier| earlier.resource == spec.resource);
+            if given_before {
+                return Err(ConfigError {
+                    flag: "--rlimit",
+                    value: spec.resource.name().to_owned(),
+                    reason: "given more than once".to_owned(),
+                });
+            }
+        }
+        Ok(PrivilegeConfig {
+            user: args.user,
+            group: args.group,
+            groups,
+            umask: args.umask,
+            allow_root: args.allow_root,
+            no_new_privs: !args.allow_privilege_escalation,
+            rlimits: args.rlimit,
         })
     }
 }
@@ -345,6 +414,106 @@ mod tests {
         ] {
             let error = parse(args).unwrap_err();
             assert!(error.contains(value) && error.contains("--"), "{error}");
+        }
+    }
+
+    #[test]
+    fn privilege_defaults_drop_nothing_and_forbid_escalation() {
+        let privileges = parse(&["app"]).unwrap().privileges;
+        assert_eq!(
+            privileges,
+            PrivilegeConfig {
+                user: None,
+                group: None,
+                groups: None,
+                umask: None,
+                allow_root: false,
+                no_new_privs: true,
+                rlimits: Vec::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn privilege_flags() {
+        use parse::{RlimitResource, RlimitValue};
+        let privileges = parse(&[
+            "--user",
+            "nobody:nogroup",
+            "--group",
+            "100",
+            "--groups",
+            "users,27,users",
+            "--umask",
+            "0027",
+            "--allow-root",
+            "--allow-privilege-escalation",
+            "--rlimit",
+            "nofile=1024:2048",
+            "--rlimit",
+            "core=0",
+            "app",
+        ])
+        .unwrap()
+        .privileges;
+        assert_eq!(
+            privileges.user,
+            Some(UserSpec {
+                user: IdOrName::Name("nobody".into()),
+                group: Some(IdOrName::Name("nogroup".into())),
+            })
+        );
+        assert_eq!(privileges.group, Some(IdOrName::Id(100)));
+        assert_eq!(
+            privileges.groups,
+            Some(vec![IdOrName::Name("users".into()), IdOrName::Id(27)])
+        );
+        assert_eq!(privileges.umask, Some(Umask(0o027)));
+        assert!(privileges.allow_root);
+        assert!(!privileges.no_new_privs);
+        assert_eq!(privileges.rlimits.len(), 2);
+        assert_eq!(privileges.rlimits[0].resource, RlimitResource::Nofile);
+        assert_eq!(privileges.rlimits[0].hard, RlimitValue::Limited(2048));
+        assert_eq!(privileges.rlimits[1].soft, RlimitValue::Limited(0));
+    }
+
+    #[test]
+    fn an_empty_groups_value_clears_them() {
+        let privileges = parse(&["--groups", "", "app"]).unwrap().privileges;
+        assert_eq!(privileges.groups, Some(Vec::new()));
+        let privileges = parse(&["--groups=", "app"]).unwrap().privileges;
+        assert_eq!(privileges.groups, Some(Vec::new()));
+    }
+
+    #[test]
+    fn bad_privilege_values_name_the_flag_and_value() {
+        for (args, flag, value) in [
+            (&["--user", "4294967295", "app"][..], "--user", "4294967295"),
+            (&["--user", "app:", "app"][..], "--user", "app:"),
+            (&["--group", "a b", "app"][..], "--group", "a b"),
+            (&["--groups", "users,,x", "app"][..], "--groups", "users,,x"),
+            (&["--umask", "0888", "app"][..], "--umask", "0888"),
+            (
+                &["--rlimit", "nofiles=1", "app"][..],
+                "--rlimit",
+                "nofiles=1",
+            ),
+            (
+                &["--rlimit", "nofile=2:1", "app"][..],
+                "--rlimit",
+                "nofile=2:1",
+            ),
+            (
+                &["--rlimit", "core=0", "--rlimit", "core=1", "app"][..],
+                "--rlimit",
+                "core",
+            ),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(
+                error.contains(flag) && error.contains(value),
+                "{args:?}: {error}"
+            );
         }
     }
 }

@@ -1,7 +1,10 @@
-//! Pure value parsers used as clap `value_parser`s: durations, exit-code pairs.
+//! Pure value parsers used as clap `value_parser`s: durations, exit-code pairs, and the privilege
+//! flags' values (user and group specs, umask, resource limits) with the types they produce.
 //!
 //! Each returns a message that says what was expected; clap puts the flag and the value in front
 //! of it. Signal names and `--signal-map` pairs are parsed by `signals`, which owns the name table.
+//! Names are only checked for shape here: `privileges` resolves them against /etc/passwd and
+//! /etc/group.
 
 use std::time::Duration;
 
@@ -35,6 +38,233 @@ pub fn parse_exit_pair(text: &str) -> Result<(u8, u8), String> {
     let from = from.trim().parse::<u8>().map_err(|_| expected())?;
     let to = to.trim().parse::<u8>().map_err(|_| expected())?;
     Ok((from, to))
+}
+
+/// The largest uid or gid: `(uid_t)-1` means "unchanged" to the set-id calls, so it is no id.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// A user or group as given on the command line: a number, or a name to look up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdOrName {
+    Id(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for IdOrName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdOrName::Id(id) => write!(f, "{id}"),
+            IdOrName::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// `--user USER[:GROUP]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    pub user: IdOrName,
+    pub group: Option<IdOrName>,
+}
+
+/// `--groups G1,G2`: the exact supplementary groups; empty clears them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupList(pub Vec<IdOrName>);
+
+/// `--umask`: the permission bits (0..=0o777) masked out of every file the app creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Umask(pub u32);
+
+/// Parses a user or group: all digits is an id (0..=4294967294), anything else a name.
+pub fn parse_id_or_name(text: &str) -> Result<IdOrName, String> {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|byte| byte.is_ascii_digit()) {
+        return match trimmed.parse::<u64>() {
+            Ok(id) if id <= u64::from(MAX_ID) => u32::try_from(id)
+                .map(IdOrName::Id)
+                .map_err(|_| id_out_of_range()),
+            _ => Err(id_out_of_range()),
+        };
+    }
+    // The files separate fields by ':' and members by ','; a leading '-' is an option, not a name.
+    let well_formed = !trimmed.is_empty()
+        && !trimmed.starts_with('-')
+        && !trimmed
+            .chars()
+            .any(|c| c == ':' || c == ',' || c == '/' || c.is_whitespace() || c.is_control());
+    if well_formed {
+        Ok(IdOrName::Name(trimmed.to_owned()))
+    } else {
+        Err("expected a name from /etc/passwd or /etc/group, or a numeric id".to_owned())
+    }
+}
+
+fn id_out_of_range() -> String {
+    format!("ids range from 0 to {MAX_ID}")
+}
+
+/// Parses `--user USER[:GROUP]`: `nobody`, `app:app`, `10001`, `10001:10001`.
+pub fn parse_user_spec(text: &str) -> Result<UserSpec, String> {
+    let (user, group) = match text.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (text, None),
+    };
+    let expected =
+        |reason: String| format!("{reason} (expected USER[:GROUP], such as nobody or 10001:10001)");
+    let user = parse_id_or_name(user).map_err(expected)?;
+    let group = group.map(parse_id_or_name).transpose().map_err(expected)?;
+    Ok(UserSpec { user, group })
+}
+
+/// Parses `--groups G1,G2`; an empty value is an empty list, which clears the groups.
+pub fn parse_group_list(text: &str) -> Result<GroupList, String> {
+    if text.trim().is_empty() {
+        return Ok(GroupList(Vec::new()));
+    }
+    text.split(',')
+        .map(parse_id_or_name)
+        .collect::<Result<Vec<_>, _>>()
+        .map(GroupList)
+}
+
+/// Parses an octal umask such as `0027`, `027` or `22`.
+pub fn parse_umask(text: &str) -> Result<Umask, String> {
+    let expected = || "expected an octal umask from 0000 to 0777, such as 0027".to_owned();
+    let trimmed = text.trim();
+    if trimmed.is_empty()
+        || trimmed.len() > 4
+        || !trimmed.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err(expected());
+    }
+    match u32::from_str_radix(trimmed, 8) {
+        Ok(bits) if bits <= 0o777 => Ok(Umask(bits)),
+        _ => Err(expected()),
+    }
+}
+
+/// A resource limit pyinit can set, named as `ulimit` and `docker --ulimit` name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RlimitResource {
+    As,
+    Core,
+    Cpu,
+    Data,
+    Fsize,
+    Locks,
+    Memlock,
+    Msgqueue,
+    Nice,
+    Nofile,
+    Nproc,
+    Rss,
+    Rtprio,
+    Rttime,
+    Sigpending,
+    Stack,
+}
+
+impl RlimitResource {
+    pub const ALL: [RlimitResource; 16] = [
+        RlimitResource::As,
+        RlimitResource::Core,
+        RlimitResource::Cpu,
+        RlimitResource::Data,
+        RlimitResource::Fsize,
+        RlimitResource::Locks,
+        RlimitResource::Memlock,
+        RlimitResource::Msgqueue,
+        RlimitResource::Nice,
+        RlimitResource::Nofile,
+        RlimitResource::Nproc,
+        RlimitResource::Rss,
+        RlimitResource::Rtprio,
+        RlimitResource::Rttime,
+        RlimitResource::Sigpending,
+        RlimitResource::Stack,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RlimitResource::As => "as",
+            RlimitResource::Core => "core",
+            RlimitResource::Cpu => "cpu",
+            RlimitResource::Data => "data",
+            RlimitResource::Fsize => "fsize",
+            RlimitResource::Locks => "locks",
+            RlimitResource::Memlock => "memlock",
+            RlimitResource::Msgqueue => "msgqueue",
+            RlimitResource::Nice => "nice",
+            RlimitResource::Nofile => "nofile",
+            RlimitResource::Nproc => "nproc",
+            RlimitResource::Rss => "rss",
+            RlimitResource::Rtprio => "rtprio",
+            RlimitResource::Rttime => "rttime",
+            RlimitResource::Sigpending => "sigpending",
+            RlimitResource::Stack => "stack",
+        }
+    }
+}
+
+/// One side of a limit: a number (bytes, seconds or a count, as the resource counts) or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RlimitValue {
+    Limited(u64),
+    Unlimited,
+}
+
+/// `--rlimit NAME=SOFT[:HARD]`; a lone SOFT sets the hard limit to the same value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RlimitSpec {
+    pub resource: RlimitResource,
+    pub soft: RlimitValue,
+    pub hard: RlimitValue,
+}
+
+/// Parses `nofile=1024:2048`, `core=0`, `memlock=unlimited`.
+pub fn parse_rlimit(text: &str) -> Result<RlimitSpec, String> {
+    let expected = || "expected NAME=SOFT[:HARD], such as nofile=1024:4096 or core=0".to_owned();
+    let (name, limits) = text.split_once('=').ok_or_else(expected)?;
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("rlimit_").unwrap_or(&name);
+    let resource = RlimitResource::ALL
+        .into_iter()
+        .find(|resource| resource.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = RlimitResource::ALL.iter().map(|r| r.name()).collect();
+            format!(
+                "'{name}' is not a resource limit (one of {})",
+                names.join(", ")
+            )
+        })?;
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (soft, Some(hard)),
+        None => (limits, None),
+    };
+    let soft = parse_rlimit_value(soft).ok_or_else(expected)?;
+    let hard = match hard {
+        Some(hard) => parse_rlimit_value(hard).ok_or_else(expected)?,
+        None => soft,
+    };
+    if soft > hard {
+        return Err("the soft limit must not exceed the hard limit".to_owned());
+    }
+    Ok(RlimitSpec {
+        resource,
+        soft,
+        hard,
+    })
+}
+
+fn parse_rlimit_value(text: &str) -> Option<RlimitValue> {
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("unlimited") || trimmed == "-1" {
+        return Some(RlimitValue::Unlimited);
+    }
+    // u64::MAX is RLIM_INFINITY on Linux: a number that large means unlimited, so it is refused.
+    match trimmed.parse::<u64>() {
+        Ok(value) if value < u64::MAX => Some(RlimitValue::Limited(value)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -71,6 +301,170 @@ mod tests {
         assert_eq!(parse_exit_pair("1=255"), Ok((1, 255)));
         for text in ["143", "256=0", "a=b", "=0", "-1=0"] {
             assert!(parse_exit_pair(text).is_err(), "{text} should be rejected");
+        }
+    }
+
+    #[test]
+    fn ids_and_names() {
+        assert_eq!(
+            parse_id_or_name("nobody"),
+            Ok(IdOrName::Name("nobody".into()))
+        );
+        assert_eq!(
+            parse_id_or_name("www-data"),
+            Ok(IdOrName::Name("www-data".into()))
+        );
+        assert_eq!(parse_id_or_name("10001"), Ok(IdOrName::Id(10001)));
+        assert_eq!(parse_id_or_name("0"), Ok(IdOrName::Id(0)));
+        assert_eq!(
+            parse_id_or_name("4294967294"),
+            Ok(IdOrName::Id(4_294_967_294))
+        );
+        for text in ["4294967295", "99999999999999999999"] {
+            let error = parse_id_or_name(text).unwrap_err();
+            assert!(error.contains("4294967294"), "{text}: {error}");
+        }
+        for text in ["", " ", "-1", "a:b", "a,b", "a b", "../x", "-x"] {
+            assert!(
+                parse_id_or_name(text).is_err(),
+                "{text:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn user_specs() {
+        let name = |text: &str| IdOrName::Name(text.to_owned());
+        let cases = [
+            ("nobody", name("nobody"), None),
+            ("app:staff", name("app"), Some(name("staff"))),
+            ("10001", IdOrName::Id(10001), None),
+            (
+                "10001:10002",
+                IdOrName::Id(10001),
+                Some(IdOrName::Id(10002)),
+            ),
+            ("app:100", name("app"), Some(IdOrName::Id(100))),
+        ];
+        for (text, user, group) in cases {
+            assert_eq!(
+                parse_user_spec(text),
+                Ok(UserSpec { user, group }),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            ":",
+            ":staff",
+            "app:",
+            "app:staff:x",
+            "4294967295",
+            "1:4294967295",
+        ] {
+            let error = parse_user_spec(text).unwrap_err();
+            assert!(error.contains("USER[:GROUP]"), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn group_lists() {
+        assert_eq!(parse_group_list(""), Ok(GroupList(Vec::new())));
+        assert_eq!(
+            parse_group_list("users, 27"),
+            Ok(GroupList(vec![
+                IdOrName::Name("users".into()),
+                IdOrName::Id(27)
+            ]))
+        );
+        for text in ["users,,staff", "users,", "a b"] {
+            assert!(
+                parse_group_list(text).is_err(),
+                "{text:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn umasks() {
+        for (text, bits) in [
+            ("0027", 0o027),
+            ("027", 0o027),
+            ("22", 0o022),
+            ("0", 0),
+            ("0777", 0o777),
+        ] {
+            assert_eq!(parse_umask(text), Ok(Umask(bits)), "{text}");
+        }
+        for text in [
+            "", "0888", "1000", "01000", "00000", "abc", "-022", "0o22", "u=rwx",
+        ] {
+            assert!(parse_umask(text).is_err(), "{text:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn rlimits() {
+        use RlimitValue::{Limited, Unlimited};
+        let cases = [
+            (
+                "nofile=1024:2048",
+                RlimitResource::Nofile,
+                Limited(1024),
+                Limited(2048),
+            ),
+            ("core=0", RlimitResource::Core, Limited(0), Limited(0)),
+            (
+                "NPROC=100:unlimited",
+                RlimitResource::Nproc,
+                Limited(100),
+                Unlimited,
+            ),
+            (
+                "memlock=unlimited",
+                RlimitResource::Memlock,
+                Unlimited,
+                Unlimited,
+            ),
+            ("RLIMIT_AS=-1", RlimitResource::As, Unlimited, Unlimited),
+            (
+                "stack=8388608",
+                RlimitResource::Stack,
+                Limited(8_388_608),
+                Limited(8_388_608),
+            ),
+        ];
+        for (text, resource, soft, hard) in cases {
+            assert_eq!(
+                parse_rlimit(text),
+                Ok(RlimitSpec {
+                    resource,
+                    soft,
+                    hard
+                }),
+                "{text}"
+            );
+        }
+        for resource in RlimitResource::ALL {
+            assert!(parse_rlimit(&format!("{}=1", resource.name())).is_ok());
+        }
+        let error = parse_rlimit("nofiles=1").unwrap_err();
+        assert!(
+            error.contains("'nofiles'") && error.contains("nofile,"),
+            "{error}"
+        );
+        let error = parse_rlimit("nofile=2048:1024").unwrap_err();
+        assert!(error.contains("soft limit"), "{error}");
+        let error = parse_rlimit("nofile=unlimited:1024").unwrap_err();
+        assert!(error.contains("soft limit"), "{error}");
+        for text in [
+            "nofile",
+            "nofile=",
+            "nofile=abc",
+            "nofile=1:2:3",
+            "nofile=18446744073709551615",
+        ] {
+            assert!(parse_rlimit(text).is_err(), "{text:?} should be rejected");
         }
     }
 }

@@ -62,6 +62,10 @@ pub struct Pyinit {
     as_pid1: bool,
     /// `cgroup.procs` files pyinit's process joins before it execs pyinit.
     cgroup_procs: Vec<PathBuf>,
+    /// Sets `PYINIT_ALLOW_ROOT=true`: the tests run as root and most are not about the drop.
+    allow_root: bool,
+    /// Files bind-mounted over others (such as a test /etc/group) in a private mount namespace.
+    bind_files: Vec<(OsString, OsString)>,
 }
 
 impl Pyinit {
@@ -73,6 +77,8 @@ impl Pyinit {
             env_remove: vec!["KUBERNETES_SERVICE_HOST".into()],
             as_pid1: false,
             cgroup_procs: Vec::new(),
+            allow_root: true,
+            bind_files: Vec::new(),
         }
     }
 
@@ -123,31 +129,59 @@ impl Pyinit {
         self
     }
 
+    /// Leaves `PYINIT_ALLOW_ROOT` unset, so pyinit applies its refusal to run as root.
+    pub fn without_allow_root(mut self) -> Self {
+        self.allow_root = false;
+        self
+    }
+
+    /// Bind-mounts `source` over `target` (a file) for pyinit alone, in a private mount
+    /// namespace: a test /etc/passwd or /etc/group without touching the machine's.
+    pub fn bind_file(mut self, source: impl Into<OsString>, target: impl Into<OsString>) -> Self {
+        self.bind_files.push((source.into(), target.into()));
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut program: Vec<OsString> = Vec::new();
+        let mut argv: Vec<OsString> = Vec::new();
+        if self.as_pid1 {
+            // --mount-proc gives pyinit a mount namespace of its own, where bind mounts stay.
+            argv.extend(
+                ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"].map(OsString::from),
+            );
+        } else if !self.bind_files.is_empty() {
+            argv.extend(["unshare", "--mount", "--propagation", "private"].map(OsString::from));
+        }
+        // Each wrapper shell does its part, then execs the next with the same pid, so that
+        // `start` finds pyinit where it expects it.
         if !self.cgroup_procs.is_empty() {
             let mut script = String::new();
             for procs in &self.cgroup_procs {
                 script.push_str(&format!("echo $$ > '{}' && ", procs.display()));
             }
             script.push_str("exec \"$0\" \"$@\"");
-            program.extend(["/bin/sh".into(), "-c".into(), script.into()]);
+            argv.extend(["/bin/sh".into(), "-c".into(), script.into()]);
         }
-        program.push(pyinit_bin().into());
-        let mut command = if self.as_pid1 {
-            let mut command = Command::new("unshare");
-            command
-                .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-                .args(&program);
-            command
-        } else {
-            let mut command = Command::new(&program[0]);
-            command.args(&program[1..]);
-            command
-        };
-        command.args(&self.args);
+        if !self.bind_files.is_empty() {
+            let script = r#"while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@""#;
+            argv.extend(["/bin/sh", "-c", script, "sh"].map(OsString::from));
+            for (source, target) in &self.bind_files {
+                argv.push(source.clone());
+                argv.push(target.clone());
+            }
+            argv.push("--".into());
+        }
+        argv.push(pyinit_bin().into());
+        let (program, prefix_args) = argv.split_first().expect("argv has pyinit");
+        let mut command = Command::new(program);
+        command.args(prefix_args).args(&self.args);
         for key in &self.env_remove {
             command.env_remove(key);
+        }
+        if self.allow_root {
+            command.env("PYINIT_ALLOW_ROOT", "true");
+        } else {
+            command.env_remove("PYINIT_ALLOW_ROOT");
         }
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
         command

@@ -1,0 +1,535 @@
+//! The privilege drop: resource limits, setgroups, setgid, setuid, umask and
+//! `PR_SET_NO_NEW_PRIVS`, then a verification from /proc/self/status that the ids are the
+//! targets, that no capability is left and that `setuid(0)` fails.
+//!
+//! This module is the only owner of the set-id, umask, prctl(no_new_privs) and setrlimit calls.
+//! It runs once, in `main`, before the tokio runtime exists: the set-id calls and no_new_privs
+//! apply per thread in the kernel, and pyinit must have exactly one thread for the whole process
+//! to change (it checks). What the flags mean, the passwd and group parsing and the root rule are
+//! decided in `passwd.rs`, purely; this file reads the files and makes the syscalls. Any failure
+//! stops pyinit before the app is spawned. The child processes inherit everything; their
+//! environment (HOME, USER, LOGNAME) is returned to `main` for the spawn, never set on pyinit.
+
+pub mod passwd;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+
+use nix::errno::Errno;
+use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, rlim_t, setrlimit};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid, setuid};
+
+use crate::config::PrivilegeConfig;
+use crate::config::parse::{RlimitResource, RlimitSpec, RlimitValue, Umask};
+use crate::exit;
+use passwd::{CurrentIds, Target};
+
+/// Where user names are resolved.
+pub const PASSWD_PATH: &str = "/etc/passwd";
+/// Where group names are resolved.
+pub const GROUP_PATH: &str = "/etc/group";
+const STATUS_PATH: &str = "/proc/self/status";
+
+/// Why the drop did not happen; exit code 2 for what the user asked wrongly, 125 for the OS.
+#[derive(Debug)]
+pub enum PrivilegeError {
+    /// A user or group name that the file does not list.
+    UnknownName {
+        flag: &'static str,
+        value: String,
+        file: &'static str,
+    },
+    /// The app would run as root and `--allow-root` was not given.
+    RootRefused,
+    /// pyinit is not root and was asked to become other ids.
+    NotRoot { current_uid: u32, target: String },
+    /// A file could not be read.
+    Read {
+        path: &'static str,
+        source: io::Error,
+    },
+    /// A syscall failed: `step` says which call, with which values.
+    Syscall { step: String, source: Errno },
+    /// After the drop, /proc or a syscall shows something other than the target.
+    Verify(String),
+}
+
+impl PrivilegeError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PrivilegeError::UnknownName { .. }
+            | PrivilegeError::RootRefused
+            | PrivilegeError::NotRoot { .. } => exit::USAGE,
+            PrivilegeError::Read { .. }
+            | PrivilegeError::Syscall { .. }
+            | PrivilegeError::Verify(_) => exit::SETUP_FAILED,
+        }
+    }
+}
+
+impl fmt::Display for PrivilegeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrivilegeError::UnknownName { flag, value, file } => {
+                write!(
+                    f,
+                    "invalid value '{value}' for '{flag}': no such name in {file}"
+                )
+            }
+            PrivilegeError::RootRefused => f.write_str(
+                "refusing to run as root: pass --user (for example --user nobody) or run \
+                 the pod with securityContext.runAsUser; --allow-root permits root",
+            ),
+            PrivilegeError::NotRoot {
+                current_uid,
+                target,
+            } => write!(
+                f,
+                "cannot become {target}: pyinit runs as uid {current_uid}, not root; remove \
+                 --user, --group and --groups or start pyinit as root"
+            ),
+            PrivilegeError::Read { path, source } => write!(f, "cannot read {path}: {source}"),
+            PrivilegeError::Syscall { step, source } => {
+                write!(f, "privilege drop failed at {step}: {source}")
+            }
+            PrivilegeError::Verify(what) => write!(f, "privilege drop not verified: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for PrivilegeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PrivilegeError::Read { source, .. } => Some(source),
+            PrivilegeError::Syscall { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What pyinit runs as after the drop, and the environment the app gets on top of pyinit's.
+#[derive(Debug, Clone)]
+pub struct Dropped {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// HOME, USER and LOGNAME of the target user when `--user` was given; for `SpawnSpec.env`.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// Runs the whole drop and its verification. Call it once, while pyinit has one thread.
+pub fn drop_privileges(config: &PrivilegeConfig) -> Result<Dropped, PrivilegeError> {
+    let before = read_proc_status()?;
+    if before.threads != 1 {
+        return Err(PrivilegeError::Verify(format!(
+            "pyinit must drop privileges with one thread, it has {}",
+            before.threads
+        )));
+    }
+    let current = CurrentIds {
+        uid: before.uid[1],
+        gid: before.gid[1],
+        groups: before.groups.clone(),
+    };
+    // Names are resolved before any syscall, so a typo changes nothing.
+    let asked = config.user.is_some() || config.group.is_some() || config.groups.is_some();
+    let (passwd_text, group_text) = if asked {
+        (read_if_present(PASSWD_PATH)?, read_if_present(GROUP_PATH)?)
+    } else {
+        (String::new(), String::new())
+    };
+    let target = passwd::resolve_target(config, &current, &passwd_text, &group_text)?;
+
+    // Limits first, while pyinit may still hold CAP_SYS_RESOURCE to raise a hard limit.
+    set_resource_limits(&config.rlimits)?;
+    if target.change_ids {
+        set_supplementary_groups(&target.groups)?;
+        set_group_ids(target.gid)?;
+        set_user_ids(target.uid)?;
+    }
+    if let Some(mask) = config.umask {
+        set_umask(mask);
+    }
+    if config.no_new_privs {
+        forbid_new_privileges()?;
+    }
+    verify(config, &target)?;
+
+    let env = target
+        .login
+        .as_ref()
+        .map(|login| {
+            login
+                .env()
+                .into_iter()
+                .map(|(key, value)| (OsString::from(key), OsString::from(value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Dropped {
+        uid: target.uid,
+        gid: target.gid,
+        groups: target.groups,
+        env,
+    })
+}
+
+fn read_if_present(path: &'static str) -> Result<String, PrivilegeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        // A scratch image has no /etc/passwd: numeric ids still work.
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(PrivilegeError::Read { path, source }),
+    }
+}
+
+fn read_proc_status() -> Result<ProcStatus, PrivilegeError> {
+    let text = std::fs::read_to_string(STATUS_PATH).map_err(|source| PrivilegeError::Read {
+        path: STATUS_PATH,
+        source,
+    })?;
+    parse_proc_status(&text)
+        .map_err(|field| PrivilegeError::Verify(format!("{STATUS_PATH} has no valid {field} line")))
+}
+
+/// Checks the outcome against the target, from the kernel's own account of pyinit.
+fn verify(config: &PrivilegeConfig, target: &Target) -> Result<(), PrivilegeError> {
+    let after = read_proc_status()?;
+    let failed = |what: String| Err(PrivilegeError::Verify(what));
+    if after.uid.iter().any(|uid| *uid != target.uid) {
+        return failed(format!(
+            "uids (real, effective, saved, fs) are {:?}, expected {}",
+            after.uid, target.uid
+        ));
+    }
+    if after.gid.iter().any(|gid| *gid != target.gid) {
+        return failed(format!(
+            "gids (real, effective, saved, fs) are {:?}, expected {}",
+            after.gid, target.gid
+        ));
+    }
+    let mut groups = after.groups.clone();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups != target.groups {
+        return failed(format!(
+            "supplementary groups are {groups:?}, expected {:?}",
+            target.groups
+        ));
+    }
+    if config.no_new_privs && !after.no_new_privs {
+        return failed("NoNewPrivs is 0".to_owned());
+    }
+    if let Some(Umask(bits)) = config.umask
+        && after.umask.is_some_and(|umask| umask != bits)
+    {
+        return failed(format!(
+            "umask is {:04o}, expected {bits:04o}",
+            after.umask.unwrap_or(0)
+        ));
+    }
+    for spec in &config.rlimits {
+        let resource = nix_resource(spec.resource);
+        let limits = getrlimit(resource).map_err(|source| PrivilegeError::Syscall {
+            step: format!("getrlimit({})", spec.resource.name()),
+            source,
+        })?;
+        if limits != (raw_limit(spec.soft), raw_limit(spec.hard)) {
+            return failed(format!("rlimit {} is {limits:?}", spec.resource.name()));
+        }
+    }
+    if target.uid != 0 {
+        if after.cap_eff != 0 {
+            return failed(format!(
+                "effective capabilities are {:016x}, expected none",
+                after.cap_eff
+            ));
+        }
+        if root_is_regainable() {
+            return failed("setuid(0) succeeded".to_owned());
+        }
+    }
+    Ok(())
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges owns setrlimit; the app inherits the limits"
+)]
+fn set_resource_limits(rlimits: &[RlimitSpec]) -> Result<(), PrivilegeError> {
+    for spec in rlimits {
+        setrlimit(
+            nix_resource(spec.resource),
+            raw_limit(spec.soft),
+            raw_limit(spec.hard),
+        )
+        .map_err(|source| PrivilegeError::Syscall {
+            step: format!(
+                "setrlimit({}={})",
+                spec.resource.name(),
+                describe_rlimit(spec)
+            ),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges is the only owner of setgroups"
+)]
+fn set_supplementary_groups(groups: &[u32]) -> Result<(), PrivilegeError> {
+    let gids: Vec<Gid> = groups.iter().copied().map(Gid::from_raw).collect();
+    setgroups(&gids).map_err(|source| PrivilegeError::Syscall {
+        step: format!("setgroups({groups:?})"),
+        source,
+    })
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges is the only owner of the set-id calls"
+)]
+fn set_group_ids(gid: u32) -> Result<(), PrivilegeError> {
+    let gid = Gid::from_raw(gid);
+    // Real, effective and saved together: a saved id of 0 would let the process regain it.
+    setresgid(gid, gid, gid).map_err(|source| PrivilegeError::Syscall {
+        step: format!("setresgid({gid})"),
+        source,
+    })
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges is the only owner of the set-id calls"
+)]
+fn set_user_ids(uid: u32) -> Result<(), PrivilegeError> {
+    let uid = Uid::from_raw(uid);
+    setresuid(uid, uid, uid).map_err(|source| PrivilegeError::Syscall {
+        step: format!("setresuid({uid})"),
+        source,
+    })
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges is the only owner of umask"
+)]
+fn set_umask(mask: Umask) {
+    let _previous = umask(Mode::from_bits_truncate(mask.0));
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges is the only owner of prctl(PR_SET_NO_NEW_PRIVS)"
+)]
+fn forbid_new_privileges() -> Result<(), PrivilegeError> {
+    nix::sys::prctl::set_no_new_privs().map_err(|source| PrivilegeError::Syscall {
+        step: "prctl(PR_SET_NO_NEW_PRIVS)".to_owned(),
+        source,
+    })
+}
+
+/// Tries `setuid(0)`; true when it worked, which after a drop means the drop failed.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "privileges proves the drop by calling setuid(0) and seeing it fail"
+)]
+fn root_is_regainable() -> bool {
+    setuid(Uid::from_raw(0)).is_ok()
+}
+
+fn nix_resource(resource: RlimitResource) -> Resource {
+    match resource {
+        RlimitResource::As => Resource::RLIMIT_AS,
+        RlimitResource::Core => Resource::RLIMIT_CORE,
+        RlimitResource::Cpu => Resource::RLIMIT_CPU,
+        RlimitResource::Data => Resource::RLIMIT_DATA,
+        RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
+        RlimitResource::Locks => Resource::RLIMIT_LOCKS,
+        RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+        RlimitResource::Msgqueue => Resource::RLIMIT_MSGQUEUE,
+        RlimitResource::Nice => Resource::RLIMIT_NICE,
+        RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+        RlimitResource::Nproc => Resource::RLIMIT_NPROC,
+        RlimitResource::Rss => Resource::RLIMIT_RSS,
+        RlimitResource::Rtprio => Resource::RLIMIT_RTPRIO,
+        RlimitResource::Rttime => Resource::RLIMIT_RTTIME,
+        RlimitResource::Sigpending => Resource::RLIMIT_SIGPENDING,
+        RlimitResource::Stack => Resource::RLIMIT_STACK,
+    }
+}
+
+fn raw_limit(value: RlimitValue) -> rlim_t {
+    match value {
+        RlimitValue::Limited(limit) => limit,
+        RlimitValue::Unlimited => RLIM_INFINITY,
+    }
+}
+
+fn describe_rlimit(spec: &RlimitSpec) -> String {
+    let side = |value: RlimitValue| match value {
+        RlimitValue::Limited(limit) => limit.to_string(),
+        RlimitValue::Unlimited => "unlimited".to_owned(),
+    };
+    format!("{}:{}", side(spec.soft), side(spec.hard))
+}
+
+/// The lines of /proc/self/status that the drop checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcStatus {
+    /// Real, effective, saved and filesystem uid.
+    uid: [u32; 4],
+    gid: [u32; 4],
+    groups: Vec<u32>,
+    cap_eff: u64,
+    no_new_privs: bool,
+    threads: u32,
+    /// Absent before Linux 4.7.
+    umask: Option<u32>,
+}
+
+/// Parses /proc/PID/status text; the error names the first missing or malformed field.
+fn parse_proc_status(text: &str) -> Result<ProcStatus, &'static str> {
+    let field = |name: &'static str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .ok_or(name)
+    };
+    let four_ids = |name: &'static str| -> Result<[u32; 4], &'static str> {
+        let ids = field(name)?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| name)?;
+        <[u32; 4]>::try_from(ids).map_err(|_| name)
+    };
+    let groups = field("Groups")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|_| "Groups")?;
+    let cap_eff = u64::from_str_radix(field("CapEff")?, 16).map_err(|_| "CapEff")?;
+    let no_new_privs = match field("NoNewPrivs")? {
+        "0" => false,
+        "1" => true,
+        _ => return Err("NoNewPrivs"),
+    };
+    let threads = field("Threads")?.parse().map_err(|_| "Threads")?;
+    let umask = match field("Umask") {
+        Ok(umask) => Some(u32::from_str_radix(umask, 8).map_err(|_| "Umask")?),
+        Err(_) => None,
+    };
+    Ok(ProcStatus {
+        uid: four_ids("Uid")?,
+        gid: four_ids("Gid")?,
+        groups,
+        cap_eff,
+        no_new_privs,
+        threads,
+        umask,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT_STATUS: &str = "Name:\tpyinit
+Umask:\t0022
+State:\tR (running)
+Tgid:\t42
+Uid:\t0\t0\t0\t0
+Gid:\t0\t0\t0\t0
+FDSize:\t64
+Groups:\t0 
+NStgid:\t42
+Threads:\t1
+CapInh:\t0000000000000000
+CapPrm:\t000001ffffffffff
+CapEff:\t000001ffffffffff
+NoNewPrivs:\t0
+Seccomp:\t0
+";
+
+    #[test]
+    fn proc_status_of_root() {
+        let status = parse_proc_status(ROOT_STATUS).unwrap();
+        assert_eq!(
+            status,
+            ProcStatus {
+                uid: [0; 4],
+                gid: [0; 4],
+                groups: vec![0],
+                cap_eff: 0x1ff_ffff_ffff,
+                no_new_privs: false,
+                threads: 1,
+                umask: Some(0o022),
+            }
+        );
+    }
+
+    #[test]
+    fn proc_status_after_a_drop() {
+        let text = ROOT_STATUS
+            .replace("Uid:\t0\t0\t0\t0", "Uid:\t65534\t65534\t65534\t65534")
+            .replace("Gid:\t0\t0\t0\t0", "Gid:\t65534\t65534\t65534\t65534")
+            .replace("Groups:\t0 ", "Groups:\t")
+            .replace("CapEff:\t000001ffffffffff", "CapEff:\t0000000000000000")
+            .replace("NoNewPrivs:\t0", "NoNewPrivs:\t1")
+            .replace("Umask:\t0022\n", "");
+        let status = parse_proc_status(&text).unwrap();
+        assert_eq!(status.uid, [65534; 4]);
+        assert!(status.groups.is_empty());
+        assert_eq!(status.cap_eff, 0);
+        assert!(status.no_new_privs);
+        assert_eq!(status.umask, None);
+    }
+
+    #[test]
+    fn proc_status_errors_name_the_field() {
+        for (from, to, field) in [
+            ("Uid:\t0\t0\t0\t0", "Uid:\t0\t0\t0", "Uid"),
+            ("Gid:\t0\t0\t0\t0", "", "Gid"),
+            ("CapEff:\t000001ffffffffff", "CapEff:\tzz", "CapEff"),
+            ("NoNewPrivs:\t0", "NoNewPrivs:\t2", "NoNewPrivs"),
+            ("Groups:\t0 ", "Groups:\tx", "Groups"),
+        ] {
+            let text = ROOT_STATUS.replace(from, to);
+            assert_eq!(parse_proc_status(&text), Err(field), "{from}");
+        }
+    }
+
+    #[test]
+    fn every_rlimit_name_maps_to_its_resource() {
+        let distinct: std::collections::HashSet<_> = RlimitResource::ALL
+            .into_iter()
+            .map(|resource| format!("{:?}", nix_resource(resource)))
+            .collect();
+        assert_eq!(distinct.len(), RlimitResource::ALL.len());
+        assert_eq!(
+            nix_resource(RlimitResource::Nofile),
+            Resource::RLIMIT_NOFILE
+        );
+        assert_eq!(raw_limit(RlimitValue::Unlimited), RLIM_INFINITY);
+    }
+
+    #[test]
+    fn error_messages_and_exit_codes() {
+        let syscall = PrivilegeError::Syscall {
+            step: "setresuid(65534)".to_owned(),
+            source: Errno::EPERM,
+        };
+        assert_eq!(
+            syscall.to_string(),
+            "privilege drop failed at setresuid(65534): EPERM: Operation not permitted"
+        );
+        assert_eq!(syscall.exit_code(), 125);
+        assert_eq!(PrivilegeError::RootRefused.exit_code(), 2);
+        assert!(!PrivilegeError::RootRefused.to_string().contains('\n'));
+    }
+}
