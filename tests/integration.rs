@@ -14,4 +14,5 @@ mod common;
 mod config_errors;
 mod exit_codes;
 mod reaping;
+mod runc;
 mod signals;

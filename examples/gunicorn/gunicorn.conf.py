@@ -21,3 +21,8 @@ worker_tmp_dir = "/dev/shm"
 # gunicorn's control socket would go under $HOME, which a read-only root filesystem cannot hold;
 # pyinit and the kubelet are the container's control interface.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    # Logged once the worker's signal handlers are in place: from here a SIGTERM drains it.
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
