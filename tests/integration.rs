@@ -12,6 +12,7 @@
 mod common;
 
 mod config_errors;
+mod examples;
 mod exit_codes;
 mod reaping;
 mod runc;
