@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check pyinit has, installing what they need first (idempotent, as root):
-# Debian packages (runc, file, python3-venv), the musl target, then the lint gate, the static
-# release build and its checks, and the whole test suite.
+# Debian packages (runc, file, python3-venv), the musl target and the end-to-end venv; then the
+# lint gate, the static release build and its checks, and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

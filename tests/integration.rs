@@ -13,8 +13,10 @@ mod common;
 
 mod config_errors;
 mod container;
+mod examples;
 mod exit_codes;
 mod privileges;
 mod reaping;
+mod runc;
 mod signals;
 mod terminal_and_logs;

@@ -2,6 +2,8 @@
 //! kills the whole tree on drop, line waiting on the app's stdout and pyinit's stderr, and
 //! `poll_until` for every other condition. Nothing here sleeps in the hope that something happened.
 
+pub mod runc;
+
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};

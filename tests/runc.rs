@@ -1,0 +1,312 @@
+//! End to end in real OCI containers: pyinit as PID 1 of a `runc` container, supervising real
+//! gunicorn and uvicorn from the pinned venv and the stdlib fixtures; `runc kill ID TERM` plays
+//! the kubelet, and the container's exit code is pyinit's.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::runc::{
+    Bundle, Container, PYINIT_IN_CONTAINER, example, free_port, http_get, static_pyinit, venv_bin,
+    wait_http_ok,
+};
+use crate::common::{PATIENCE, poll_until, python_fixture};
+
+/// How long the in-flight request takes: long enough to be surely in flight when SIGTERM
+/// arrives, short enough for a quick test.
+const SLOW_SECONDS: u64 = 3;
+
+/// Far from the slow request, so that "well before the drain deadline" means something.
+const GRACE_PERIOD: &str = "30s";
+const DRAIN_TIMEOUT: &str = "25s";
+const DRAIN_TIMEOUT_SECONDS: u64 = 25;
+
+/// What a user sees of a drain with one slow request in flight.
+#[derive(Debug)]
+struct Drain {
+    exit_code: i32,
+    term_to_exit: Duration,
+    slow_answer: Result<(u16, String), String>,
+}
+
+/// Waits until the app serves, starts `GET /slow`, waits until the app logs that it is
+/// handling it, sends `runc kill TERM`, and waits for the container's exit.
+fn drain_with_a_request_in_flight(container: &mut Container, port: u16) -> Drain {
+    wait_http_ok(port, "/healthz", PATIENCE);
+    let slow_request = thread::spawn(move || {
+        http_get(
+            port,
+            &format!("/slow?s={SLOW_SECONDS}"),
+            Duration::from_secs(DRAIN_TIMEOUT_SECONDS + 10),
+        )
+    });
+    container.stderr.wait_for("slow request started", PATIENCE);
+    let term_sent = Instant::now();
+    container.kill("TERM");
+    let exit_code = container.wait_exit(Duration::from_secs(DRAIN_TIMEOUT_SECONDS + 15));
+    let term_to_exit = term_sent.elapsed();
+    let slow_answer = slow_request.join().expect("the slow request's thread");
+    Drain {
+        exit_code,
+        term_to_exit,
+        slow_answer,
+    }
+}
+
+/// The in-flight request completed, and the exit came long before pyinit's deadline.
+fn assert_drained(drain: &Drain, container: &Container) {
+    assert_eq!(
+        drain.slow_answer,
+        Ok((200, format!("slept {SLOW_SECONDS}s\n"))),
+        "the in-flight request must complete\nstderr:\n{}",
+        container.stderr.joined()
+    );
+    assert!(
+        drain.term_to_exit < Duration::from_secs(DRAIN_TIMEOUT_SECONDS / 2),
+        "exited {:?} after SIGTERM: not well before the {DRAIN_TIMEOUT} drain deadline\n\
+         stderr:\n{}",
+        drain.term_to_exit,
+        container.stderr.joined()
+    );
+    assert!(
+        !container
+            .stderr
+            .contains("did not drain within the deadline"),
+        "pyinit had to kill the app:\n{}",
+        container.stderr.joined()
+    );
+}
+
+fn gunicorn(port: u16) -> Bundle {
+    Bundle::new()
+        .args([
+            "--grace-period",
+            GRACE_PERIOD,
+            "--drain-timeout",
+            DRAIN_TIMEOUT,
+        ])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("WEB_CONCURRENCY", "2")
+        .cwd(example("gunicorn"))
+        .app([
+            venv_bin("gunicorn").into_os_string(),
+            "--config".into(),
+            example("gunicorn/gunicorn.conf.py").into_os_string(),
+            "app:app".into(),
+        ])
+}
+
+/// uvicorn as one process: with more than one worker its supervising parent, not the server,
+/// is the app, and the exit code under test is the server's own (pyinit would otherwise pass it
+/// WEB_CONCURRENCY from the host's CPUs).
+fn uvicorn(port: u16, pyinit_args: &[&str]) -> Bundle {
+    Bundle::new()
+        .args(["--web-concurrency", "1"])
+        .args([
+            "--grace-period",
+            GRACE_PERIOD,
+            "--drain-timeout",
+            DRAIN_TIMEOUT,
+        ])
+        .args(pyinit_args.iter().copied())
+        .app([
+            venv_bin("uvicorn").into_os_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string().into(),
+            "--app-dir".into(),
+            example("uvicorn").into_os_string(),
+            "app:app".into(),
+        ])
+}
+
+#[test]
+fn gunicorn_finishes_the_request_in_flight_and_exits_0() {
+    let port = free_port();
+    let mut container = gunicorn(port).start();
+    // A worker still booting has no SIGTERM handler yet and would sit out the drain until
+    // gunicorn's graceful timeout: wait until every worker says it is ready.
+    poll_until(PATIENCE, "both gunicorn workers to be ready", || {
+        container
+            .stderr
+            .all()
+            .iter()
+            .filter(|line| line.contains("Worker ready"))
+            .count()
+            == 2
+    });
+    let drain = drain_with_a_request_in_flight(&mut container, port);
+    assert_drained(&drain, &container);
+    assert_eq!(drain.exit_code, 0, "stderr:\n{}", container.stderr.joined());
+    // gunicorn saw the SIGTERM itself (pyinit forwarded it) and shut its workers down.
+    container
+        .stderr
+        .wait_for("Handling signal: term", Duration::ZERO);
+}
+
+#[test]
+fn uvicorn_finishes_the_request_in_flight_and_exits_143() {
+    // uvicorn 0.29 and later re-raise SIGTERM after a clean shutdown: 128 + 15.
+    let port = free_port();
+    let mut container = uvicorn(port, &[]).start();
+    let drain = drain_with_a_request_in_flight(&mut container, port);
+    assert_drained(&drain, &container);
+    assert_eq!(
+        drain.exit_code,
+        143,
+        "stderr:\n{}",
+        container.stderr.joined()
+    );
+    container
+        .stderr
+        .wait_for("Finished server process", Duration::ZERO);
+}
+
+#[test]
+fn uvicorn_exit_143_is_remapped_to_0() {
+    let port = free_port();
+    let mut container = uvicorn(port, &["--remap-exit", "143=0"]).start();
+    let drain = drain_with_a_request_in_flight(&mut container, port);
+    assert_drained(&drain, &container);
+    assert_eq!(drain.exit_code, 0, "stderr:\n{}", container.stderr.joined());
+}
+
+#[test]
+fn an_app_that_ignores_sigterm_is_killed_at_the_drain_deadline() {
+    let drain_timeout = Duration::from_secs(3);
+    let mut container = Bundle::new()
+        .keep_after_exit()
+        .args(["--grace-period", "10s", "--drain-timeout", "3s"])
+        .app(python_fixture("ignore_term.py", &["--children", "2"]))
+        .start();
+    container.stdout.wait_for("ready pid=", PATIENCE);
+    // pyinit, the app and its two children: the cgroup check below sees real processes.
+    let before = container.cgroup_procs();
+    assert!(
+        before.contains(&container.init_pid()) && before.len() >= 4,
+        "the container's cgroup should hold pyinit, the app and its children: {before:?}"
+    );
+
+    let term_sent = Instant::now();
+    container.kill("TERM");
+    container.stdout.wait_for("signal TERM", PATIENCE);
+    let exit_code = container.wait_exit(PATIENCE);
+    let term_to_exit = term_sent.elapsed();
+
+    assert_eq!(exit_code, 137, "stderr:\n{}", container.stderr.joined());
+    assert!(
+        term_to_exit >= drain_timeout - Duration::from_millis(100)
+            && term_to_exit < drain_timeout + Duration::from_secs(8),
+        "killed {term_to_exit:?} after SIGTERM, expected at the {drain_timeout:?} deadline"
+    );
+    container
+        .stderr
+        .wait_for("did not drain within the deadline", Duration::ZERO);
+    assert_eq!(
+        container.cgroup_procs(),
+        Vec::<u32>::new(),
+        "no process may be left in the container's cgroup"
+    );
+}
+
+#[test]
+fn orphaned_zombies_in_the_container_are_reaped() {
+    let mut container = Bundle::new()
+        .args(["--log-level", "debug"])
+        .app(python_fixture("make_zombies.py", &["200"]))
+        .start();
+    container.stdout.wait_for("ready pid=", PATIENCE);
+    container.stderr.wait_for("orphans reaped", PATIENCE);
+    poll_until(
+        Duration::from_secs(5),
+        "every orphan in the container to be reaped",
+        || container.zombies().is_empty(),
+    );
+    container.kill("TERM");
+    assert_eq!(
+        container.wait_exit(PATIENCE),
+        0,
+        "stderr:\n{}",
+        container.stderr.joined()
+    );
+}
+
+#[test]
+fn cpu_and_memory_limits_reach_the_containers_cgroup() {
+    let mut container = Bundle::new()
+        .cpu_limit(150_000, 100_000)
+        .memory_limit(256 * 1024 * 1024)
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    container.stdout.wait_for("ready pid=", PATIENCE);
+    let cpu_quota = container
+        .cgroup_file("cpu", "cpu.cfs_quota_us")
+        .or_else(|| container.cgroup_file("", "cpu.max"));
+    assert!(
+        matches!(cpu_quota.as_deref(), Some("150000" | "150000 100000")),
+        "cpu quota {cpu_quota:?}"
+    );
+    let memory_limit = container
+        .cgroup_file("memory", "memory.limit_in_bytes")
+        .or_else(|| container.cgroup_file("", "memory.max"));
+    assert_eq!(memory_limit.as_deref(), Some("268435456"));
+    container.kill("TERM");
+    assert_eq!(container.wait_exit(PATIENCE), 0);
+}
+
+/// The Dockerfile's claim: the static binary needs nothing of the image's libc. In a rootfs
+/// that holds only the binary, a dynamically linked one could not even start.
+#[test]
+fn static_pyinit_runs_as_pid1_in_an_empty_rootfs() {
+    // The control: the debug binary, linked against the host's glibc, cannot start there.
+    let mut container = Bundle::new()
+        .bare_rootfs()
+        .app([PYINIT_IN_CONTAINER, "--version"])
+        .start();
+    assert_ne!(
+        container.wait_exit(PATIENCE),
+        0,
+        "a glibc binary ran without glibc"
+    );
+    assert!(
+        !container.stdout.contains("pyinit "),
+        "stdout:\n{}",
+        container.stdout.joined()
+    );
+
+    let Some(binary) = static_pyinit() else {
+        // scripts/test.sh builds it before `cargo test`, so CI always runs this test.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the static binary is missing: scripts/build-static.sh must run before the tests"
+        );
+        eprintln!("static pyinit not built (scripts/build-static.sh): skipping its runc test");
+        return;
+    };
+    let bare = || Bundle::new().pyinit_binary(binary.clone()).bare_rootfs();
+
+    let mut container = bare().app([PYINIT_IN_CONTAINER, "--version"]).start();
+    assert_eq!(
+        container.wait_exit(PATIENCE),
+        0,
+        "stderr:\n{}",
+        container.stderr.joined()
+    );
+    assert!(
+        container.stdout.contains("pyinit "),
+        "stdout:\n{}",
+        container.stdout.joined()
+    );
+
+    // The app's own exit code passes through PID 1 (here a usage error of the inner pyinit).
+    let mut container = bare()
+        .app([PYINIT_IN_CONTAINER, "--grace-period", "soon"])
+        .start();
+    assert_eq!(
+        container.wait_exit(PATIENCE),
+        2,
+        "stderr:\n{}",
+        container.stderr.joined()
+    );
+}
