@@ -76,3 +76,9 @@ fn a_good_configuration_starts_the_app() {
     assert!(marker.exists(), "the app should have run");
     std::fs::remove_file(&marker).unwrap();
 }
+
+#[test]
+fn unknown_flag_is_a_usage_error_not_a_command() {
+    let marker = marker("bogus");
+    assert_usage_error(Pyinit::new().arg("--bogus"), &marker, "--bogus", "bogus");
+}

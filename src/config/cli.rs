@@ -84,11 +84,9 @@ pub struct Cli {
     pub privileges: PrivilegeArgs,
 
     /// The app to run, with its arguments; none runs pyinit as a health sidecar.
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    // Once the command has begun, every later word is the app's, flags included; before it, an
+    // unknown flag is a usage error rather than a command that is not found.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 

@@ -224,9 +224,9 @@ impl PrivilegeConfig {
 /// `30s`, `1500ms`, `2m`: the shortest exact form, for messages and logs.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 60_000 == 0 && millis > 0 {
+    if millis.is_multiple_of(60_000) && millis > 0 {
         format!("{}m", millis / 60_000)
-    } else if millis % 1000 == 0 {
+    } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")
@@ -279,6 +279,14 @@ mod tests {
         assert_eq!(config.policy.drain_timeout, Duration::from_secs(8));
         let config = parse(&["--grace-period", "2m", "app"]).unwrap();
         assert_eq!(config.policy.drain_timeout, Duration::from_secs(115));
+    }
+
+    #[test]
+    fn an_unknown_flag_before_the_command_is_a_usage_error() {
+        let error = parse(&["--bogus", "app"]).unwrap_err();
+        assert!(error.contains("--bogus"), "{error}");
+        let config = parse(&["--", "--weird-command-name", "x"]).unwrap();
+        assert_eq!(config.command[0], OsString::from("--weird-command-name"));
     }
 
     #[test]
