@@ -5,7 +5,9 @@
 
 mod config;
 mod exit;
+mod health;
 mod log;
+mod probe;
 mod reaper;
 mod signals;
 mod spawn;
@@ -19,10 +21,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use crate::config::{Cli, Config, Environment};
+use crate::probe::threshold::Probes;
 use crate::reaper::Reaper;
 use crate::spawn::{SpawnError, SpawnSpec};
 use crate::status::Status;
@@ -34,6 +37,7 @@ enum SetupError {
     Usage(String),
     Config(config::ConfigError),
     Spawn(SpawnError),
+    Bind(health::BindError),
     Os {
         step: &'static str,
         source: std::io::Error,
@@ -45,7 +49,7 @@ impl SetupError {
         match self {
             SetupError::Usage(_) | SetupError::Config(_) => exit::USAGE,
             SetupError::Spawn(failure) => failure.exit_code(),
-            SetupError::Os { .. } => exit::SETUP_FAILED,
+            SetupError::Os { .. } | SetupError::Bind(_) => exit::SETUP_FAILED,
         }
     }
 }
@@ -56,6 +60,7 @@ impl fmt::Display for SetupError {
             SetupError::Usage(message) => f.write_str(message),
             SetupError::Config(failure) => write!(f, "{failure}"),
             SetupError::Spawn(failure) => write!(f, "{failure}"),
+            SetupError::Bind(failure) => write!(f, "{failure}"),
             SetupError::Os { step, source } => write!(f, "{step}: {source}"),
         }
     }
@@ -89,6 +94,15 @@ fn run() -> Result<u8, SetupError> {
     let config = Config::from_cli(cli, environment).map_err(SetupError::Config)?;
     log::init_logging(config.log_format, config.log_level);
 
+    // Health listener: bound before privileges drop so ports < 1024 work, and before the app
+    // starts, so that a taken port stops pyinit instead of leaving the kubelet without answers.
+    let health_listener = config
+        .health
+        .addr
+        .map(health::bind_listener)
+        .transpose()
+        .map_err(SetupError::Bind)?;
+
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let is_pid1 = std::process::id() == 1;
     if !is_pid1 {
@@ -118,10 +132,22 @@ fn run() -> Result<u8, SetupError> {
             step: "cannot start the runtime",
             source,
         })?;
-    runtime.block_on(supervise(config, parent_already_gone))
+    runtime.block_on(supervise(config, health_listener, parent_already_gone))
 }
 
-async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, SetupError> {
+async fn supervise(
+    config: Config,
+    health_listener: Option<std::net::TcpListener>,
+    parent_already_gone: bool,
+) -> Result<u8, SetupError> {
+    // The runtime adopts the listener bound during set-up.
+    let health_listener = health_listener
+        .map(tokio::net::TcpListener::from_std)
+        .transpose()
+        .map_err(|source| SetupError::Os {
+            step: "cannot serve --health-addr",
+            source,
+        })?;
     // Handlers first, so that no signal sent during the spawn is lost.
     let extra_signals = config
         .policy
@@ -164,9 +190,23 @@ async fn supervise(config: Config, parent_already_gone: bool) -> Result<u8, Setu
     };
 
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor = Supervisor::new(config.policy, app_pid);
-    let (status_tx, _status_rx) = watch::channel(Status::default());
-    Ok(supervisor::driver::run_supervisor(supervisor, signal_stream, reaper, status_tx).await)
+    let supervisor =
+        Supervisor::new(config.policy, app_pid).with_probes(Probes::new(&config.health.probes));
+    let (status_tx, status_rx) = watch::channel::<Status>(supervisor.status().clone());
+    if let Some(listener) = health_listener {
+        if let Ok(addr) = listener.local_addr() {
+            info!(addr = %addr, "health server listening");
+        }
+        tokio::spawn(health::serve_health(listener, status_rx.clone()));
+    }
+    // Probers start with the app, so that initial delays count from its start.
+    let (probe_tx, probe_rx) = mpsc::channel(16);
+    probe::spawn_probers(config.health.probes, &status_rx, &probe_tx, &reaper);
+    drop(probe_tx);
+    Ok(
+        supervisor::driver::run_supervisor(supervisor, signal_stream, reaper, status_tx, probe_rx)
+            .await,
+    )
 }
 
 fn first_line_of(clap_error: &clap::Error) -> String {

@@ -6,9 +6,14 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use std::num::NonZeroU32;
 
-use super::parse::{parse_duration, parse_exit_pair};
+use clap::{Args, Parser, ValueEnum};
+
+use super::parse::{
+    HealthAddr, parse_duration, parse_exit_pair, parse_health_addr, parse_probe, parse_threshold,
+};
+use crate::probe::spec::ProbeTarget;
 use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
 
 /// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
@@ -72,6 +77,9 @@ pub struct Cli {
     #[arg(long, env = "PYINIT_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 
+    #[command(flatten)]
+    pub health: HealthArgs,
+
     /// The app to run, with its arguments; none runs pyinit as a health sidecar.
     #[arg(
         value_name = "COMMAND",
@@ -102,4 +110,104 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+/// Liveness and readiness: the health server and the probes behind it, with Kubernetes' names
+/// and defaults.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Liveness and readiness")]
+pub struct HealthArgs {
+    /// Where the health server listens (the kubelet probes the pod IP); `off` disables it.
+    #[arg(long, env = "PYINIT_HEALTH_ADDR", value_name = "ADDR", default_value = "0.0.0.0:8558",
+          value_parser = parse_health_addr)]
+    pub health_addr: HealthAddr,
+
+    /// Readiness probe: http://HOST:PORT/PATH, tcp://HOST:PORT, exec:COMMAND ARGS... or
+    /// file:///PATH?max-age=DURATION.
+    #[arg(long, env = "PYINIT_READINESS", value_name = "PROBE", value_parser = parse_probe)]
+    pub readiness: Option<ProbeTarget>,
+
+    /// Liveness probe, in the same forms as --readiness.
+    #[arg(long, env = "PYINIT_LIVENESS", value_name = "PROBE", value_parser = parse_probe)]
+    pub liveness: Option<ProbeTarget>,
+
+    /// Startup probe, in the same forms as --readiness: until it succeeds, liveness and readiness
+    /// probes do not run.
+    #[arg(long, env = "PYINIT_STARTUP", value_name = "PROBE", value_parser = parse_probe)]
+    pub startup: Option<ProbeTarget>,
+
+    /// Time between readiness probes, start to start.
+    #[arg(long, env = "PYINIT_READINESS_PERIOD", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub readiness_period: Duration,
+
+    /// Time a readiness probe may take before it counts as failed.
+    #[arg(long, env = "PYINIT_READINESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
+          value_parser = parse_duration)]
+    pub readiness_timeout: Duration,
+
+    /// Consecutive successes that make the app ready.
+    #[arg(long, env = "PYINIT_READINESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
+          value_parser = parse_threshold)]
+    pub readiness_success_threshold: NonZeroU32,
+
+    /// Consecutive failures that make the app not ready.
+    #[arg(long, env = "PYINIT_READINESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
+          value_parser = parse_threshold)]
+    pub readiness_failure_threshold: NonZeroU32,
+
+    /// Time from the start until the first readiness probe.
+    #[arg(long, env = "PYINIT_READINESS_INITIAL_DELAY", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub readiness_initial_delay: Duration,
+
+    /// Time between liveness probes, start to start.
+    #[arg(long, env = "PYINIT_LIVENESS_PERIOD", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub liveness_period: Duration,
+
+    /// Time a liveness probe may take before it counts as failed.
+    #[arg(long, env = "PYINIT_LIVENESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
+          value_parser = parse_duration)]
+    pub liveness_timeout: Duration,
+
+    /// Consecutive successes that make the app live again (must be 1, as in Kubernetes).
+    #[arg(long, env = "PYINIT_LIVENESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
+          value_parser = parse_threshold)]
+    pub liveness_success_threshold: NonZeroU32,
+
+    /// Consecutive failures that make the app not live (the kubelet then restarts it).
+    #[arg(long, env = "PYINIT_LIVENESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
+          value_parser = parse_threshold)]
+    pub liveness_failure_threshold: NonZeroU32,
+
+    /// Time from the start until the first liveness probe.
+    #[arg(long, env = "PYINIT_LIVENESS_INITIAL_DELAY", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub liveness_initial_delay: Duration,
+
+    /// Time between startup probes, start to start.
+    #[arg(long, env = "PYINIT_STARTUP_PERIOD", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub startup_period: Duration,
+
+    /// Time a startup probe may take before it counts as failed.
+    #[arg(long, env = "PYINIT_STARTUP_TIMEOUT", value_name = "DURATION", default_value = "1s",
+          value_parser = parse_duration)]
+    pub startup_timeout: Duration,
+
+    /// Consecutive successes that end startup (must be 1, as in Kubernetes).
+    #[arg(long, env = "PYINIT_STARTUP_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
+          value_parser = parse_threshold)]
+    pub startup_success_threshold: NonZeroU32,
+
+    /// Consecutive failures after which startup has failed and liveness is false.
+    #[arg(long, env = "PYINIT_STARTUP_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
+          value_parser = parse_threshold)]
+    pub startup_failure_threshold: NonZeroU32,
+
+    /// Time from the start until the first startup probe.
+    #[arg(long, env = "PYINIT_STARTUP_INITIAL_DELAY", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub startup_initial_delay: Duration,
 }
