@@ -13,5 +13,7 @@ mod common;
 
 mod config_errors;
 mod exit_codes;
+mod health;
+mod probes;
 mod reaping;
 mod signals;

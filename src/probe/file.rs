@@ -29,13 +29,12 @@ pub fn probe_file(path: &Path, max_age: Option<Duration>, now: SystemTime) -> Pr
     };
     // A modification time in the future (clock skew) counts as fresh.
     let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
-    let rounded = Duration::from_millis(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+    let age_seconds = age.as_secs_f64();
     if age <= max_age {
-        ProbeAnswer::success(format!("modified {} ago", format_duration(rounded)))
+        ProbeAnswer::success(format!("modified {age_seconds:.1}s ago"))
     } else {
         ProbeAnswer::failure(format!(
-            "stale: modified {} ago, max-age {}",
-            format_duration(rounded),
+            "stale: modified {age_seconds:.1}s ago, max-age {}",
             format_duration(max_age)
         ))
     }
@@ -58,10 +57,10 @@ mod tests {
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
         let max_age = Some(Duration::from_secs(10));
         let fresh = probe_file(&path, max_age, modified + Duration::from_secs(3));
-        assert_eq!(fresh, ProbeAnswer::success("modified 3s ago"));
+        assert_eq!(fresh, ProbeAnswer::success("modified 3.0s ago"));
         let stale = probe_file(&path, max_age, modified + Duration::from_secs(11));
         assert_eq!(stale.outcome, Outcome::Failure);
-        assert_eq!(stale.message, "stale: modified 11s ago, max-age 10s");
+        assert_eq!(stale.message, "stale: modified 11.0s ago, max-age 10s");
         let skewed = probe_file(&path, max_age, modified - Duration::from_secs(5));
         assert_eq!(skewed.outcome, Outcome::Success);
         let exists = probe_file(&path, None, modified + Duration::from_secs(3600));

@@ -60,14 +60,19 @@ async fn get_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, Str
         .await
         .map_err(|error| error.to_string())?;
     let mut connection = pin!(connection);
+    let mut response = pin!(sender.send_request(request));
     // The connection future does the I/O; it is polled here beside the request, not spawned.
-    tokio::select! {
-        response = sender.send_request(request) => response
-            .map(|response| response.status().as_u16())
-            .map_err(|error| error.to_string()),
-        ended = &mut connection => Err(match ended {
-            Ok(()) => "connection closed before the response".to_owned(),
-            Err(error) => error.to_string(),
-        }),
-    }
+    // A server that answers and closes (HTTP/1.0 style) may end the connection in the same poll
+    // that delivered the response: the response is then still waiting in `response`.
+    let response = tokio::select! {
+        biased;
+        response = &mut response => response,
+        ended = &mut connection => match ended {
+            Ok(()) => response.await,
+            Err(error) => return Err(error.to_string()),
+        },
+    };
+    response
+        .map(|response| response.status().as_u16())
+        .map_err(|error| error.to_string())
 }

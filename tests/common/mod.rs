@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod http;
+
 /// The pyinit binary under test.
 pub fn pyinit_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pyinit")
