@@ -484,3 +484,45 @@ fn sidecar_follows_its_probes_and_exits_0_after_the_pre_stop_delay() {
         sent.elapsed()
     );
 }
+
+#[test]
+fn slow_and_idle_clients_are_disconnected_after_the_header_read_timeout() {
+    let running = Pyinit::new()
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    // One client stalls halfway through its headers; the other keeps its connection open after
+    // an answer, idle.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /readyz HTTP/1.1\r\nHost: po").unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /livez HTTP/1.1\r\nHost: pod\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(read_one_answer(&mut idle).status, 200);
+    let opened = Instant::now();
+    for (name, stream) in [("slow", &mut slow), ("idle", &mut idle)] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // The server closes the connection (read returns 0) rather than answering.
+        let _ = stream.read_to_end(&mut rest);
+        let held = opened.elapsed();
+        assert!(
+            held < Duration::from_secs(20),
+            "{name} client held its connection for {held:?}"
+        );
+        assert!(
+            rest.is_empty(),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(9),
+        "closed before the header read timeout: {:?}",
+        opened.elapsed()
+    );
+}
