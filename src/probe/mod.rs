@@ -152,7 +152,85 @@ fn now() -> std::time::Instant {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
+    use crate::probe::spec::{ProbeKind, ProbeTiming};
+    use crate::probe::threshold::Probes;
+
+    fn missing_file_probe(kind: ProbeKind) -> ProbeConfig {
+        ProbeConfig {
+            kind,
+            target: ProbeTarget::File {
+                path: "/nonexistent/pyinit-heartbeat".into(),
+                max_age: None,
+            },
+            timing: ProbeTiming {
+                period: Duration::from_secs(10),
+                timeout: Duration::from_secs(1),
+                success_threshold: NonZeroU32::MIN,
+                failure_threshold: NonZeroU32::MIN,
+                initial_delay: Duration::from_secs(5),
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prober_waits_for_the_initial_delay_then_probes_once_per_period() {
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let (report_tx, mut report_rx) = mpsc::channel(4);
+        let start = now();
+        tokio::spawn(run_prober(
+            missing_file_probe(ProbeKind::Readiness),
+            status_rx,
+            report_tx,
+            Arc::new(Reaper::new()),
+        ));
+        let first = report_rx.recv().await.unwrap();
+        assert_eq!(first.began, start + Duration::from_secs(5));
+        assert_eq!(first.outcome, Outcome::Failure);
+        assert_eq!(first.message, "no such file");
+        let second = report_rx.recv().await.unwrap();
+        assert_eq!(second.began, first.began + Duration::from_secs(10));
+        // The app is gone: the prober stops.
+        status_tx.send_modify(|status| status.phase = Phase::Stopping);
+        assert_eq!(report_rx.recv().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_prober_waits_for_startup() {
+        let startup = missing_file_probe(ProbeKind::Startup);
+        let status = Status {
+            probes: Probes::new(std::slice::from_ref(&startup)),
+            ..Status::default()
+        };
+        let (status_tx, status_rx) = watch::channel(status);
+        let (report_tx, mut report_rx) = mpsc::channel(4);
+        let start = now();
+        tokio::spawn(run_prober(
+            missing_file_probe(ProbeKind::Liveness),
+            status_rx,
+            report_tx,
+            Arc::new(Reaper::new()),
+        ));
+        let nothing = tokio::time::timeout(Duration::from_secs(60), report_rx.recv()).await;
+        assert!(nothing.is_err(), "a liveness probe ran before startup");
+        let done_at = now();
+        assert!(done_at >= start + Duration::from_secs(60));
+        status_tx.send_modify(|status| {
+            status.probes.record(&ProbeReport {
+                kind: ProbeKind::Startup,
+                outcome: Outcome::Success,
+                message: "exists".to_owned(),
+                began: done_at,
+                duration: Duration::ZERO,
+            });
+        });
+        // The initial delay has long passed: it probes at once.
+        let first = report_rx.recv().await.unwrap();
+        assert_eq!(first.kind, ProbeKind::Liveness);
+        assert_eq!(first.began, done_at);
+    }
 
     #[test]
     fn io_errors_read_as_a_few_lowercase_words() {

@@ -215,10 +215,7 @@ fn log_notice(notice: Notice) {
         }
         Notice::StartupChanged { verdict, reason } => match verdict {
             Verdict::Passing => info!(%reason, "startup probe succeeded"),
-            Verdict::Failing => error!(
-                %reason,
-                "startup probe reached its failure threshold: liveness is false"
-            ),
+            Verdict::Failing => error!(%reason, "startup probe reached its failure threshold"),
             Verdict::Pending => debug!(%reason, "startup probe pending"),
         },
         Notice::ReadinessChanged { ready: true, .. } => info!("ready"),
