@@ -377,7 +377,7 @@ fn a_taken_health_address_stops_pyinit_before_the_app_starts() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains(&format!("--health-addr {addr}"))
-            && stderr.contains("address already in use"),
+            && stderr.contains("Address already in use"),
         "{stderr}"
     );
     assert!(!marker.exists(), "the app ran although the bind failed");
@@ -525,4 +525,28 @@ fn slow_and_idle_clients_are_disconnected_after_the_header_read_timeout() {
         "closed before the header read timeout: {:?}",
         opened.elapsed()
     );
+}
+
+#[test]
+fn after_the_app_exits_livez_fails_and_metrics_show_its_code() {
+    // The app exits 3 and leaves a process that ignores SIGTERM: pyinit stays up for the orphan
+    // grace, long enough to be asked.
+    let mut running = Pyinit::new()
+        .app(python_fixture("leave_behind.py", &["3", "--stubborn"]))
+        .start();
+    let addr = health_addr(&running);
+    running.stderr.wait_for("app exited", PATIENCE);
+    let answer = get(addr, "/livez?verbose");
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("[-]app-running failed: app exited with code 3"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(get(addr, "/readyz").status, 503);
+    assert_eq!(metric(addr, "pyinit_app_exit_code"), Some(3.0));
+    assert_eq!(metric(addr, "pyinit_app_up"), Some(0.0));
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(3));
 }
