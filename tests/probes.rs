@@ -65,9 +65,18 @@ fn assert_verbose(addr: SocketAddr, endpoint: &str, status: u16, line: &str) {
 fn http_probe_success() {
     let port = free_port();
     let probe = format!("http://localhost:{port}/healthz");
-    let (_running, addr) = start_probed("readiness", &probe, http_app(port, &[]));
+    let (running, addr) = start_probed("readiness", &probe, http_app(port, &[]));
     wait_for_result(addr, "readiness", "success");
     assert_verbose(addr, "/readyz", 200, "[+]readiness ok");
+    assert_one_thread(&running);
+}
+
+/// pyinit probes and serves on one thread: no resolver or blocking-pool threads appeared.
+fn assert_one_thread(running: &Running) {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", running.pyinit_pid))
+        .unwrap()
+        .count();
+    assert_eq!(tasks, 1, "pyinit runs {tasks} threads");
 }
 
 #[test]
@@ -117,9 +126,10 @@ fn http_probe_timeout() {
 fn tcp_probe_success() {
     let port = free_port();
     let probe = format!("tcp://127.0.0.1:{port}");
-    let (_running, addr) = start_probed("liveness", &probe, http_app(port, &[]));
+    let (running, addr) = start_probed("liveness", &probe, http_app(port, &[]));
     wait_for_result(addr, "liveness", "success");
     assert_verbose(addr, "/livez", 200, "[+]liveness ok");
+    assert_one_thread(&running);
 }
 
 #[test]
