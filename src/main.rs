@@ -6,8 +6,10 @@
 mod config;
 mod container;
 mod exit;
+mod health;
 mod log;
 mod privileges;
+mod probe;
 mod reaper;
 mod signals;
 mod spawn;
@@ -23,13 +25,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use crate::config::{Cli, Config, Environment};
 use crate::container::oom::OomMonitor;
 use crate::container::{ContainerFacts, StartupReport};
 use crate::privileges::PrivilegeError;
+use crate::probe::threshold::Probes;
 use crate::reaper::Reaper;
 use crate::spawn::{SpawnError, SpawnSpec};
 use crate::status::Status;
@@ -42,6 +45,7 @@ enum SetupError {
     Config(config::ConfigError),
     Privileges(PrivilegeError),
     Spawn(SpawnError),
+    Bind(health::BindError),
     Os {
         step: &'static str,
         source: std::io::Error,
@@ -54,7 +58,7 @@ impl SetupError {
             SetupError::Usage(_) | SetupError::Config(_) => exit::USAGE,
             SetupError::Privileges(failure) => failure.exit_code(),
             SetupError::Spawn(failure) => failure.exit_code(),
-            SetupError::Os { .. } => exit::SETUP_FAILED,
+            SetupError::Os { .. } | SetupError::Bind(_) => exit::SETUP_FAILED,
         }
     }
 }
@@ -66,6 +70,7 @@ impl fmt::Display for SetupError {
             SetupError::Config(failure) => write!(f, "{failure}"),
             SetupError::Privileges(failure) => write!(f, "{failure}"),
             SetupError::Spawn(failure) => write!(f, "{failure}"),
+            SetupError::Bind(failure) => write!(f, "{failure}"),
             SetupError::Os { step, source } => write!(f, "{step}: {source}"),
         }
     }
@@ -121,7 +126,15 @@ fn run() -> Result<u8, SetupError> {
     }
     let parent_pid = nix::unistd::getppid();
 
-    // The health listener will be bound here, before the drop, so that a port under 1024 works.
+    // Health listener: bound before privileges drop so ports < 1024 work, and before the app
+    // starts, so that a taken port stops pyinit instead of leaving the kubelet without answers.
+    let health_listener = config
+        .health
+        .addr
+        .map(health::bind_listener)
+        .transpose()
+        .map_err(SetupError::Bind)?;
+
     // Drop root while pyinit has one thread: the set-id calls and no_new_privs act per thread.
     let dropped =
         privileges::drop_privileges(&config.privileges).map_err(SetupError::Privileges)?;
@@ -163,6 +176,7 @@ fn run() -> Result<u8, SetupError> {
         config,
         startup,
         dropped.env,
+        health_listener,
         oom_monitor,
         parent_already_gone,
     ))
@@ -186,9 +200,18 @@ async fn supervise(
     config: Config,
     startup: StartupReport,
     user_env: Vec<(OsString, OsString)>,
+    health_listener: Option<std::net::TcpListener>,
     oom_monitor: OomMonitor,
     parent_already_gone: bool,
 ) -> Result<u8, SetupError> {
+    // The runtime adopts the listener bound during set-up.
+    let health_listener = health_listener
+        .map(tokio::net::TcpListener::from_std)
+        .transpose()
+        .map_err(|source| SetupError::Os {
+            step: "cannot serve --health-addr",
+            source,
+        })?;
     // Handlers first, so that no signal sent during the spawn is lost.
     let extra_signals = config
         .policy
@@ -205,6 +228,11 @@ async fn supervise(
         let _ = signals::raise_signal(signal);
     }
     let reaper = Arc::new(Reaper::new());
+    // The app and its exec probes see the same environment.
+    let app_env: Arc<[(OsString, OsString)]> = user_env
+        .into_iter()
+        .chain(startup.app_env.to_os_pairs())
+        .collect();
     let app_pid = if config.command.is_empty() {
         startup.log();
         info!("no command: running as a health sidecar");
@@ -212,10 +240,7 @@ async fn supervise(
     } else {
         let spec = SpawnSpec {
             argv: config.command.clone(),
-            env: user_env
-                .into_iter()
-                .chain(startup.app_env.to_os_pairs())
-                .collect(),
+            env: app_env.to_vec(),
             inherit_stdio: true,
             take_terminal: true,
         };
@@ -236,13 +261,29 @@ async fn supervise(
     };
 
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor = Supervisor::new(config.policy, app_pid);
-    let (status_tx, _status_rx) = watch::channel(Status::default());
+    let supervisor =
+        Supervisor::new(config.policy, app_pid).with_probes(Probes::new(&config.health.probes));
+    let (status_tx, status_rx) = watch::channel::<Status>(supervisor.status().clone());
+    if let Some(listener) = health_listener {
+        if let Ok(addr) = listener.local_addr() {
+            info!(addr = %addr, "health server listening");
+        }
+        tokio::spawn(health::serve_health(listener, status_rx.clone()));
+    }
+    // Probers start with the app, so that initial delays count from its start.
+    let (probe_tx, probe_rx) = mpsc::channel(16);
+    let exec_context = probe::ExecContext {
+        reaper: Arc::clone(&reaper),
+        env: app_env,
+    };
+    probe::spawn_probers(config.health.probes, &status_rx, &probe_tx, &exec_context);
+    drop(probe_tx);
     Ok(supervisor::driver::run_supervisor(
         supervisor,
         signal_stream,
         reaper,
         status_tx,
+        probe_rx,
         oom_monitor,
     )
     .await)

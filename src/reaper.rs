@@ -41,6 +41,15 @@ impl Reaper {
         Reaper::default()
     }
 
+    /// Asks for the exit status of `pid`, a child just spawned. Call it before the next `.await`
+    /// after the spawn, so that no reaping pass can run in between and count the exit as an
+    /// orphan's. A receiver dropped early (a timed-out probe) is fine: the exit is still reaped.
+    pub fn register(&self, pid: i32) -> oneshot::Receiver<ChildStatus> {
+        let (status_tx, status_rx) = oneshot::channel();
+        self.lock_waiters().insert(pid, status_tx);
+        status_rx
+    }
+
     fn lock_waiters(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<i32, oneshot::Sender<ChildStatus>>> {

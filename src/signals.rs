@@ -164,6 +164,23 @@ pub fn forward_signal(
     }
 }
 
+/// SIGKILLs the process group `pgid`: an exec probe that overran its timeout, with whatever it
+/// started. A group already gone is not an error.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "signals.rs is the one owner of kill(2)"
+)]
+pub fn kill_process_group(pgid: i32) -> Result<(), DeliveryError> {
+    match nix_signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(source) => Err(DeliveryError {
+            pid: pgid,
+            signal: Signal::SIGKILL,
+            source,
+        }),
+    }
+}
+
 /// Sends `signal` to every process pyinit is responsible for.
 ///
 /// As PID 1 that is every process in the PID namespace (kill(-1) spares the caller). Otherwise

@@ -1,7 +1,13 @@
 //! `Status`: what the supervisor knows, as the health server and metrics read it.
 //!
 //! The one contract between the supervisor (the only writer, through a `watch` channel), the
-//! health routes and the metrics text. It is plain data, cheap to clone, with no I/O.
+//! health routes and the metrics text. It is plain data, cheap to clone, with no I/O. The checks
+//! behind `/livez` and `/readyz` are computed here, from the status alone, so that the
+//! supervisor's `live`/`ready` and the routes' check lists can never disagree.
+
+use std::time::Instant;
+
+use crate::probe::threshold::{Probes, Verdict};
 
 /// Where pyinit is in the app's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -29,4 +35,133 @@ pub struct Status {
     pub signals_forwarded: [u64; 32],
     /// Exited processes reaped that were neither the app nor a probe: orphans.
     pub orphans_reaped: u64,
+    /// False in sidecar mode: there is no app, and liveness and readiness follow the probes alone.
+    pub has_app: bool,
+    /// Every configured probe's results, counted by Kubernetes' rules.
+    pub probes: Probes,
+    /// What `/livez` answers: every liveness check passes.
+    pub live: bool,
+    /// What `/readyz` answers: every readiness check passes.
+    pub ready: bool,
+}
+
+/// One named check of `/livez` or `/readyz`, as the Kubernetes API server lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// `app-running`, `startup`, `liveness`, `readiness`, `shutdown`.
+    pub name: &'static str,
+    pub passed: bool,
+    /// Why it failed, in a few words; empty when it passed.
+    pub reason: String,
+    /// When the probe behind a failed check last finished, for its age.
+    pub last_at: Option<Instant>,
+}
+
+impl Check {
+    fn pass(name: &'static str) -> Self {
+        Check {
+            name,
+            passed: true,
+            reason: String::new(),
+            last_at: None,
+        }
+    }
+
+    fn fail(name: &'static str, reason: String, last_at: Option<Instant>) -> Self {
+        Check {
+            name,
+            passed: false,
+            reason,
+            last_at,
+        }
+    }
+}
+
+impl Status {
+    fn app_running_check(&self) -> Option<Check> {
+        if !self.has_app {
+            return None;
+        }
+        Some(match (self.app_pid, self.app_exit_code) {
+            (Some(_), _) => Check::pass("app-running"),
+            (None, Some(code)) => {
+                Check::fail("app-running", format!("app exited with code {code}"), None)
+            }
+            (None, None) => Check::fail("app-running", "app exited".to_owned(), None),
+        })
+    }
+
+    /// The checks behind `/livez`: the app runs, startup has not failed, and the liveness probe
+    /// has not reached its failure threshold. During a drain the probes are not held against the
+    /// app: the kubelet must not restart a pod that is shutting down cleanly.
+    pub fn liveness_checks(&self) -> Vec<Check> {
+        let mut checks: Vec<Check> = self.app_running_check().into_iter().collect();
+        if let Some(startup) = &self.probes.startup {
+            checks.push(if self.probes.startup_failed() && !self.draining {
+                Check::fail(
+                    "startup",
+                    startup.failure_reason(),
+                    startup.last.as_ref().map(|last| last.at),
+                )
+            } else {
+                Check::pass("startup")
+            });
+        }
+        if let Some(liveness) = &self.probes.liveness {
+            checks.push(if liveness.verdict == Verdict::Failing && !self.draining {
+                Check::fail(
+                    "liveness",
+                    liveness.failure_reason(),
+                    liveness.last.as_ref().map(|last| last.at),
+                )
+            } else {
+                Check::pass("liveness")
+            });
+        }
+        checks
+    }
+
+    /// The checks behind `/readyz`: the app runs, startup is done, the readiness probe passes,
+    /// and pyinit is not shutting down.
+    pub fn readiness_checks(&self) -> Vec<Check> {
+        let mut checks: Vec<Check> = self.app_running_check().into_iter().collect();
+        if let Some(startup) = &self.probes.startup {
+            checks.push(match startup.verdict {
+                Verdict::Passing => Check::pass("startup"),
+                Verdict::Pending => Check::fail(
+                    "startup",
+                    format!("not yet succeeded: {}", startup.failure_reason()),
+                    startup.last.as_ref().map(|last| last.at),
+                ),
+                Verdict::Failing => Check::fail(
+                    "startup",
+                    startup.failure_reason(),
+                    startup.last.as_ref().map(|last| last.at),
+                ),
+            });
+        }
+        if let Some(readiness) = &self.probes.readiness {
+            checks.push(if readiness.verdict == Verdict::Passing {
+                Check::pass("readiness")
+            } else {
+                Check::fail(
+                    "readiness",
+                    readiness.failure_reason(),
+                    readiness.last.as_ref().map(|last| last.at),
+                )
+            });
+        }
+        checks.push(if self.draining {
+            Check::fail("shutdown", "draining after SIGTERM".to_owned(), None)
+        } else {
+            Check::pass("shutdown")
+        });
+        checks
+    }
+
+    /// Recomputes `live` and `ready` from the checks; the supervisor calls it after every step.
+    pub fn refresh_verdicts(&mut self) {
+        self.live = self.liveness_checks().iter().all(|check| check.passed);
+        self.ready = self.readiness_checks().iter().all(|check| check.passed);
+    }
 }

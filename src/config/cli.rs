@@ -6,14 +6,18 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 
 use super::parse::{
-    GroupList, IdOrName, RlimitSpec, Umask, UserSpec, parse_duration, parse_exit_pair,
-    parse_group_list, parse_id_or_name, parse_rlimit, parse_umask, parse_user_spec,
+    GroupList, HealthAddr, IdOrName, RlimitSpec, Umask, UserSpec, parse_duration, parse_exit_pair,
+    parse_group_list, parse_health_addr, parse_id_or_name, parse_probe, parse_rlimit,
+    parse_threshold, parse_umask, parse_user_spec,
 };
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
+use crate::probe::spec::ProbeTarget;
 use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
 
 /// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
@@ -82,6 +86,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub privileges: PrivilegeArgs,
+
+    #[command(flatten)]
+    pub health: HealthArgs,
 
     /// The app to run, with its arguments; none runs pyinit as a health sidecar.
     // Once the command has begun, every later word is the app's, flags included; before it, an
@@ -167,4 +174,104 @@ pub struct PrivilegeArgs {
     #[arg(long, env = "PYINIT_RLIMIT", value_name = "NAME=SOFT[:HARD]", value_delimiter = ',',
           value_parser = parse_rlimit)]
     pub rlimit: Vec<RlimitSpec>,
+}
+
+/// Liveness and readiness: the health server and the probes behind it, with Kubernetes' names
+/// and defaults.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Liveness and readiness")]
+pub struct HealthArgs {
+    /// Where the health server listens (the kubelet probes the pod IP); `off` disables it.
+    #[arg(long, env = "PYINIT_HEALTH_ADDR", value_name = "ADDR", default_value = "0.0.0.0:8558",
+          value_parser = parse_health_addr)]
+    pub health_addr: HealthAddr,
+
+    /// Readiness probe: http://HOST:PORT/PATH, tcp://HOST:PORT, exec:COMMAND ARGS... or
+    /// file:///PATH?max-age=DURATION.
+    #[arg(long, env = "PYINIT_READINESS", value_name = "PROBE", value_parser = parse_probe)]
+    pub readiness: Option<ProbeTarget>,
+
+    /// Liveness probe, in the same forms as --readiness.
+    #[arg(long, env = "PYINIT_LIVENESS", value_name = "PROBE", value_parser = parse_probe)]
+    pub liveness: Option<ProbeTarget>,
+
+    /// Startup probe, in the same forms as --readiness: until it succeeds, liveness and readiness
+    /// probes do not run.
+    #[arg(long, env = "PYINIT_STARTUP", value_name = "PROBE", value_parser = parse_probe)]
+    pub startup: Option<ProbeTarget>,
+
+    /// Time between readiness probes, start to start.
+    #[arg(long, env = "PYINIT_READINESS_PERIOD", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub readiness_period: Duration,
+
+    /// Time a readiness probe may take before it counts as failed.
+    #[arg(long, env = "PYINIT_READINESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
+          value_parser = parse_duration)]
+    pub readiness_timeout: Duration,
+
+    /// Consecutive successes that make the app ready.
+    #[arg(long, env = "PYINIT_READINESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
+          value_parser = parse_threshold)]
+    pub readiness_success_threshold: NonZeroU32,
+
+    /// Consecutive failures that make the app not ready.
+    #[arg(long, env = "PYINIT_READINESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
+          value_parser = parse_threshold)]
+    pub readiness_failure_threshold: NonZeroU32,
+
+    /// Time from the start until the first readiness probe.
+    #[arg(long, env = "PYINIT_READINESS_INITIAL_DELAY", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub readiness_initial_delay: Duration,
+
+    /// Time between liveness probes, start to start.
+    #[arg(long, env = "PYINIT_LIVENESS_PERIOD", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub liveness_period: Duration,
+
+    /// Time a liveness probe may take before it counts as failed.
+    #[arg(long, env = "PYINIT_LIVENESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
+          value_parser = parse_duration)]
+    pub liveness_timeout: Duration,
+
+    /// Consecutive successes that make the app live again (must be 1, as in Kubernetes).
+    #[arg(long, env = "PYINIT_LIVENESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
+          value_parser = parse_threshold)]
+    pub liveness_success_threshold: NonZeroU32,
+
+    /// Consecutive failures that make the app not live (the kubelet then restarts it).
+    #[arg(long, env = "PYINIT_LIVENESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
+          value_parser = parse_threshold)]
+    pub liveness_failure_threshold: NonZeroU32,
+
+    /// Time from the start until the first liveness probe.
+    #[arg(long, env = "PYINIT_LIVENESS_INITIAL_DELAY", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub liveness_initial_delay: Duration,
+
+    /// Time between startup probes, start to start.
+    #[arg(long, env = "PYINIT_STARTUP_PERIOD", value_name = "DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub startup_period: Duration,
+
+    /// Time a startup probe may take before it counts as failed.
+    #[arg(long, env = "PYINIT_STARTUP_TIMEOUT", value_name = "DURATION", default_value = "1s",
+          value_parser = parse_duration)]
+    pub startup_timeout: Duration,
+
+    /// Consecutive successes that end startup (must be 1, as in Kubernetes).
+    #[arg(long, env = "PYINIT_STARTUP_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
+          value_parser = parse_threshold)]
+    pub startup_success_threshold: NonZeroU32,
+
+    /// Consecutive failures after which startup has failed and liveness is false.
+    #[arg(long, env = "PYINIT_STARTUP_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
+          value_parser = parse_threshold)]
+    pub startup_failure_threshold: NonZeroU32,
+
+    /// Time from the start until the first startup probe.
+    #[arg(long, env = "PYINIT_STARTUP_INITIAL_DELAY", value_name = "DURATION",
+          default_value = "0s", value_parser = parse_duration)]
+    pub startup_initial_delay: Duration,
 }

@@ -9,12 +9,17 @@ pub mod parse;
 
 use std::ffi::OsString;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub use cli::Cli;
 use cli::Switch;
-use cli::{ForwardTo, LogFormat, LogLevel, PrivilegeArgs};
+use cli::{ForwardTo, HealthArgs, LogFormat, LogLevel, PrivilegeArgs};
+use core::net::SocketAddr;
+use parse::HealthAddr;
 use parse::{IdOrName, RlimitSpec, Umask, UserSpec};
+
+use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
 
 use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
@@ -59,6 +64,16 @@ pub struct Config {
     /// What the app is told about the container's limits.
     pub app_env: AppEnvSettings,
     pub privileges: PrivilegeConfig,
+    pub health: HealthConfig,
+}
+
+/// The health server and the probes behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Where the health server listens; `None` for `--health-addr off`.
+    pub addr: Option<SocketAddr>,
+    /// The configured probes, at most one per kind.
+    pub probes: Vec<ProbeConfig>,
 }
 
 /// Facts about the environment pyinit was started in, read by `main`.
@@ -141,8 +156,10 @@ impl Config {
             remap: ExitRemap::new(cli.remap_exit),
         };
         let privileges = PrivilegeConfig::from_args(cli.privileges)?;
+        let health = health_config(cli.health)?;
         Ok(Config {
             privileges,
+            health,
             command: cli.command,
             grace_period,
             policy,
@@ -219,6 +236,112 @@ impl PrivilegeConfig {
             rlimits: args.rlimit,
         })
     }
+}
+
+/// The flags of one probe kind, with their names for messages.
+struct ProbeFlags {
+    kind: ProbeKind,
+    target: Option<ProbeTarget>,
+    timing: ProbeTiming,
+}
+
+fn health_config(health: HealthArgs) -> Result<HealthConfig, ConfigError> {
+    let addr = match health.health_addr {
+        HealthAddr::Off => None,
+        HealthAddr::Listen(addr) => Some(addr),
+    };
+    let kinds = [
+        ProbeFlags {
+            kind: ProbeKind::Startup,
+            target: health.startup,
+            timing: ProbeTiming {
+                period: health.startup_period,
+                timeout: health.startup_timeout,
+                success_threshold: health.startup_success_threshold,
+                failure_threshold: health.startup_failure_threshold,
+                initial_delay: health.startup_initial_delay,
+            },
+        },
+        ProbeFlags {
+            kind: ProbeKind::Liveness,
+            target: health.liveness,
+            timing: ProbeTiming {
+                period: health.liveness_period,
+                timeout: health.liveness_timeout,
+                success_threshold: health.liveness_success_threshold,
+                failure_threshold: health.liveness_failure_threshold,
+                initial_delay: health.liveness_initial_delay,
+            },
+        },
+        ProbeFlags {
+            kind: ProbeKind::Readiness,
+            target: health.readiness,
+            timing: ProbeTiming {
+                period: health.readiness_period,
+                timeout: health.readiness_timeout,
+                success_threshold: health.readiness_success_threshold,
+                failure_threshold: health.readiness_failure_threshold,
+                initial_delay: health.readiness_initial_delay,
+            },
+        },
+    ];
+    let mut probes = Vec::new();
+    for flags in kinds {
+        check_probe_timing(&flags)?;
+        if let Some(target) = flags.target {
+            probes.push(ProbeConfig {
+                kind: flags.kind,
+                target,
+                timing: flags.timing,
+            });
+        }
+    }
+    Ok(HealthConfig { addr, probes })
+}
+
+/// Kubernetes' own limits: a period and a timeout of at least a moment, and a success threshold
+/// of 1 for liveness and startup probes.
+fn check_probe_timing(flags: &ProbeFlags) -> Result<(), ConfigError> {
+    let (period_flag, timeout_flag, success_flag) = match flags.kind {
+        ProbeKind::Startup => (
+            "--startup-period",
+            "--startup-timeout",
+            "--startup-success-threshold",
+        ),
+        ProbeKind::Liveness => (
+            "--liveness-period",
+            "--liveness-timeout",
+            "--liveness-success-threshold",
+        ),
+        ProbeKind::Readiness => (
+            "--readiness-period",
+            "--readiness-timeout",
+            "--readiness-success-threshold",
+        ),
+    };
+    for (flag, value) in [
+        (period_flag, flags.timing.period),
+        (timeout_flag, flags.timing.timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError {
+                flag,
+                value: format_duration(value),
+                reason: "must be longer than 0s".to_owned(),
+            });
+        }
+    }
+    if flags.kind != ProbeKind::Readiness && flags.timing.success_threshold != NonZeroU32::MIN {
+        return Err(ConfigError {
+            flag: success_flag,
+            value: flags.timing.success_threshold.to_string(),
+            reason: format!(
+                "must be 1 for {} probes, as in Kubernetes",
+                flags.kind.name()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `30s`, `1500ms`, `2m`: the shortest exact form, for messages and logs.
@@ -392,6 +515,108 @@ mod tests {
         );
         assert_eq!(config.policy.rewrite.rewrite(Signal::SIGHUP), None);
         assert_eq!(config.policy.remap.apply(143), 0);
+    }
+
+    #[test]
+    fn health_defaults_are_kubernetes_defaults() {
+        let config = parse(&["app"]).unwrap();
+        assert_eq!(config.health.addr, Some("0.0.0.0:8558".parse().unwrap()));
+        assert!(config.health.probes.is_empty());
+        let config = parse(&["--readiness", "tcp://127.0.0.1:80", "app"]).unwrap();
+        assert_eq!(
+            config.health.probes,
+            vec![ProbeConfig {
+                kind: ProbeKind::Readiness,
+                target: ProbeTarget::Tcp {
+                    addr: "127.0.0.1:80".parse().unwrap()
+                },
+                timing: ProbeTiming::KUBERNETES_DEFAULT,
+            }]
+        );
+        assert_eq!(
+            parse(&["--health-addr", "off", "app"]).unwrap().health.addr,
+            None
+        );
+    }
+
+    #[test]
+    fn probe_tuning_flags_reach_their_probe() {
+        let config = parse(&[
+            "--startup",
+            "file:///tmp/started",
+            "--liveness",
+            "exec:true",
+            "--readiness",
+            "http://localhost:8000/ready",
+            "--startup-period",
+            "1s",
+            "--startup-failure-threshold",
+            "30",
+            "--liveness-timeout",
+            "5s",
+            "--liveness-initial-delay",
+            "20s",
+            "--readiness-period",
+            "500ms",
+            "--readiness-success-threshold",
+            "2",
+            "app",
+        ])
+        .unwrap();
+        let timing_of = |kind: ProbeKind| {
+            config
+                .health
+                .probes
+                .iter()
+                .find(|probe| probe.kind == kind)
+                .unwrap()
+                .timing
+        };
+        let startup = timing_of(ProbeKind::Startup);
+        assert_eq!(startup.period, Duration::from_secs(1));
+        assert_eq!(startup.failure_threshold.get(), 30);
+        let liveness = timing_of(ProbeKind::Liveness);
+        assert_eq!(liveness.timeout, Duration::from_secs(5));
+        assert_eq!(liveness.initial_delay, Duration::from_secs(20));
+        assert_eq!(liveness.period, Duration::from_secs(10));
+        let readiness = timing_of(ProbeKind::Readiness);
+        assert_eq!(readiness.period, Duration::from_millis(500));
+        assert_eq!(readiness.success_threshold.get(), 2);
+        assert_eq!(readiness.failure_threshold.get(), 3);
+    }
+
+    #[test]
+    fn bad_probe_settings_name_the_flag() {
+        for (args, flag) in [
+            (
+                &["--liveness-success-threshold", "2", "app"][..],
+                "--liveness-success-threshold",
+            ),
+            (
+                &["--startup-success-threshold", "3", "app"][..],
+                "--startup-success-threshold",
+            ),
+            (
+                &["--readiness-period", "0", "app"][..],
+                "--readiness-period",
+            ),
+            (
+                &["--liveness-timeout", "0s", "app"][..],
+                "--liveness-timeout",
+            ),
+            (
+                &["--readiness-failure-threshold", "0", "app"][..],
+                "--readiness-failure-threshold",
+            ),
+            (
+                &["--readiness", "http://example.com/", "app"][..],
+                "--readiness",
+            ),
+            (&["--health-addr", "everywhere", "app"][..], "--health-addr"),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
     }
 
     #[test]

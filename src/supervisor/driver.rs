@@ -1,5 +1,5 @@
-//! The supervisor's shell: turns signals, reaper reports and its one timer into events, and
-//! actions into syscalls and log events.
+//! The supervisor's shell: turns signals, reaper reports, probe reports and its one timer into
+//! events, and actions into syscalls and log events.
 //!
 //! Once the app is spawned nothing here returns an error: a failed delivery is logged with its
 //! pid and signal and the loop goes on. The only way out is an `Action::Exit` from the supervisor.
@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use super::{Action, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{OomMonitor, Victim};
 use crate::exit::ChildStatus;
+use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
 use crate::signals::{self, ForwardTarget, Signal, SignalStream, short_name};
 use crate::status::Status;
@@ -30,6 +31,7 @@ pub async fn run_supervisor(
     mut signal_stream: SignalStream,
     reaper: Arc<Reaper>,
     status_tx: watch::Sender<Status>,
+    mut probe_rx: mpsc::Receiver<ProbeReport>,
     mut oom_monitor: OomMonitor,
 ) -> u8 {
     status_tx.send_replace(supervisor.status().clone());
@@ -51,6 +53,7 @@ pub async fn run_supervisor(
                 }
             }
             () = sleep_until(deadline) => Event::Timer,
+            report = next_probe_report(&mut probe_rx) => Event::Probe(report),
             () = next_tick(&mut oom_poll) => {
                 oom_monitor.poll();
                 continue;
@@ -90,6 +93,14 @@ async fn next_signal(signal_stream: &mut SignalStream) -> Signal {
                 return pending().await;
             }
         }
+    }
+}
+
+/// The next probe report; with no prober left (or none configured) this waits forever.
+async fn next_probe_report(probe_rx: &mut mpsc::Receiver<ProbeReport>) -> ProbeReport {
+    match probe_rx.recv().await {
+        Some(report) => report,
+        None => pending().await,
     }
 }
 
@@ -254,5 +265,20 @@ fn log_notice(notice: Notice) {
         Notice::GaveUpWaiting => {
             warn!("some processes were not reaped after SIGKILL: exiting anyway");
         }
+        Notice::StartupChanged { verdict, reason } => match verdict {
+            Verdict::Passing => info!(%reason, "startup probe succeeded"),
+            Verdict::Failing => error!(%reason, "startup probe reached its failure threshold"),
+            Verdict::Pending => debug!(%reason, "startup probe pending"),
+        },
+        Notice::ReadinessChanged { ready: true, .. } => info!("ready"),
+        Notice::ReadinessChanged {
+            ready: false,
+            reason,
+        } => warn!(%reason, "not ready"),
+        Notice::LivenessChanged { live: true, .. } => info!("live again"),
+        Notice::LivenessChanged {
+            live: false,
+            reason,
+        } => error!(%reason, "not live"),
     }
 }

@@ -15,12 +15,18 @@
 //!
 //! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
 //! once the pre-stop delay has passed.
+//!
+//! Probe results arrive as [`Event::Probe`] and are counted inside `Status` by Kubernetes' rules
+//! (`probe::threshold`); after every step `live` and `ready` are recomputed from the status, and
+//! each change is announced once as a [`Notice`].
 
 pub mod driver;
 
 use std::time::{Duration, Instant};
 
 use crate::exit::{self, ChildStatus, ExitRemap};
+use crate::probe::spec::ProbeKind;
+use crate::probe::threshold::{ProbeReport, Probes, Verdict};
 use crate::signals::{ForwardTarget, RewriteMap, Signal};
 use crate::status::{Phase, Status};
 
@@ -63,6 +69,8 @@ pub enum Event {
     },
     /// The deadline from [`Supervisor::next_deadline`] has come.
     Timer,
+    /// A probe finished.
+    Probe(ProbeReport),
 }
 
 /// Why a signal is being sent to the app.
@@ -102,6 +110,22 @@ pub enum Notice {
     LeftoversKilled,
     /// Some process was not reaped within `kill_wait` of the SIGKILL.
     GaveUpWaiting,
+    /// The startup probe's verdict changed (succeeded, or reached its failure threshold).
+    StartupChanged {
+        verdict: Verdict,
+        reason: String,
+    },
+    /// `/readyz` changed; `reason` names the failing checks when it turned false. Not sent when
+    /// the drain or the app's exit caused it: those notices say so already.
+    ReadinessChanged {
+        ready: bool,
+        reason: String,
+    },
+    /// `/livez` changed; as for readiness, not sent when the app's exit caused it.
+    LivenessChanged {
+        live: bool,
+        reason: String,
+    },
 }
 
 /// What the driver must do.
@@ -154,11 +178,13 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor for an app that runs as `app_pid`, or for no app at all (sidecar mode).
     pub fn new(policy: Policy, app_pid: Option<i32>) -> Self {
-        let status = Status {
+        let mut status = Status {
             phase: Phase::Running,
             app_pid,
+            has_app: app_pid.is_some(),
             ..Status::default()
         };
+        status.refresh_verdicts();
         Supervisor {
             policy,
             state: State::Running,
@@ -168,6 +194,13 @@ impl Supervisor {
             killed_at_deadline: false,
             status,
         }
+    }
+
+    /// Adds the configured probes, whose results will arrive as [`Event::Probe`].
+    pub fn with_probes(mut self, probes: Probes) -> Self {
+        self.status.probes = probes;
+        self.status.refresh_verdicts();
+        self
     }
 
     /// The snapshot the health server reads.
@@ -208,6 +241,7 @@ impl Supervisor {
     /// Applies one event at time `now` and returns what to do, in order.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let app_was_running = self.status.app_pid.is_some();
         match event {
             Event::Signal(signal) => self.on_signal(signal, now, &mut actions),
             Event::Reaped {
@@ -216,13 +250,60 @@ impl Supervisor {
                 children_left,
             } => self.on_reaped(app, n_orphans, children_left, now, &mut actions),
             Event::Timer => self.on_timer(now, &mut actions),
+            Event::Probe(report) => self.on_probe(&report, &mut actions),
         }
         self.status.phase = match self.state {
             State::Running => Phase::Running,
             State::Draining { .. } => Phase::Draining,
             State::Stopping { .. } | State::Exited => Phase::Stopping,
         };
+        let app_exited = app_was_running && self.status.app_pid.is_none();
+        self.announce_verdicts(app_exited, &mut actions);
         actions
+    }
+
+    fn on_probe(&mut self, report: &ProbeReport, actions: &mut Vec<Action>) {
+        let Some(verdict) = self.status.probes.record(report) else {
+            return;
+        };
+        if report.kind == ProbeKind::Startup {
+            actions.push(Action::Notice(Notice::StartupChanged {
+                verdict,
+                reason: report.message.clone(),
+            }));
+        }
+    }
+
+    /// Recomputes `live` and `ready` and announces each change once. The app's exit and the
+    /// drain's start are announced by their own notices, so the changes they cause are not.
+    fn announce_verdicts(&mut self, app_exited: bool, actions: &mut Vec<Action>) {
+        let (was_live, was_ready) = (self.status.live, self.status.ready);
+        self.status.refresh_verdicts();
+        if app_exited {
+            return;
+        }
+        let drain_started = actions
+            .iter()
+            .any(|action| matches!(action, Action::Notice(Notice::DrainStarted { .. })));
+        let mut notices = Vec::new();
+        if self.status.ready != was_ready && !drain_started {
+            notices.push(Notice::ReadinessChanged {
+                ready: self.status.ready,
+                reason: failing_reasons(&self.status.readiness_checks()),
+            });
+        }
+        if self.status.live != was_live {
+            notices.push(Notice::LivenessChanged {
+                live: self.status.live,
+                reason: failing_reasons(&self.status.liveness_checks()),
+            });
+        }
+        // Before an `Exit`, which must stay the last action.
+        let at = actions
+            .iter()
+            .position(|action| matches!(action, Action::Exit(_)))
+            .unwrap_or(actions.len());
+        actions.splice(at..at, notices.into_iter().map(Action::Notice));
     }
 
     fn on_signal(&mut self, signal: Signal, now: Instant, actions: &mut Vec<Action>) {
@@ -431,6 +512,16 @@ impl Supervisor {
         self.state = State::Exited;
         actions.push(Action::Exit(self.policy.remap.apply(code)));
     }
+}
+
+/// `readiness: connection refused; shutdown: draining after SIGTERM`: every failed check.
+fn failing_reasons(checks: &[crate::status::Check]) -> String {
+    checks
+        .iter()
+        .filter(|check| !check.passed)
+        .map(|check| format!("{}: {}", check.name, check.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

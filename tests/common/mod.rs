@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod http;
+
 /// The pyinit binary under test.
 pub fn pyinit_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pyinit")
@@ -74,7 +76,9 @@ impl Pyinit {
     pub fn new() -> Self {
         Pyinit {
             args: Vec::new(),
-            env: Vec::new(),
+            // Tests run side by side: each pyinit's health server takes a free loopback port
+            // (its log line says which) unless a test passes --health-addr itself.
+            env: vec![("PYINIT_HEALTH_ADDR".into(), "127.0.0.1:0".into())],
             // Tests set the Kubernetes default pre-stop delay explicitly when they want it.
             env_remove: vec!["KUBERNETES_SERVICE_HOST".into()],
             as_pid1: false,

@@ -100,6 +100,9 @@ impl Bundle {
                 // Containers start as root; once pyinit refuses root by default, the tests that
                 // do not ask for `--user` still run.
                 ("PYINIT_ALLOW_ROOT".into(), "true".into()),
+                // Containers share the host's network: each health server takes a free port, so
+                // that containers of parallel tests do not fight over the default one.
+                ("PYINIT_HEALTH_ADDR".into(), "127.0.0.1:0".into()),
                 // examples/ and the venv are read-only: do not even try to write bytecode.
                 ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
             ],

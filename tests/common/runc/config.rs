@@ -156,7 +156,7 @@ pub(super) fn config_json(bundle: &Bundle) -> String {
                         ("soft", Json::Int(4096)),
                     ])]),
                 ),
-                // A root container's default: pyinit sets no_new_privs itbundle.
+                // A root container's default: pyinit sets no_new_privs itself.
                 ("noNewPrivileges", Json::Bool(false)),
             ]),
         ),

@@ -1,0 +1,271 @@
+//! The prober: one task per configured probe, scheduled by Kubernetes' rules, each result sent
+//! to the supervisor as a [`ProbeReport`].
+//!
+//! The rules themselves (initial delay, period, thresholds, startup gating) are pure code in
+//! `threshold.rs`; the supervisor counts the results inside `Status`, so it stays the one writer
+//! of readiness and liveness. A task here only waits for its turn, runs one probe of its kind
+//! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It reads the
+//! supervisor's `Status` to learn whether startup is done and whether the app is gone. The
+//! health server never calls in here: a request never waits for a probe.
+
+pub mod exec;
+pub mod file;
+pub mod http;
+pub mod spec;
+pub mod tcp;
+pub mod threshold;
+
+use std::ffi::OsString;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use self::spec::{ProbeConfig, ProbeTarget};
+use self::threshold::{Outcome, ProbeReport, Schedule};
+use crate::config::format_duration;
+use crate::reaper::Reaper;
+use crate::status::{Phase, Status};
+
+/// What one probe run found, before it is stamped with its kind and times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+impl ProbeAnswer {
+    pub fn success(message: impl Into<String>) -> Self {
+        ProbeAnswer {
+            outcome: Outcome::Success,
+            message: message.into(),
+        }
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        ProbeAnswer {
+            outcome: Outcome::Failure,
+            message: message.into(),
+        }
+    }
+
+    pub fn timed_out(timeout: Duration) -> Self {
+        ProbeAnswer {
+            outcome: Outcome::Timeout,
+            message: format!("timed out after {}", format_duration(timeout)),
+        }
+    }
+}
+
+/// An I/O error in a few lowercase words: `connection refused`, without `(os error 111)`.
+pub fn describe_io_error(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".to_owned(),
+    }
+}
+
+/// What exec probes need beyond their argv: the reaper that owns their exit, and the
+/// environment the app got (HOME, USER, WEB_CONCURRENCY, ...), as the kubelet runs an exec probe
+/// in the container's own environment.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    pub reaper: Arc<Reaper>,
+    pub env: Arc<[(OsString, OsString)]>,
+}
+
+/// Starts one task per configured probe on the current runtime.
+pub fn spawn_probers(
+    configs: Vec<ProbeConfig>,
+    status_rx: &watch::Receiver<Status>,
+    report_tx: &mpsc::Sender<ProbeReport>,
+    exec_context: &ExecContext,
+) {
+    for config in configs {
+        tokio::spawn(run_prober(
+            config,
+            status_rx.clone(),
+            report_tx.clone(),
+            exec_context.clone(),
+        ));
+    }
+}
+
+/// One probe's life: wait for the initial delay and for startup, then probe once per period
+/// until the app is gone (or, for a startup probe, until startup is done).
+async fn run_prober(
+    config: ProbeConfig,
+    mut status_rx: watch::Receiver<Status>,
+    report_tx: mpsc::Sender<ProbeReport>,
+    exec_context: ExecContext,
+) {
+    let kind = config.kind;
+    let mut schedule = Schedule::new(config.timing, now());
+    loop {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
+        // Startup gating: liveness and readiness wait here until the startup probe succeeded.
+        let may_run = status_rx
+            .wait_for(|status| status.phase == Phase::Stopping || status.probes.may_run(kind))
+            .await
+            .map(|status| status.phase != Phase::Stopping);
+        match may_run {
+            Ok(true) => {}
+            // The app is gone, or the supervisor is: nothing left to probe.
+            Ok(false) | Err(_) => break,
+        }
+        let began = now();
+        schedule.began(began);
+        let answer = probe_once(&config.target, config.timing.timeout, &exec_context).await;
+        let report = ProbeReport {
+            kind,
+            outcome: answer.outcome,
+            message: answer.message,
+            began,
+            duration: now().saturating_duration_since(began),
+        };
+        debug!(
+            probe = kind.name(),
+            result = report.outcome.name(),
+            message = %report.message,
+            "probe finished"
+        );
+        if report_tx.send(report).await.is_err() {
+            break;
+        }
+    }
+    debug!(probe = kind.name(), "prober stopped");
+}
+
+/// Runs one probe of any kind, bounded by `timeout`.
+async fn probe_once(
+    target: &ProbeTarget,
+    timeout: Duration,
+    exec_context: &ExecContext,
+) -> ProbeAnswer {
+    match target {
+        ProbeTarget::Http { addr, host, path } => {
+            http::probe_http(*addr, host, path, timeout).await
+        }
+        ProbeTarget::Tcp { addr } => tcp::probe_tcp(*addr, timeout).await,
+        ProbeTarget::Exec { argv } => {
+            exec::probe_exec(argv, &exec_context.env, timeout, &exec_context.reaper).await
+        }
+        ProbeTarget::File { path, max_age } => {
+            file::probe_file(path, *max_age, std::time::SystemTime::now())
+        }
+    }
+}
+
+/// The runtime's clock (paused in tests), as a std `Instant` like every time in `Status`.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::probe::spec::{ProbeKind, ProbeTiming};
+    use crate::probe::threshold::Probes;
+
+    fn missing_file_probe(kind: ProbeKind) -> ProbeConfig {
+        ProbeConfig {
+            kind,
+            target: ProbeTarget::File {
+                path: "/nonexistent/pyinit-heartbeat".into(),
+                max_age: None,
+            },
+            timing: ProbeTiming {
+                period: Duration::from_secs(10),
+                timeout: Duration::from_secs(1),
+                success_threshold: NonZeroU32::MIN,
+                failure_threshold: NonZeroU32::MIN,
+                initial_delay: Duration::from_secs(5),
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prober_waits_for_the_initial_delay_then_probes_once_per_period() {
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let (report_tx, mut report_rx) = mpsc::channel(4);
+        let start = now();
+        tokio::spawn(run_prober(
+            missing_file_probe(ProbeKind::Readiness),
+            status_rx,
+            report_tx,
+            ExecContext {
+                reaper: Arc::new(Reaper::new()),
+                env: Arc::from([]),
+            },
+        ));
+        let first = report_rx.recv().await.unwrap();
+        assert_eq!(first.began, start + Duration::from_secs(5));
+        assert_eq!(first.outcome, Outcome::Failure);
+        assert_eq!(first.message, "no such file");
+        let second = report_rx.recv().await.unwrap();
+        assert_eq!(second.began, first.began + Duration::from_secs(10));
+        // The app is gone: the prober stops.
+        status_tx.send_modify(|status| status.phase = Phase::Stopping);
+        assert_eq!(report_rx.recv().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_prober_waits_for_startup() {
+        let startup = missing_file_probe(ProbeKind::Startup);
+        let status = Status {
+            probes: Probes::new(std::slice::from_ref(&startup)),
+            ..Status::default()
+        };
+        let (status_tx, status_rx) = watch::channel(status);
+        let (report_tx, mut report_rx) = mpsc::channel(4);
+        let start = now();
+        tokio::spawn(run_prober(
+            missing_file_probe(ProbeKind::Liveness),
+            status_rx,
+            report_tx,
+            ExecContext {
+                reaper: Arc::new(Reaper::new()),
+                env: Arc::from([]),
+            },
+        ));
+        let nothing = tokio::time::timeout(Duration::from_secs(60), report_rx.recv()).await;
+        assert!(nothing.is_err(), "a liveness probe ran before startup");
+        let done_at = now();
+        assert!(done_at >= start + Duration::from_secs(60));
+        status_tx.send_modify(|status| {
+            status.probes.record(&ProbeReport {
+                kind: ProbeKind::Startup,
+                outcome: Outcome::Success,
+                message: "exists".to_owned(),
+                began: done_at,
+                duration: Duration::ZERO,
+            });
+        });
+        // The initial delay has long passed: it probes at once.
+        let first = report_rx.recv().await.unwrap();
+        assert_eq!(first.kind, ProbeKind::Liveness);
+        assert_eq!(first.began, done_at);
+    }
+
+    #[test]
+    fn io_errors_read_as_a_few_lowercase_words() {
+        let refused = io::Error::from_raw_os_error(111);
+        assert_eq!(describe_io_error(&refused), "connection refused");
+        let other = io::Error::other("Broken thing");
+        assert_eq!(describe_io_error(&other), "broken thing");
+    }
+
+    #[test]
+    fn timeouts_name_the_timeout() {
+        let answer = ProbeAnswer::timed_out(Duration::from_millis(300));
+        assert_eq!(answer.outcome, Outcome::Timeout);
+        assert_eq!(answer.message, "timed out after 300ms");
+    }
+}

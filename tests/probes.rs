@@ -1,0 +1,450 @@
+//! Each probe kind (http, tcp, exec, file) for success, failure and timeout, seen through
+//! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::common::http::{free_port, get, health_addr, metric};
+use crate::common::{PATIENCE, Pyinit, Running, fixture, poll_until, python_fixture};
+
+/// Starts pyinit with one `kind` probe (period 200ms, timeout 300ms, failure threshold 1) and
+/// waits for the app's ready line.
+fn start_probed(kind: &str, probe: &str, app: Vec<OsString>) -> (Running, SocketAddr) {
+    let running = Pyinit::new()
+        .args([format!("--{kind}"), probe.to_owned()])
+        .args([format!("--{kind}-period"), "200ms".to_owned()])
+        .args([format!("--{kind}-timeout"), "300ms".to_owned()])
+        .args([format!("--{kind}-failure-threshold"), "1".to_owned()])
+        .app(app)
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    (running, addr)
+}
+
+/// Waits until `kind`'s probe has had at least one `result` (success, failure, timeout).
+fn wait_for_result(addr: SocketAddr, kind: &str, result: &str) {
+    let sample = format!("pyinit_probe_results_total{{probe=\"{kind}\",result=\"{result}\"}}");
+    poll_until(PATIENCE, &format!("a {kind} probe {result}"), || {
+        metric(addr, &sample).is_some_and(|count| count >= 1.0)
+    });
+}
+
+fn http_app(port: u16, args: &[&str]) -> Vec<OsString> {
+    let port = port.to_string();
+    let mut all = vec!["--port", port.as_str()];
+    all.extend_from_slice(args);
+    python_fixture("http_app.py", &all)
+}
+
+fn exec_probe(args: &str) -> String {
+    format!(
+        "exec:/usr/bin/python3 {} {args}",
+        fixture("exec_probe.py").display()
+    )
+}
+
+fn idle_app() -> Vec<OsString> {
+    python_fixture("print_signals.py", &[])
+}
+
+/// Asserts the endpoint's status and that its verbose list has `line`.
+fn assert_verbose(addr: SocketAddr, endpoint: &str, status: u16, line: &str) {
+    let answer = get(addr, &format!("{endpoint}?verbose"));
+    assert_eq!(answer.status, status, "{endpoint}:\n{}", answer.body);
+    assert!(
+        answer.body.contains(line),
+        "{endpoint} lacks {line:?}:\n{}",
+        answer.body
+    );
+}
+
+#[test]
+fn http_probe_success() {
+    let port = free_port();
+    let probe = format!("http://localhost:{port}/healthz");
+    let (running, addr) = start_probed("readiness", &probe, http_app(port, &[]));
+    wait_for_result(addr, "readiness", "success");
+    assert_verbose(addr, "/readyz", 200, "[+]readiness ok");
+    assert_one_thread(&running);
+}
+
+/// pyinit probes and serves on one thread: no resolver or blocking-pool threads appeared.
+fn assert_one_thread(running: &Running) {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", running.pyinit_pid))
+        .unwrap()
+        .count();
+    assert_eq!(tasks, 1, "pyinit runs {tasks} threads");
+}
+
+#[test]
+fn http_probe_counts_a_redirect_as_success() {
+    let port = free_port();
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--status", "302"]));
+    wait_for_result(addr, "readiness", "success");
+    assert_eq!(get(addr, "/readyz").status, 200);
+}
+
+#[test]
+fn http_probe_failure() {
+    let port = free_port();
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--status", "500"]));
+    wait_for_result(addr, "readiness", "failure");
+    poll_until(PATIENCE, "the app's 500 in /readyz", || {
+        get(addr, "/readyz?verbose")
+            .body
+            .contains("[-]readiness failed: status 500")
+    });
+    assert_eq!(get(addr, "/readyz").status, 503);
+    // A path the app does not know is a 404: a failure too.
+    let probe = format!("http://127.0.0.1:{port}/nope");
+    let other_port = free_port();
+    let (_other, other_addr) = start_probed("readiness", &probe, http_app(other_port, &[]));
+    wait_for_result(other_addr, "readiness", "failure");
+    assert_verbose(other_addr, "/readyz", 503, "[-]readiness failed: ");
+}
+
+#[test]
+fn http_probe_timeout() {
+    let port = free_port();
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--delay", "5"]));
+    wait_for_result(addr, "readiness", "timeout");
+    assert_verbose(
+        addr,
+        "/readyz",
+        503,
+        "[-]readiness failed: timed out after 300ms",
+    );
+}
+
+#[test]
+fn tcp_probe_success() {
+    let port = free_port();
+    let probe = format!("tcp://127.0.0.1:{port}");
+    let (running, addr) = start_probed("liveness", &probe, http_app(port, &[]));
+    wait_for_result(addr, "liveness", "success");
+    assert_verbose(addr, "/livez", 200, "[+]liveness ok");
+    assert_one_thread(&running);
+}
+
+#[test]
+fn tcp_probe_failure() {
+    let probe = format!("tcp://127.0.0.1:{}", free_port());
+    let (_running, addr) = start_probed("liveness", &probe, idle_app());
+    wait_for_result(addr, "liveness", "failure");
+    assert_verbose(
+        addr,
+        "/livez",
+        503,
+        "[-]liveness failed: connection refused",
+    );
+}
+
+#[test]
+fn tcp_probe_timeout() {
+    let port = free_port();
+    let probe = format!("tcp://127.0.0.1:{port}");
+    let blackhole = python_fixture("tcp_blackhole.py", &[&port.to_string()]);
+    let (_running, addr) = start_probed("liveness", &probe, blackhole);
+    wait_for_result(addr, "liveness", "timeout");
+    poll_until(PATIENCE, "the timeout in /livez", || {
+        get(addr, "/livez?verbose")
+            .body
+            .contains("[-]liveness failed: timed out after 300ms")
+    });
+}
+
+#[test]
+fn exec_probe_success() {
+    let (_running, addr) = start_probed("liveness", &exec_probe("ok"), idle_app());
+    wait_for_result(addr, "liveness", "success");
+    assert_verbose(addr, "/livez", 200, "[+]liveness ok");
+}
+
+#[test]
+fn exec_probe_failure() {
+    let (_running, addr) = start_probed("liveness", &exec_probe("fail"), idle_app());
+    wait_for_result(addr, "liveness", "failure");
+    assert_verbose(addr, "/livez", 503, "[-]liveness failed: exit code 3");
+    // A command that does not exist fails the same way, named.
+    let (_other, other_addr) = start_probed("liveness", "exec:/no/such/probe", idle_app());
+    wait_for_result(other_addr, "liveness", "failure");
+    assert_verbose(
+        other_addr,
+        "/livez",
+        503,
+        "[-]liveness failed: command not found: /no/such/probe",
+    );
+}
+
+fn live_pids(pid_file: &Path) -> Vec<u32> {
+    std::fs::read_to_string(pid_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .filter(|pid: &u32| Path::new(&format!("/proc/{pid}")).exists())
+        .collect()
+}
+
+#[test]
+fn exec_probe_timeout_kills_the_probe() {
+    let pid_file = std::env::temp_dir().join(format!("pyinit-exec-hang-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
+    let probe = exec_probe(&format!("hang {}", pid_file.display()));
+    let (_running, addr) = start_probed("liveness", &probe, idle_app());
+    wait_for_result(addr, "liveness", "timeout");
+    assert_verbose(
+        addr,
+        "/livez",
+        503,
+        "[-]liveness failed: timed out after 300ms",
+    );
+    // Every timed-out probe is killed and reaped: at most the one running now is alive.
+    poll_until(PATIENCE, "three timed-out probes", || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 3
+    });
+    let pids: Vec<u32> = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .lines()
+        .take(2)
+        .map(|line| line.parse().unwrap())
+        .collect();
+    poll_until(PATIENCE, "the first timed-out probes to be gone", || {
+        pids.iter()
+            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    });
+    assert!(
+        live_pids(&pid_file).len() <= 1,
+        "{:?}",
+        live_pids(&pid_file)
+    );
+    let _ = std::fs::remove_file(&pid_file);
+}
+
+fn heartbeat(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("pyinit-heartbeat-{}-{name}", std::process::id()));
+    std::fs::write(&path, b"beat").unwrap();
+    path
+}
+
+#[test]
+fn file_probe_success() {
+    let path = heartbeat("fresh");
+    let probe = format!("file://{}?max-age=30s", path.display());
+    let (_running, addr) = start_probed("readiness", &probe, idle_app());
+    wait_for_result(addr, "readiness", "success");
+    assert_verbose(addr, "/readyz", 200, "[+]readiness ok");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn file_probe_failure_when_missing() {
+    let path = std::env::temp_dir().join(format!("pyinit-heartbeat-{}-none", std::process::id()));
+    let probe = format!("file://{}?max-age=30s", path.display());
+    let (_running, addr) = start_probed("readiness", &probe, idle_app());
+    wait_for_result(addr, "readiness", "failure");
+    assert_verbose(addr, "/readyz", 503, "[-]readiness failed: no such file");
+}
+
+/// A file probe's timeout is its max-age: a heartbeat that stopped beating.
+#[test]
+fn file_probe_stale_heartbeat_times_out() {
+    let path = heartbeat("stale");
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    let probe = format!("file://{}?max-age=10s", path.display());
+    let (_running, addr) = start_probed("liveness", &probe, idle_app());
+    wait_for_result(addr, "liveness", "failure");
+    assert_verbose(
+        addr,
+        "/livez",
+        503,
+        "[-]liveness failed: stale: modified 60.",
+    );
+    assert_verbose(addr, "/livez", 503, "s ago, max-age 10s");
+    // The worker beats again: live again.
+    file.set_modified(SystemTime::now()).unwrap();
+    poll_until(PATIENCE, "/livez to recover", || {
+        get(addr, "/livez").status == 200
+    });
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn exec_probes_leave_no_zombies() {
+    let running = Pyinit::new()
+        .as_pid1()
+        .args([
+            "--liveness",
+            &exec_probe("spawn"),
+            "--liveness-period",
+            "100ms",
+        ])
+        .args([
+            "--readiness",
+            &exec_probe("ok"),
+            "--readiness-period",
+            "100ms",
+        ])
+        .app(idle_app())
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    for kind in ["liveness", "readiness"] {
+        let sample = format!("pyinit_probe_results_total{{probe=\"{kind}\",result=\"success\"}}");
+        poll_until(PATIENCE, "ten probes of each kind", || {
+            metric(addr, &sample).is_some_and(|count| count >= 10.0)
+        });
+    }
+    poll_until(Duration::from_secs(5), "no zombie left", || {
+        running.zombies().is_empty()
+    });
+    // Each `spawn` probe leaves one orphan, reaped as such; the probes themselves are claimed
+    // by their waiters and never counted as orphans.
+    let text = get(addr, "/metrics").body;
+    let value = |sample: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap()
+    };
+    let orphans = value("pyinit_orphans_reaped_total ");
+    let spawning_runs = value("pyinit_probe_results_total{probe=\"liveness\",result=\"success\"} ");
+    assert!(orphans >= 1.0, "{text}");
+    assert!(
+        orphans <= spawning_runs + 1.0,
+        "{orphans} orphans for {spawning_runs} runs"
+    );
+}
+
+#[test]
+fn startup_probe_gates_liveness_and_readiness() {
+    let started = std::env::temp_dir().join(format!("pyinit-started-{}", std::process::id()));
+    let _ = std::fs::remove_file(&started);
+    let running = Pyinit::new()
+        .args(["--startup", &format!("file://{}", started.display())])
+        .args([
+            "--startup-period",
+            "100ms",
+            "--startup-failure-threshold",
+            "1000",
+        ])
+        .args([
+            "--readiness",
+            &exec_probe("ok"),
+            "--readiness-period",
+            "100ms",
+        ])
+        .args([
+            "--liveness",
+            &exec_probe("fail"),
+            "--liveness-period",
+            "100ms",
+        ])
+        .app(idle_app())
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "five startup probes", || {
+        metric(
+            addr,
+            "pyinit_probe_results_total{probe=\"startup\",result=\"failure\"}",
+        )
+        .is_some_and(|count| count >= 5.0)
+    });
+    assert_verbose(
+        addr,
+        "/readyz",
+        503,
+        "[-]startup failed: not yet succeeded: no such file",
+    );
+    // Liveness reports ok while startup is pending; its failing probe has not run at all.
+    assert_verbose(addr, "/livez", 200, "[+]liveness ok");
+    for kind in ["liveness", "readiness"] {
+        for result in ["success", "failure", "timeout"] {
+            let sample =
+                format!("pyinit_probe_results_total{{probe=\"{kind}\",result=\"{result}\"}}");
+            assert_eq!(metric(addr, &sample), Some(0.0), "{sample}");
+        }
+    }
+    std::fs::write(&started, b"").unwrap();
+    running.stderr.wait_for("startup probe succeeded", PATIENCE);
+    poll_until(PATIENCE, "readiness after startup", || {
+        get(addr, "/readyz").status == 200
+    });
+    // Now the liveness probe runs, and fails.
+    poll_until(PATIENCE, "liveness to fail after startup", || {
+        get(addr, "/livez").status == 503
+    });
+    let _ = std::fs::remove_file(started);
+}
+
+#[test]
+fn a_failed_startup_probe_fails_liveness() {
+    let running = Pyinit::new()
+        .args([
+            "--startup",
+            &exec_probe("fail"),
+            "--startup-period",
+            "100ms",
+        ])
+        .args(["--startup-failure-threshold", "2"])
+        .app(idle_app())
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "/livez to fail", || {
+        get(addr, "/livez").status == 503
+    });
+    assert_verbose(addr, "/livez", 503, "[-]startup failed: exit code 3");
+    running
+        .stderr
+        .wait_for("startup probe reached its failure threshold", PATIENCE);
+}
+
+#[test]
+fn probes_from_the_environment() {
+    let running = Pyinit::new()
+        .env("PYINIT_READINESS", exec_probe("fail"))
+        .env("PYINIT_READINESS_PERIOD", "100ms")
+        .env("PYINIT_READINESS_FAILURE_THRESHOLD", "1")
+        .app(idle_app())
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    wait_for_result(addr, "readiness", "failure");
+    assert_verbose(addr, "/readyz", 503, "[-]readiness failed: exit code 3");
+}
+
+#[test]
+fn a_bad_probe_is_a_usage_error() {
+    let finished = Pyinit::new()
+        .args(["--liveness", "http://app.internal:8000/healthz"])
+        .app(idle_app())
+        .run();
+    finished.assert_exit_code(2);
+    let stderr = finished.stderr_text();
+    assert!(
+        stderr.contains("--liveness") && stderr.contains("not an IP address or localhost"),
+        "{stderr}"
+    );
+    let finished = Pyinit::new()
+        .args(["--liveness-success-threshold", "2"])
+        .app(idle_app())
+        .run();
+    finished.assert_exit_code(2);
+    assert!(
+        finished
+            .stderr_text()
+            .contains("--liveness-success-threshold")
+    );
+}
