@@ -18,5 +18,6 @@ mod exit_codes;
 mod privileges;
 mod reaping;
 mod runc;
+mod runc_limits;
 mod signals;
 mod terminal_and_logs;
