@@ -20,5 +20,6 @@ mod privileges;
 mod probes;
 mod reaping;
 mod runc;
+mod runc_limits;
 mod signals;
 mod terminal_and_logs;

@@ -1,0 +1,257 @@
+//! Resource limits and the privilege drop end to end, in real `runc` containers: what the app
+//! sees of a CPU quota and a memory limit, what pyinit says when the app or a worker is
+//! OOM-killed, and who the app and pyinit are after `--user nobody` in a container that starts
+//! as root with a root container's capabilities.
+//!
+//! These containers share the host's cgroup namespace, so /proc/self/cgroup inside shows host
+//! paths while /sys/fs/cgroup shows only the container's own subtree: pyinit must find its limits
+//! all the same.
+
+use crate::common::runc::{Bundle, Container};
+use crate::common::{PATIENCE, python_fixture};
+
+/// The variables pyinit sizes the app with, in the order `print_env.py` prints them.
+const APP_VARIABLES: [&str; 5] = [
+    "WEB_CONCURRENCY",
+    "PYTHON_CPU_COUNT",
+    "PYINIT_CPU_LIMIT",
+    "PYINIT_MEMORY_LIMIT_BYTES",
+    "PYTHONUNBUFFERED",
+];
+
+const MIB: i64 = 1024 * 1024;
+
+/// 1.5 CPUs and 256 MiB: a typical small Kubernetes container.
+fn limited_print_env() -> Bundle {
+    Bundle::new()
+        .cpu_limit(150_000, 100_000)
+        .memory_limit(256 * MIB)
+        .app(python_fixture("print_env.py", &APP_VARIABLES))
+}
+
+/// Runs the container to its end and returns its exit code; every line is in afterwards.
+fn run_to_exit(bundle: &Bundle) -> (Container, i32) {
+    let mut container = bundle.start();
+    let exit_code = container.wait_exit(PATIENCE);
+    (container, exit_code)
+}
+
+/// What the app printed for `name`: `Some(value)`, or `None` for unset.
+fn app_saw(container: &Container, name: &str) -> Option<String> {
+    let set = format!("env {name}=");
+    let unset = format!("env {name} unset");
+    for line in container.stdout.all() {
+        if let Some(value) = line.strip_prefix(&set) {
+            return Some(value.to_owned());
+        }
+        if line == unset {
+            return None;
+        }
+    }
+    panic!(
+        "the app printed nothing for {name}\nstdout:\n{}\nstderr:\n{}",
+        container.stdout.joined(),
+        container.stderr.joined()
+    );
+}
+
+/// The `ready pid=N` line's N: the app's pid in the container's PID namespace.
+fn ready_pid(container: &Container) -> String {
+    let line = container.stdout.wait_for("ready pid=", PATIENCE);
+    line.trim()
+        .strip_prefix("ready pid=")
+        .unwrap_or_else(|| panic!("malformed ready line {line:?}"))
+        .to_owned()
+}
+
+/// The stderr lines that report an OOM kill.
+fn oom_lines(container: &Container) -> Vec<String> {
+    container
+        .stderr
+        .all()
+        .into_iter()
+        .filter(|line| line.contains("OOM-killed"))
+        .collect()
+}
+
+#[test]
+fn limits_of_a_runc_container_size_the_app() {
+    let (container, exit_code) = run_to_exit(&limited_print_env());
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    for (name, expected) in [
+        ("WEB_CONCURRENCY", "4"),
+        ("PYINIT_CPU_LIMIT", "1.5"),
+        ("PYINIT_MEMORY_LIMIT_BYTES", "268435456"),
+        ("PYTHON_CPU_COUNT", "2"),
+        ("PYTHONUNBUFFERED", "1"),
+    ] {
+        assert_eq!(
+            app_saw(&container, name).as_deref(),
+            Some(expected),
+            "{name}\nstderr:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("container: cgroup v1, cpu limit 1.5, memory limit 256 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("no memory limit") && !stderr.contains("no CPU limit"),
+        "a limit was not found:\n{stderr}"
+    );
+}
+
+#[test]
+fn an_apps_own_web_concurrency_is_kept_in_a_runc_container() {
+    let (container, exit_code) = run_to_exit(&limited_print_env().env("WEB_CONCURRENCY", "9"));
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert_eq!(
+        app_saw(&container, "WEB_CONCURRENCY").as_deref(),
+        Some("9"),
+        "{stderr}"
+    );
+    // The other variables still follow the limits.
+    assert_eq!(
+        app_saw(&container, "PYINIT_CPU_LIMIT").as_deref(),
+        Some("1.5")
+    );
+    assert!(
+        stderr.contains("WEB_CONCURRENCY is already set: the app keeps its own value"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_oom_killed_app_ends_the_runc_container_with_137() {
+    let (container, exit_code) = run_to_exit(
+        &Bundle::new()
+            .memory_limit(64 * MIB)
+            .app(python_fixture("allocate.py", &["300"])),
+    );
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 137, "stderr:\n{stderr}");
+    let app_pid = ready_pid(&container);
+    assert!(
+        !container.stdout.contains("survived"),
+        "the app was not killed\nstdout:\n{}",
+        container.stdout.joined()
+    );
+    let reports = oom_lines(&container);
+    assert_eq!(reports.len(), 1, "one OOM report expected:\n{stderr}");
+    let expected = format!(
+        "the app (pid {app_pid}) was OOM-killed: the container reached its memory limit of 64 MiB"
+    );
+    assert!(
+        reports[0].contains(" ERROR ") && reports[0].contains(&expected),
+        "expected an ERROR line with {expected:?}:\n{stderr}"
+    );
+}
+
+#[test]
+fn pyinit_stays_up_after_a_worker_is_oom_killed_in_a_runc_container() {
+    let mut container = Bundle::new()
+        .memory_limit(64 * MIB)
+        .app(python_fixture("allocate.py", &["300", "--in", "worker"]))
+        .start();
+    container.stdout.wait_for("ended by signal 9", PATIENCE);
+    // The worker's parent reaped it: pyinit learns of the kill from the cgroup's counter only.
+    let report = container.stderr.wait_for(
+        "a process in the container was OOM-killed (its parent reaped it",
+        PATIENCE,
+    );
+    assert!(
+        report.contains(" ERROR ") && report.contains("memory limit of 64 MiB"),
+        "{report}"
+    );
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert_eq!(
+        oom_lines(&container).len(),
+        1,
+        "one OOM report expected:\n{stderr}"
+    );
+}
+
+/// `Name`, `Uid`, ... of a /proc/PID/status file, with whitespace collapsed.
+fn status_field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .map(|value| value.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| panic!("no {name} in:\n{status}"))
+}
+
+/// The rest of the one stdout line that starts with `prefix`.
+fn fact(container: &Container, prefix: &str) -> String {
+    let matching: Vec<String> = container
+        .stdout
+        .all()
+        .into_iter()
+        .filter_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
+        .collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "one line starting with {prefix:?} expected\nstdout:\n{}\nstderr:\n{}",
+        container.stdout.joined(),
+        container.stderr.joined()
+    );
+    matching[0].clone()
+}
+
+#[test]
+fn user_nobody_in_a_runc_container_leaves_no_root_in_the_app_or_pyinit() {
+    let mut container = Bundle::new()
+        .env_remove("PYINIT_ALLOW_ROOT")
+        .args(["--user", "nobody"])
+        .app(python_fixture("identity.py", &["--wait"]))
+        .start();
+    container.stdout.wait_for("ready pid=", PATIENCE);
+    assert_eq!(fact(&container, "status Uid "), "65534 65534 65534 65534");
+    assert_eq!(fact(&container, "status Gid "), "65534 65534 65534 65534");
+    assert_eq!(fact(&container, "status CapEff "), "0000000000000000");
+    assert_eq!(fact(&container, "status NoNewPrivs "), "1");
+
+    // pyinit, the container's PID 1, dropped root too: seen from the host, by its host pid.
+    let init_status = std::fs::read_to_string(format!("/proc/{}/status", container.init_pid()))
+        .expect("pyinit's /proc status");
+    assert_eq!(status_field(&init_status, "Name"), "pyinit");
+    assert_eq!(status_field(&init_status, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(status_field(&init_status, "Gid"), "65534 65534 65534 65534");
+    assert_eq!(status_field(&init_status, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&init_status, "CapPrm"), "0000000000000000");
+    assert_eq!(status_field(&init_status, "NoNewPrivs"), "1");
+
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    assert_eq!(exit_code, 0, "stderr:\n{}", container.stderr.joined());
+}
+
+#[test]
+fn a_root_runc_container_without_user_is_refused() {
+    let (container, exit_code) = run_to_exit(
+        &Bundle::new()
+            .env_remove("PYINIT_ALLOW_ROOT")
+            .app(python_fixture("identity.py", &[])),
+    );
+    let stderr = container.stderr.all();
+    assert_eq!(exit_code, 2, "stderr:\n{}", stderr.join("\n"));
+    assert_eq!(stderr.len(), 1, "one line expected:\n{}", stderr.join("\n"));
+    assert!(
+        stderr[0].contains("refusing to run as root")
+            && stderr[0].contains("--user")
+            && stderr[0].contains("runAsUser"),
+        "{}",
+        stderr[0]
+    );
+    // identity.py prints its facts first thing: no line means it never ran.
+    assert_eq!(
+        container.stdout.all(),
+        Vec::<String>::new(),
+        "the app ran as root"
+    );
+}
