@@ -5,6 +5,7 @@
 
 mod config;
 mod container;
+mod drill;
 mod exit;
 mod health;
 mod log;
@@ -28,7 +29,8 @@ use clap::Parser;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
-use crate::config::{Cli, Config, Environment};
+use crate::config::cli::DrillCli;
+use crate::config::{Cli, Config, DrillConfig, Environment};
 use crate::container::oom::OomMonitor;
 use crate::container::{ContainerFacts, StartupReport};
 use crate::privileges::PrivilegeError;
@@ -88,8 +90,17 @@ fn main() -> ExitCode {
 
 fn run() -> Result<u8, SetupError> {
     // Parse: clap's own errors are cut to their first line, so every usage error is one line.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // `pyinit drill ...` takes the same flags as pyinit, plus the drill's own.
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let is_drill = args.get(1).is_some_and(|first| first == "drill");
+    let parsed = if is_drill {
+        args.remove(1);
+        DrillCli::try_parse_from(args).map(|drill_cli| (drill_cli.pyinit, Some(drill_cli.drill)))
+    } else {
+        Cli::try_parse_from(args).map(|cli| (cli, None))
+    };
+    let (cli, drill_args) = match parsed {
+        Ok(parsed) => parsed,
         Err(clap_error) if !clap_error.use_stderr() => {
             print_help_or_version(&clap_error);
             return Ok(0);
@@ -101,7 +112,15 @@ fn run() -> Result<u8, SetupError> {
     let environment = Environment {
         in_kubernetes: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
     };
-    let config = Config::from_cli(cli, environment).map_err(SetupError::Config)?;
+    let mut config = Config::from_cli(cli, environment).map_err(SetupError::Config)?;
+    let drill = match drill_args {
+        Some(drill_args) => {
+            let drill = DrillConfig::from_args(drill_args, &config).map_err(SetupError::Config)?;
+            config.health.addr = drill::health_addr_for_drill(config.health.addr);
+            Some(drill)
+        }
+        None => None,
+    };
     log::init_logging(config.log_format, config.log_level);
 
     // Limits: read once, before the app starts, so that it can be sized to them.
@@ -172,14 +191,28 @@ fn run() -> Result<u8, SetupError> {
             step: "cannot start the runtime",
             source,
         })?;
-    runtime.block_on(supervise(
+    runtime.block_on(supervise(Prepared {
         config,
         startup,
-        dropped.env,
+        user_env: dropped.env,
         health_listener,
         oom_monitor,
         parent_already_gone,
-    ))
+        drill,
+    }))
+}
+
+/// Everything set-up produced, handed to the runtime.
+#[derive(Debug)]
+struct Prepared {
+    config: Config,
+    startup: StartupReport,
+    /// HOME, USER and LOGNAME of the user pyinit dropped to.
+    user_env: Vec<(OsString, OsString)>,
+    health_listener: Option<std::net::TcpListener>,
+    oom_monitor: OomMonitor,
+    parent_already_gone: bool,
+    drill: Option<DrillConfig>,
 }
 
 /// Each start-up check is one warning line; none of them stops pyinit.
@@ -196,14 +229,16 @@ fn startup_warnings(config: &Config, facts: &ContainerFacts, app_uid: u32) -> Ve
     warnings
 }
 
-async fn supervise(
-    config: Config,
-    startup: StartupReport,
-    user_env: Vec<(OsString, OsString)>,
-    health_listener: Option<std::net::TcpListener>,
-    oom_monitor: OomMonitor,
-    parent_already_gone: bool,
-) -> Result<u8, SetupError> {
+async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
+    let Prepared {
+        config,
+        startup,
+        user_env,
+        health_listener,
+        oom_monitor,
+        parent_already_gone,
+        drill,
+    } = prepared;
     // The runtime adopts the listener bound during set-up.
     let health_listener = health_listener
         .map(tokio::net::TcpListener::from_std)
@@ -261,11 +296,13 @@ async fn supervise(
     };
 
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor =
-        Supervisor::new(config.policy, app_pid).with_probes(Probes::new(&config.health.probes));
+    let supervisor = Supervisor::new(config.policy.clone(), app_pid)
+        .with_probes(Probes::new(&config.health.probes));
     let (status_tx, status_rx) = watch::channel::<Status>(supervisor.status().clone());
+    let mut health_local_addr = None;
     if let Some(listener) = health_listener {
-        if let Ok(addr) = listener.local_addr() {
+        health_local_addr = listener.local_addr().ok();
+        if let Some(addr) = health_local_addr {
             info!(addr = %addr, "health server listening");
         }
         tokio::spawn(health::serve_health(listener, status_rx.clone()));
@@ -276,9 +313,24 @@ async fn supervise(
         reaper: Arc::clone(&reaper),
         env: app_env,
     };
-    probe::spawn_probers(config.health.probes, &status_rx, &probe_tx, &exec_context);
+    probe::spawn_probers(
+        config.health.probes.clone(),
+        &status_rx,
+        &probe_tx,
+        &exec_context,
+    );
     drop(probe_tx);
-    Ok(supervisor::driver::run_supervisor(
+    // The drill plays the kubelet beside the supervisor; the supervisor does not know it is there.
+    let request_timeout = config.policy.drain_timeout + drill::REQUEST_TIMEOUT_MARGIN;
+    let rehearsal = drill.clone().map(|drill| {
+        tokio::spawn(drill::rehearse(
+            drill,
+            request_timeout,
+            status_rx.clone(),
+            health_local_addr.map(drill::loopback_of),
+        ))
+    });
+    let exit_code = supervisor::driver::run_supervisor(
         supervisor,
         signal_stream,
         reaper,
@@ -286,7 +338,23 @@ async fn supervise(
         probe_rx,
         oom_monitor,
     )
-    .await)
+    .await;
+    let (Some(rehearsal), Some(drill)) = (rehearsal, drill) else {
+        return Ok(exit_code);
+    };
+    let trace = tokio::time::timeout(request_timeout, rehearsal)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let final_status = status_rx.borrow().clone();
+    Ok(drill::finish(
+        trace,
+        &final_status,
+        exit_code,
+        &config,
+        &drill,
+    ))
 }
 
 fn first_line_of(clap_error: &clap::Error) -> String {

@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
+use crate::exit::ChildStatus;
 use crate::probe::threshold::{Probes, Verdict};
+use crate::signals::Signal;
 
 /// Where pyinit is in the app's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -43,6 +45,25 @@ pub struct Status {
     pub live: bool,
     /// What `/readyz` answers: every readiness check passes.
     pub ready: bool,
+    /// What happened during the shutdown, with when: the drill's evidence.
+    pub shutdown: ShutdownRecord,
+}
+
+/// The shutdown as it happened. Times are the supervisor's `now` at each step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownRecord {
+    /// The SIGTERM that started the drain.
+    pub drain_started_at: Option<Instant>,
+    /// The first stop signal sent to the app (after `--signal-map`).
+    pub stop_signal: Option<(Signal, Instant)>,
+    pub hard_stop_sent_at: Option<Instant>,
+    /// When the app was reaped, and how it ended (`None` if its status could not be read).
+    pub app_exited_at: Option<Instant>,
+    pub app_status: Option<ChildStatus>,
+    /// The app was still running at the drain deadline and was SIGKILLed.
+    pub killed_at_deadline: bool,
+    /// The app exited but left processes behind, which pyinit then stopped.
+    pub left_behind: bool,
 }
 
 /// One named check of `/livez` or `/readyz`, as the Kubernetes API server lists them.

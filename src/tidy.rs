@@ -10,6 +10,7 @@ const PURE_FILES: &[&str] = &[
     "src/config/cli.rs",
     "src/config/parse.rs",
     "src/exit.rs",
+    "src/drill/report.rs",
     "src/status.rs",
     "src/container/cgroup.rs",
     "src/container/env.rs",

@@ -12,9 +12,9 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 
 use super::parse::{
-    GroupList, HealthAddr, IdOrName, RlimitSpec, Umask, UserSpec, parse_duration, parse_exit_pair,
-    parse_group_list, parse_health_addr, parse_id_or_name, parse_probe, parse_rlimit,
-    parse_threshold, parse_umask, parse_user_spec,
+    GroupList, HealthAddr, IdOrName, RlimitSpec, Umask, UserSpec, parse_drill_url, parse_duration,
+    parse_exit_pair, parse_group_list, parse_health_addr, parse_id_or_name, parse_probe,
+    parse_rlimit, parse_threshold, parse_umask, parse_user_spec,
 };
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::probe::spec::ProbeTarget;
@@ -274,4 +274,51 @@ pub struct HealthArgs {
     #[arg(long, env = "PYINIT_STARTUP_INITIAL_DELAY", value_name = "DURATION",
           default_value = "0s", value_parser = parse_duration)]
     pub startup_initial_delay: Duration,
+}
+
+/// `pyinit drill`: the supervisor's own flags, plus the rehearsal's.
+#[derive(Parser, Debug)]
+#[command(
+    name = "pyinit drill",
+    version,
+    about = "Rehearse a Kubernetes shutdown: run the app under pyinit, wait until it is ready, keep \
+             requests in flight, send SIGTERM as the kubelet does, and report whether it drained \
+             in time. Exits 0 if every check passed, 1 if the app failed the drill, 2 on usage \
+             errors.",
+    override_usage = "pyinit drill [OPTIONS] -- COMMAND [ARGS]..."
+)]
+pub struct DrillCli {
+    #[command(flatten)]
+    pub drill: DrillArgs,
+
+    #[command(flatten)]
+    pub pyinit: Cli,
+}
+
+/// What the drill does beside supervising the app.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Drill")]
+pub struct DrillArgs {
+    /// Treat the app as ready this long after its start, when it has no --readiness probe.
+    #[arg(long, env = "PYINIT_DRILL_READY_AFTER", value_name = "DURATION", value_parser = parse_duration)]
+    pub drill_ready_after: Option<Duration>,
+
+    /// Fail the drill if the app is not ready within this.
+    #[arg(long, env = "PYINIT_DRILL_READY_TIMEOUT", value_name = "DURATION", default_value = "60s",
+          value_parser = parse_duration)]
+    pub drill_ready_timeout: Duration,
+
+    /// A URL to keep requests in flight on across the SIGTERM (repeatable): http://HOST:PORT/PATH.
+    #[arg(long, env = "PYINIT_DRILL_REQUEST", value_name = "URL", value_delimiter = ',',
+          value_parser = parse_drill_url)]
+    pub drill_request: Vec<ProbeTarget>,
+
+    /// Requests kept in flight at once, per URL.
+    #[arg(long, env = "PYINIT_DRILL_CONCURRENCY", value_name = "N", default_value = "2",
+          value_parser = parse_threshold)]
+    pub drill_concurrency: NonZeroU32,
+
+    /// Print the report as JSON instead of a table.
+    #[arg(long, env = "PYINIT_DRILL_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }

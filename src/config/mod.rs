@@ -344,6 +344,87 @@ fn check_probe_timing(flags: &ProbeFlags) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The health server's default address, as `--health-addr`'s default spells it.
+pub const DEFAULT_HEALTH_ADDR: SocketAddr = SocketAddr::new(
+    core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+    8558,
+);
+
+/// One URL the drill keeps requests in flight on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillRequest {
+    pub addr: SocketAddr,
+    /// For the `Host:` header, as written in the URL.
+    pub host: String,
+    pub path: String,
+}
+
+/// How the drill knows the app is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillReadiness {
+    /// The readiness probe passed (pyinit's `/readyz` is 200).
+    Probe,
+    /// This long after the app started.
+    After(Duration),
+}
+
+/// `pyinit drill`'s own settings, checked against the supervisor's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillConfig {
+    pub readiness: DrillReadiness,
+    pub ready_timeout: Duration,
+    pub requests: Vec<DrillRequest>,
+    /// Requests in flight at once, per URL.
+    pub concurrency: usize,
+    pub json: bool,
+}
+
+impl DrillConfig {
+    pub fn from_args(args: cli::DrillArgs, config: &Config) -> Result<DrillConfig, ConfigError> {
+        if config.command.is_empty() {
+            return Err(ConfigError {
+                flag: "COMMAND",
+                value: String::new(),
+                reason: "pyinit drill needs the app's command after --".to_owned(),
+            });
+        }
+        let has_readiness_probe = config
+            .health
+            .probes
+            .iter()
+            .any(|probe| probe.kind == ProbeKind::Readiness);
+        let readiness = match args.drill_ready_after {
+            Some(after) => DrillReadiness::After(after),
+            None if has_readiness_probe => DrillReadiness::Probe,
+            None => {
+                return Err(ConfigError {
+                    flag: "--drill-ready-after",
+                    value: "(none)".to_owned(),
+                    reason: "pyinit drill needs --readiness PROBE or --drill-ready-after DURATION \
+                             to know when the app is ready"
+                        .to_owned(),
+                });
+            }
+        };
+        let requests = args
+            .drill_request
+            .into_iter()
+            .filter_map(|target| match target {
+                ProbeTarget::Http { addr, host, path } => Some(DrillRequest { addr, host, path }),
+                // parse_drill_url accepts http:// URLs only.
+                _ => None,
+            })
+            .collect();
+        Ok(DrillConfig {
+            readiness,
+            ready_timeout: args.drill_ready_timeout,
+            requests,
+            concurrency: usize::try_from(args.drill_concurrency.get()).unwrap_or(usize::MAX),
+            json: args.json,
+        })
+    }
+}
+
 /// `30s`, `1500ms`, `2m`: the shortest exact form, for messages and logs.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
@@ -521,6 +602,7 @@ mod tests {
     fn health_defaults_are_kubernetes_defaults() {
         let config = parse(&["app"]).unwrap();
         assert_eq!(config.health.addr, Some("0.0.0.0:8558".parse().unwrap()));
+        assert_eq!(config.health.addr, Some(DEFAULT_HEALTH_ADDR));
         assert!(config.health.probes.is_empty());
         let config = parse(&["--readiness", "tcp://127.0.0.1:80", "app"]).unwrap();
         assert_eq!(

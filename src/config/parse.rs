@@ -358,6 +358,14 @@ const PROBE_FORMS: &str = "expected http://HOST:PORT/PATH, tcp://HOST:PORT, exec
 
 /// Parses a probe spec: `http://HOST:PORT/PATH`, `tcp://HOST:PORT`, `exec:COMMAND ARGS...` or
 /// `file:///PATH?max-age=DURATION`.
+/// `--drill-request`: an `http://HOST:PORT/PATH` URL, parsed as an http probe's target is.
+pub fn parse_drill_url(text: &str) -> Result<ProbeTarget, String> {
+    if !text.trim().starts_with("http://") {
+        return Err("expected a URL such as http://127.0.0.1:8000/slow?s=3".to_owned());
+    }
+    parse_probe(text)
+}
+
 pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
     let trimmed = text.trim();
     if let Some(rest) = trimmed.strip_prefix("http://") {

@@ -4,13 +4,14 @@
 //!
 //! One connection per probe, closed afterwards (`Connection: close`), driven in this task: no
 //! connection pool, no background task, no DNS (the address was resolved from an IP literal or
-//! `localhost` when the flag was parsed). The body is never read.
+//! `localhost` when the flag was parsed). A probe never reads the body; the drill's requests,
+//! which share [`http_get`], read it to the end to see requests that were cut off.
 
 use std::pin::pin;
 use std::time::Duration;
 
 use core::net::SocketAddr;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Uri};
@@ -29,7 +30,7 @@ pub async fn probe_http(
     path: &str,
     timeout: Duration,
 ) -> ProbeAnswer {
-    match tokio::time::timeout(timeout, get_status(addr, host, path)).await {
+    match tokio::time::timeout(timeout, http_get(addr, host, path, BodyHandling::Ignore)).await {
         Ok(Ok(status)) if (200..400).contains(&status) => {
             ProbeAnswer::success(format!("status {status}"))
         }
@@ -39,7 +40,22 @@ pub async fn probe_http(
     }
 }
 
-async fn get_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
+/// Whether a GET reads the response body to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyHandling {
+    /// Probes judge by the status line alone.
+    Ignore,
+    /// The drill counts a response cut off mid-body as a failed request.
+    ReadToEnd,
+}
+
+/// One `GET` on a fresh connection; the status code, or what went wrong in a few words.
+pub async fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    body: BodyHandling,
+) -> Result<u16, String> {
     let uri = Uri::try_from(path).map_err(|error| format!("bad path {path:?}: {error}"))?;
     let host_header = HeaderValue::try_from(format!("{host}:{}", addr.port()))
         .map_err(|error| format!("bad host {host:?}: {error}"))?;
@@ -72,7 +88,19 @@ async fn get_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, Str
             Err(error) => return Err(error.to_string()),
         },
     };
-    response
-        .map(|response| response.status().as_u16())
-        .map_err(|error| error.to_string())
+    let response = response.map_err(|error| error.to_string())?;
+    let status = response.status().as_u16();
+    if body == BodyHandling::ReadToEnd {
+        let mut collected = pin!(response.into_body().collect());
+        let read = tokio::select! {
+            biased;
+            read = &mut collected => read,
+            ended = &mut connection => match ended {
+                Ok(()) => collected.await,
+                Err(error) => return Err(error.to_string()),
+            },
+        };
+        read.map_err(|error| format!("response cut off: {error}"))?;
+    }
+    Ok(status)
 }

@@ -60,7 +60,17 @@ pub async fn run_supervisor(
             }
         };
         let now = tokio::time::Instant::now().into_std();
-        for action in supervisor.step(event, now) {
+        let actions = supervisor.step(event, now);
+        // Published before the actions run: /readyz turns 503 before the app hears of the drain,
+        // and the last status (the exit included) is seen by every reader.
+        status_tx.send_if_modified(|published| {
+            let changed = published != supervisor.status();
+            if changed {
+                published.clone_from(supervisor.status());
+            }
+            changed
+        });
+        for action in actions {
             if sends_sigkill(&action) {
                 oom_monitor.note_sigkill_sent();
             }
@@ -70,13 +80,6 @@ pub async fn run_supervisor(
                 return code;
             }
         }
-        status_tx.send_if_modified(|published| {
-            let changed = published != supervisor.status();
-            if changed {
-                published.clone_from(supervisor.status());
-            }
-            changed
-        });
     }
 }
 

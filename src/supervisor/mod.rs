@@ -167,11 +167,8 @@ enum State {
 pub struct Supervisor {
     policy: Policy,
     state: State,
-    drain_started: Option<Instant>,
     /// False in sidecar mode.
     had_app: bool,
-    app_status: Option<ChildStatus>,
-    killed_at_deadline: bool,
     status: Status,
 }
 
@@ -188,10 +185,7 @@ impl Supervisor {
         Supervisor {
             policy,
             state: State::Running,
-            drain_started: None,
             had_app: app_pid.is_some(),
-            app_status: None,
-            killed_at_deadline: false,
             status,
         }
     }
@@ -321,12 +315,12 @@ impl Supervisor {
             State::Running if signal == Signal::SIGTERM => {
                 self.start_drain(now, actions);
                 if self.policy.pre_stop_delay.is_zero() {
-                    self.send_stop_signal(app_pid, actions);
+                    self.send_stop_signal(app_pid, now, actions);
                 }
             }
             State::Draining { .. } if signal == Signal::SIGTERM => {
                 // A repeated SIGTERM ends a pre-stop delay early but moves no deadline.
-                self.send_stop_signal(app_pid, actions);
+                self.send_stop_signal(app_pid, now, actions);
             }
             State::Running | State::Draining { .. } => self.forward(signal, app_pid, actions),
             State::Stopping { .. } | State::Exited => {
@@ -341,7 +335,7 @@ impl Supervisor {
             stop_sent: false,
             hard_sent: false,
         };
-        self.drain_started = Some(now);
+        self.status.shutdown.drain_started_at = Some(now);
         self.status.draining = true;
         actions.push(Action::Notice(Notice::DrainStarted {
             pre_stop_delay: self.policy.pre_stop_delay,
@@ -350,12 +344,18 @@ impl Supervisor {
         }));
     }
 
-    fn send_stop_signal(&mut self, app_pid: i32, actions: &mut Vec<Action>) {
+    fn send_stop_signal(&mut self, app_pid: i32, now: Instant, actions: &mut Vec<Action>) {
         if let State::Draining { stop_sent, .. } = &mut self.state {
             *stop_sent = true;
         }
         match self.policy.rewrite.rewrite(Signal::SIGTERM) {
-            Some(signal) => self.push_forward(signal, app_pid, Reason::StopSignal, actions),
+            Some(signal) => {
+                // The first stop signal is the one the shutdown record keeps.
+                if self.status.shutdown.stop_signal.is_none() {
+                    self.status.shutdown.stop_signal = Some((signal, now));
+                }
+                self.push_forward(signal, app_pid, Reason::StopSignal, actions);
+            }
             None => actions.push(Action::Notice(Notice::SignalDropped {
                 received: Signal::SIGTERM,
             })),
@@ -406,13 +406,16 @@ impl Supervisor {
         let app_gone = app_was_running && (app.is_some() || !children_left);
         if app_gone {
             self.status.app_pid = None;
-            self.app_status = app;
+            self.status.shutdown.app_status = app;
+            self.status.shutdown.app_exited_at = Some(now);
             if let Some(status) = app {
                 self.status.app_exit_code = Some(status.exit_code());
                 actions.push(Action::Notice(Notice::AppExited {
                     status,
                     since_drain: self
-                        .drain_started
+                        .status
+                        .shutdown
+                        .drain_started_at
                         .map(|started| now.saturating_duration_since(started)),
                 }));
             }
@@ -429,13 +432,14 @@ impl Supervisor {
         if app_gone {
             // The app exited and left processes behind: ask them to stop, then kill them.
             let mut kill_at = now + self.policy.orphan_grace;
-            if let Some(started) = self.drain_started {
+            if let Some(started) = self.status.shutdown.drain_started_at {
                 kill_at = kill_at.min(started + self.policy.drain_timeout);
             }
             self.state = State::Stopping {
                 kill_at: Some(kill_at),
                 give_up_at: kill_at + self.policy.kill_wait,
             };
+            self.status.shutdown.left_behind = true;
             actions.push(Action::SignalRemaining(Signal::SIGTERM));
         }
     }
@@ -459,7 +463,7 @@ impl Supervisor {
                         drain_timeout: self.policy.drain_timeout,
                     }));
                     actions.push(Action::SignalRemaining(Signal::SIGKILL));
-                    self.killed_at_deadline = true;
+                    self.status.shutdown.killed_at_deadline = true;
                     self.state = State::Stopping {
                         kill_at: None,
                         give_up_at: now + self.policy.kill_wait,
@@ -467,7 +471,7 @@ impl Supervisor {
                     return;
                 }
                 if !stop_sent && now >= since + self.policy.pre_stop_delay {
-                    self.send_stop_signal(app_pid, actions);
+                    self.send_stop_signal(app_pid, now, actions);
                 }
                 if let Some(hard_stop) = self.policy.hard_stop
                     && !hard_sent
@@ -476,6 +480,7 @@ impl Supervisor {
                     if let State::Draining { hard_sent, .. } = &mut self.state {
                         *hard_sent = true;
                     }
+                    self.status.shutdown.hard_stop_sent_at = Some(now);
                     self.push_forward(hard_stop.signal, app_pid, Reason::HardStop, actions);
                 }
             }
@@ -503,10 +508,10 @@ impl Supervisor {
     /// The final code: the app's; 0 for a sidecar; if the app's status could not be read, 137
     /// when pyinit killed it at the deadline and 1 otherwise.
     fn exit(&mut self, actions: &mut Vec<Action>) {
-        let code = match self.app_status {
+        let code = match self.status.shutdown.app_status {
             Some(status) => status.exit_code(),
             None if !self.had_app => 0,
-            None if self.killed_at_deadline => exit::KILLED_AT_DEADLINE,
+            None if self.status.shutdown.killed_at_deadline => exit::KILLED_AT_DEADLINE,
             None => 1,
         };
         self.state = State::Exited;

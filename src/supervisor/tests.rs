@@ -681,3 +681,41 @@ mod probes {
         ));
     }
 }
+
+#[test]
+fn the_shutdown_record_keeps_what_happened_and_when() {
+    let t0 = Instant::now();
+    let mut policy = policy();
+    policy.pre_stop_delay = secs(1);
+    policy.rewrite = RewriteMap::new(vec![(Signal::SIGTERM, Some(Signal::SIGINT))]);
+    policy.hard_stop = Some(HardStop {
+        signal: Signal::SIGQUIT,
+        after: secs(3),
+    });
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(1));
+    supervisor.step(Event::Timer, t0 + secs(3));
+    supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(4));
+    let record = &supervisor.status().shutdown;
+    assert_eq!(record.drain_started_at, Some(t0));
+    assert_eq!(record.stop_signal, Some((Signal::SIGINT, t0 + secs(1))));
+    assert_eq!(record.hard_stop_sent_at, Some(t0 + secs(3)));
+    assert_eq!(record.app_exited_at, Some(t0 + secs(4)));
+    assert_eq!(record.app_status, Some(ChildStatus::Exited(0)));
+    assert!(record.left_behind, "children were left when the app exited");
+    assert!(!record.killed_at_deadline);
+}
+
+#[test]
+fn the_shutdown_record_notes_a_deadline_kill() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
+    let record = &supervisor.status().shutdown;
+    assert!(record.killed_at_deadline);
+    assert!(!record.left_behind);
+    assert_eq!(record.stop_signal, Some((Signal::SIGTERM, t0)));
+}

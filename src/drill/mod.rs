@@ -1,0 +1,216 @@
+//! `pyinit drill`: a rehearsed Kubernetes shutdown, driven through the real supervisor.
+//!
+//! `main` runs the app exactly as `pyinit` does (same flags, same supervisor and driver); the
+//! drill is one more task beside them, the part of the kubelet: it waits until the app is ready,
+//! keeps requests in flight (`traffic.rs`), sends pyinit the SIGTERM, watches `/readyz` turn
+//! 503, and stops sending new requests once the app got its stop signal (a load balancer with
+//! stale endpoints sends them until then). Everything else it needs, when the stop signal went
+//! out, how the app ended, whether it was killed at the deadline, it reads from the status the
+//! supervisor publishes. `report.rs` judges it all.
+
+pub mod report;
+mod traffic;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Config, DrillConfig, DrillReadiness};
+use crate::probe::http::{BodyHandling, http_get};
+use crate::signals::{self, Signal};
+use crate::status::Status;
+use report::{Observations, Report};
+
+/// How long the drill polls `/readyz` for a 503 before it gives up on it.
+const READINESS_DROP_WAIT: Duration = Duration::from_secs(5);
+/// How often `/readyz` is asked while the drill waits for the 503.
+const READINESS_POLL: Duration = Duration::from_millis(2);
+/// How long requests that are running at SIGTERM get to settle in the server before it arrives.
+const IN_FLIGHT_SETTLE: Duration = Duration::from_millis(300);
+
+/// How much longer than the drain deadline one drill request may take before it counts as hung.
+pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+
+/// The health address for a drill: pyinit's default (all interfaces, port 8558) becomes a free
+/// port on loopback, so that a drill on a laptop or in CI never fights over the port; any other
+/// address, and `off`, stay as given.
+pub fn health_addr_for_drill(addr: Option<SocketAddr>) -> Option<SocketAddr> {
+    match addr {
+        Some(addr) if addr == crate::config::DEFAULT_HEALTH_ADDR => {
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        }
+        other => other,
+    }
+}
+
+/// Where the drill itself reaches a listener: a wildcard address is asked on loopback.
+pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// What the drill task saw; the rest comes from the final status.
+#[derive(Debug, Default)]
+pub struct Trace {
+    ready_after: Option<Duration>,
+    term_sent_at: Option<Instant>,
+    readiness_dropped_after: Option<Duration>,
+    requests: Option<report::RequestTally>,
+}
+
+/// The kubelet's part of the drill. Ends once the app has exited and every request has ended.
+pub async fn rehearse(
+    drill: DrillConfig,
+    request_timeout: Duration,
+    mut status_rx: watch::Receiver<Status>,
+    health_addr: Option<SocketAddr>,
+) -> Trace {
+    let started = Instant::now();
+    let mut trace = Trace::default();
+    let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
+        warn!("drill: the app never became ready; sending SIGTERM anyway");
+        trace.term_sent_at = Some(send_sigterm());
+        let _ = status_rx
+            .wait_for(|status| status.shutdown.app_exited_at.is_some())
+            .await;
+        return trace;
+    };
+    trace.ready_after = Some(ready_after.saturating_duration_since(started));
+    info!(
+        ready_ms = duration_ms(trace.ready_after.unwrap_or_default()),
+        "drill: app is ready"
+    );
+
+    let traffic = traffic::Traffic::start(&drill.requests, drill.concurrency, request_timeout);
+    if !drill.requests.is_empty() {
+        traffic.wait_until_all_started().await;
+        // Give the server a moment to accept the requests, so they are really in flight.
+        tokio::time::sleep(IN_FLIGHT_SETTLE).await;
+    }
+
+    let term_sent_at = send_sigterm();
+    trace.term_sent_at = Some(term_sent_at);
+    trace.readiness_dropped_after = match health_addr {
+        Some(addr) => wait_for_readyz_503(addr, term_sent_at).await,
+        None => status_rx
+            .wait_for(|status| !status.ready)
+            .await
+            .ok()
+            .map(|_| term_sent_at.elapsed()),
+    };
+
+    // New requests keep coming until the app has its stop signal (or is gone).
+    let _ = status_rx
+        .wait_for(|status| {
+            status.shutdown.stop_signal.is_some() || status.shutdown.app_exited_at.is_some()
+        })
+        .await;
+    traffic.stop_sending();
+    let _ = status_rx
+        .wait_for(|status| status.shutdown.app_exited_at.is_some())
+        .await;
+    if !drill.requests.is_empty() {
+        trace.requests = Some(traffic.finish(term_sent_at).await);
+    }
+    trace
+}
+
+/// When the app became ready, or `None` if it did not within the timeout (or exited first).
+async fn wait_until_ready(
+    drill: &DrillConfig,
+    status_rx: &mut watch::Receiver<Status>,
+) -> Option<Instant> {
+    let ready = async {
+        match drill.readiness {
+            DrillReadiness::After(after) => {
+                tokio::time::sleep(after).await;
+                status_rx.borrow().app_pid.is_some()
+            }
+            DrillReadiness::Probe => status_rx
+                .wait_for(|status| status.ready || status.shutdown.app_exited_at.is_some())
+                .await
+                .is_ok_and(|status| status.ready),
+        }
+    };
+    match tokio::time::timeout(drill.ready_timeout, ready).await {
+        Ok(true) => Some(Instant::now()),
+        Ok(false) | Err(_) => None,
+    }
+}
+
+fn send_sigterm() -> Instant {
+    let sent_at = Instant::now();
+    info!("drill: sending SIGTERM, as the kubelet does");
+    if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
+        warn!("drill: cannot send SIGTERM: {errno}");
+    }
+    sent_at
+}
+
+/// Asks pyinit's own `/readyz` until it answers 503, as the kubelet's next probe would see it.
+async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<Duration> {
+    let host = addr.ip().to_string();
+    while term_sent_at.elapsed() < READINESS_DROP_WAIT {
+        if let Ok(503) = http_get(addr, &host, "/readyz", BodyHandling::Ignore).await {
+            return Some(term_sent_at.elapsed());
+        }
+        tokio::time::sleep(READINESS_POLL).await;
+    }
+    None
+}
+
+/// Judges the drill and prints the report on stdout; returns the drill's exit code.
+pub fn finish(
+    trace: Trace,
+    status: &Status,
+    exit_code: u8,
+    config: &Config,
+    drill: &DrillConfig,
+) -> u8 {
+    let record = &status.shutdown;
+    let since_term = |at: Option<Instant>| -> Option<Duration> {
+        Some(at?.saturating_duration_since(trace.term_sent_at?))
+    };
+    let observations = Observations {
+        ready_after: trace.ready_after,
+        ready_timeout: drill.ready_timeout,
+        readiness_dropped_after: trace.readiness_dropped_after,
+        stop_signal: record
+            .stop_signal
+            .and_then(|(signal, at)| Some((signal, since_term(Some(at))?))),
+        hard_stop_sent: record.hard_stop_sent_at.is_some(),
+        app_exited_after: since_term(record.app_exited_at),
+        app_status: record.app_status,
+        exit_code,
+        killed_at_deadline: record.killed_at_deadline,
+        left_behind: record.left_behind,
+        pre_stop_delay: config.policy.pre_stop_delay,
+        drain_timeout: config.policy.drain_timeout,
+        grace_period: config.grace_period,
+        requests: trace.requests,
+    };
+    let report = Report::judge(observations);
+    print_report(&report, drill.json);
+    if report.passed() { 0 } else { 1 }
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the drill's report is its output, on stdout as a test tool's"
+)]
+fn print_report(report: &Report, json: bool) {
+    if json {
+        println!("{}", report::render_json(report));
+    } else {
+        print!("{}", report::render_table(report));
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,606 @@
+//! The drill's verdict: what was observed during a rehearsed shutdown, judged check by check,
+//! rendered as a table a person reads in a second or as JSON.
+//!
+//! Pure: the runner in `drill/mod.rs` gathers [`Observations`]; this file decides PASS or FAIL
+//! and writes the hints. A drain is judged by what users feel, not by the exit code alone: an app
+//! that finished its in-flight requests and then died by its stop signal drained cleanly.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::config::format_duration;
+use crate::exit::ChildStatus;
+use crate::signals::{Signal, short_name};
+
+/// How long readiness may take to turn 503 after the SIGTERM before the check fails.
+pub const READINESS_DROP_LIMIT: Duration = Duration::from_secs(1);
+
+/// The requests the drill kept in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestTally {
+    /// Requests that were running when the SIGTERM arrived.
+    pub in_flight_at_term: usize,
+    /// Requests sent after the SIGTERM, before the app got its stop signal.
+    pub sent_during_drain: usize,
+    /// Requests that got a 2xx or 3xx answer in full.
+    pub succeeded: usize,
+    /// Requests that failed or were cut off, with what happened to the first few.
+    pub failed: usize,
+    pub first_failures: Vec<String>,
+}
+
+/// What the drill saw. Times are measured from the SIGTERM, except `ready_after`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observations {
+    pub ready_after: Option<Duration>,
+    pub ready_timeout: Duration,
+    pub readiness_dropped_after: Option<Duration>,
+    /// The stop signal the app got (after `--signal-map`), and when.
+    pub stop_signal: Option<(Signal, Duration)>,
+    pub hard_stop_sent: bool,
+    pub app_exited_after: Option<Duration>,
+    pub app_status: Option<ChildStatus>,
+    /// pyinit's final exit code, after `--remap-exit`.
+    pub exit_code: u8,
+    pub killed_at_deadline: bool,
+    /// Processes the app left behind that pyinit had to stop.
+    pub left_behind: bool,
+    pub pre_stop_delay: Duration,
+    pub drain_timeout: Duration,
+    pub grace_period: Duration,
+    /// `None` when no `--drill-request` was given.
+    pub requests: Option<RequestTally>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Not judged: nothing to judge (no requests asked for, or the app never became ready).
+    Skip,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "SKIP",
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+    pub hint: Option<String>,
+}
+
+/// The whole report: observations plus the checks judged from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub observations: Observations,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn judge(observations: Observations) -> Report {
+        let checks = judge_checks(&observations);
+        Report {
+            observations,
+            checks,
+        }
+    }
+
+    /// True when no check failed.
+    pub fn passed(&self) -> bool {
+        self.checks
+            .iter()
+            .all(|check| check.verdict != Verdict::Fail)
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    if !duration.is_zero() && duration < Duration::from_millis(1) {
+        return "<1ms".to_owned();
+    }
+    format_duration(Duration::from_millis(
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    ))
+}
+
+fn check(name: &'static str, verdict: Verdict, detail: String, hint: Option<&str>) -> Check {
+    Check {
+        name,
+        verdict,
+        detail,
+        hint: hint.map(str::to_owned),
+    }
+}
+
+/// True when the app died by the very signal pyinit sent it to stop (uvicorn 0.29 and later
+/// re-raise SIGTERM after a clean shutdown).
+fn died_by_its_stop_signal(observations: &Observations) -> bool {
+    matches!(
+        (observations.app_status, observations.stop_signal),
+        (Some(ChildStatus::Signaled(number)), Some((signal, _))) if number == signal as i32
+    ) && !observations.killed_at_deadline
+}
+
+fn judge_checks(observations: &Observations) -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.push(match observations.ready_after {
+        Some(after) => check("ready", Verdict::Pass, format!("ready after {}", ms(after)), None),
+        None => check(
+            "ready",
+            Verdict::Fail,
+            format!("not ready within {}", ms(observations.ready_timeout)),
+            Some("the readiness probe never passed: check --readiness, or raise --drill-ready-timeout"),
+        ),
+    });
+    checks.push(match observations.readiness_dropped_after {
+        Some(after) if after <= READINESS_DROP_LIMIT => check(
+            "readiness drops at SIGTERM",
+            Verdict::Pass,
+            format!("/readyz 503 after {}", ms(after)),
+            None,
+        ),
+        Some(after) => check(
+            "readiness drops at SIGTERM",
+            Verdict::Fail,
+            format!("/readyz 503 only after {}", ms(after)),
+            Some("pyinit was too busy to answer: report this as a pyinit bug"),
+        ),
+        None => check(
+            "readiness drops at SIGTERM",
+            Verdict::Fail,
+            "/readyz never answered 503".to_owned(),
+            Some("pyinit's health server did not answer: report this as a pyinit bug"),
+        ),
+    });
+    checks.push(match observations.stop_signal {
+        Some((signal, after)) => check(
+            "app got its stop signal",
+            Verdict::Pass,
+            format!("SIG{} after {}", short_name(signal), ms(after)),
+            None,
+        ),
+        None if observations.app_exited_after.is_some() && !observations.killed_at_deadline => check(
+            "app got its stop signal",
+            Verdict::Pass,
+            "the app exited before its stop signal was due".to_owned(),
+            None,
+        ),
+        None => check(
+            "app got its stop signal",
+            Verdict::Fail,
+            "no stop signal was sent".to_owned(),
+            Some("--signal-map drops SIGTERM: map it to the app's graceful stop signal instead of none"),
+        ),
+    });
+    let exited_in_time =
+        observations.app_exited_after.is_some() && !observations.killed_at_deadline;
+    checks.push(if exited_in_time {
+        let after = observations.app_exited_after.unwrap_or_default();
+        check(
+            "drains before the deadline",
+            Verdict::Pass,
+            format!(
+                "exited {} after SIGTERM (deadline {})",
+                ms(after),
+                ms(observations.drain_timeout)
+            ),
+            None,
+        )
+    } else {
+        check(
+            "drains before the deadline",
+            Verdict::Fail,
+            format!(
+                "still running at the {} deadline: SIGKILLed",
+                ms(observations.drain_timeout)
+            ),
+            Some(if observations.hard_stop_sent {
+                "the app ignored both its stop signal and --hard-stop-signal: find what blocks its \
+                 shutdown, or raise --drain-timeout and --grace-period together"
+            } else {
+                "the app ignored SIGTERM. uWSGI 2.0 treats SIGTERM as reload and waitress has no \
+                 SIGTERM handler; both stop on SIGINT: --signal-map TERM=INT. Celery's warm \
+                 shutdown waits for running tasks: add --hard-stop-signal QUIT --hard-stop-after \
+                 DURATION for its cold shutdown"
+            }),
+        )
+    });
+    checks.push(match &observations.requests {
+        None => check(
+            "in-flight requests complete",
+            Verdict::Skip,
+            "no --drill-request given".to_owned(),
+            None,
+        ),
+        Some(tally) if tally.in_flight_at_term + tally.sent_during_drain == 0 => check(
+            "in-flight requests complete",
+            Verdict::Skip,
+            "no request was in flight at SIGTERM".to_owned(),
+            None,
+        ),
+        Some(tally) if tally.failed == 0 => check(
+            "in-flight requests complete",
+            Verdict::Pass,
+            format!(
+                "{} of {} succeeded ({} in flight at SIGTERM, {} sent during the drain)",
+                tally.succeeded,
+                tally.succeeded + tally.failed,
+                tally.in_flight_at_term,
+                tally.sent_during_drain
+            ),
+            None,
+        ),
+        Some(tally) => {
+            let mut detail = format!(
+                "{} of {} failed or were cut off",
+                tally.failed,
+                tally.succeeded + tally.failed
+            );
+            if let Some(first) = tally.first_failures.first() {
+                let _ = write!(detail, " (first: {first})");
+            }
+            let hint = if observations.app_exited_after.is_some_and(|after| after < Duration::from_millis(500)) {
+                "the app died at once on its stop signal and dropped the requests it was serving: \
+                 finish in-flight requests before exiting (gunicorn and uvicorn do on SIGTERM)"
+            } else if observations.killed_at_deadline {
+                "requests were still running at the deadline: make them shorter, or raise \
+                 --drain-timeout and --grace-period together"
+            } else {
+                "requests sent during the pre-stop delay failed: the app stopped serving before its \
+                 stop signal, or --pre-stop-delay is shorter than the load balancer needs"
+            };
+            check("in-flight requests complete", Verdict::Fail, detail, Some(hint))
+        }
+    });
+    checks.push(exit_code_check(observations));
+    checks.push(if observations.left_behind {
+        check(
+            "no processes left behind",
+            Verdict::Fail,
+            "the app exited but left processes running; pyinit stopped them".to_owned(),
+            Some(
+                "the app's workers outlived it: make the app wait for its children, or use \
+                 --forward-to group so that each gets the stop signal",
+            ),
+        )
+    } else {
+        check(
+            "no processes left behind",
+            Verdict::Pass,
+            "none".to_owned(),
+            None,
+        )
+    });
+    checks
+}
+
+fn exit_code_check(observations: &Observations) -> Check {
+    let code = observations.exit_code;
+    if observations.killed_at_deadline {
+        return check(
+            "clean exit code",
+            Verdict::Fail,
+            format!("{code} (SIGKILLed at the deadline)"),
+            None,
+        );
+    }
+    if code == 0 {
+        return check("clean exit code", Verdict::Pass, "0".to_owned(), None);
+    }
+    if died_by_its_stop_signal(observations) {
+        let dropped_requests = observations
+            .requests
+            .as_ref()
+            .is_some_and(|tally| tally.failed > 0);
+        let detail = if dropped_requests {
+            format!("{code}: the app died by its stop signal (see the in-flight check)")
+        } else {
+            format!(
+                "{code}: the app ended by its own stop signal after draining, as uvicorn 0.29 and \
+                 later do; --remap-exit {code}=0 makes it 0"
+            )
+        };
+        return check("clean exit code", Verdict::Pass, detail, None);
+    }
+    check(
+        "clean exit code",
+        Verdict::Fail,
+        format!("{code}"),
+        Some("the app exited with an error during its shutdown: read its log above"),
+    )
+}
+
+/// The table for people.
+pub fn render_table(report: &Report) -> String {
+    let mut text = String::new();
+    let width = report
+        .checks
+        .iter()
+        .map(|check| check.name.len())
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        text,
+        "pyinit drill: {}",
+        if report.passed() { "PASS" } else { "FAIL" }
+    );
+    let _ = writeln!(
+        text,
+        "  grace period {}, drain deadline {}, pre-stop delay {}",
+        ms(report.observations.grace_period),
+        ms(report.observations.drain_timeout),
+        ms(report.observations.pre_stop_delay)
+    );
+    for check in &report.checks {
+        let _ = writeln!(
+            text,
+            "  {}  {:width$}  {}",
+            check.verdict.as_str(),
+            check.name,
+            check.detail
+        );
+        if let Some(hint) = &check.hint
+            && check.verdict == Verdict::Fail
+        {
+            let _ = writeln!(text, "        hint: {hint}");
+        }
+    }
+    text
+}
+
+/// The JSON report for machines: every observation and every check.
+pub fn render_json(report: &Report) -> String {
+    let observations = &report.observations;
+    let millis = |duration: Option<Duration>| match duration {
+        Some(duration) => duration.as_millis().to_string(),
+        None => "null".to_owned(),
+    };
+    let mut json = String::from("{");
+    let _ = write!(json, "\"passed\":{},", report.passed());
+    let _ = write!(json, "\"exit_code\":{},", observations.exit_code);
+    let app_code = observations.app_status.map(ChildStatus::exit_code);
+    let _ = write!(
+        json,
+        "\"app_exit_code\":{},",
+        app_code.map_or("null".to_owned(), |code| code.to_string())
+    );
+    let _ = write!(json, "\"ready_ms\":{},", millis(observations.ready_after));
+    let _ = write!(
+        json,
+        "\"readiness_503_ms\":{},",
+        millis(observations.readiness_dropped_after)
+    );
+    let _ = write!(
+        json,
+        "\"stop_signal\":{},",
+        observations
+            .stop_signal
+            .map_or("null".to_owned(), |(signal, _)| json_string(short_name(
+                signal
+            )))
+    );
+    let _ = write!(
+        json,
+        "\"stop_signal_ms\":{},",
+        millis(observations.stop_signal.map(|(_, after)| after))
+    );
+    let _ = write!(json, "\"hard_stop_sent\":{},", observations.hard_stop_sent);
+    let _ = write!(
+        json,
+        "\"app_exit_ms\":{},",
+        millis(observations.app_exited_after)
+    );
+    let _ = write!(
+        json,
+        "\"killed_at_deadline\":{},",
+        observations.killed_at_deadline
+    );
+    let _ = write!(json, "\"left_behind\":{},", observations.left_behind);
+    let _ = write!(
+        json,
+        "\"grace_period_ms\":{},",
+        observations.grace_period.as_millis()
+    );
+    let _ = write!(
+        json,
+        "\"drain_timeout_ms\":{},",
+        observations.drain_timeout.as_millis()
+    );
+    let _ = write!(
+        json,
+        "\"pre_stop_delay_ms\":{},",
+        observations.pre_stop_delay.as_millis()
+    );
+    match &observations.requests {
+        Some(tally) => {
+            let failures: Vec<String> = tally
+                .first_failures
+                .iter()
+                .map(|failure| json_string(failure))
+                .collect();
+            let _ = write!(
+                json,
+                "\"requests\":{{\"in_flight_at_term\":{},\"sent_during_drain\":{},\"succeeded\":{},\"failed\":{},\"first_failures\":[{}]}},",
+                tally.in_flight_at_term,
+                tally.sent_during_drain,
+                tally.succeeded,
+                tally.failed,
+                failures.join(",")
+            );
+        }
+        None => json.push_str("\"requests\":null,"),
+    }
+    json.push_str("\"checks\":[");
+    for (index, check) in report.checks.iter().enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        let _ = write!(
+            json,
+            "{{\"name\":{},\"verdict\":{},\"detail\":{},\"hint\":{}}}",
+            json_string(check.name),
+            json_string(check.verdict.as_str()),
+            json_string(&check.detail),
+            check.hint.as_deref().map_or("null".to_owned(), json_string)
+        );
+    }
+    json.push_str("]}");
+    json
+}
+
+fn json_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            control if u32::from(control) < 0x20 => {
+                let _ = write!(quoted, "\\u{:04x}", u32::from(control));
+            }
+            other => quoted.push(other),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> Observations {
+        Observations {
+            ready_after: Some(Duration::from_millis(800)),
+            ready_timeout: Duration::from_secs(60),
+            readiness_dropped_after: Some(Duration::from_millis(3)),
+            stop_signal: Some((Signal::SIGTERM, Duration::ZERO)),
+            hard_stop_sent: false,
+            app_exited_after: Some(Duration::from_millis(2900)),
+            app_status: Some(ChildStatus::Exited(0)),
+            exit_code: 0,
+            killed_at_deadline: false,
+            left_behind: false,
+            pre_stop_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(25),
+            grace_period: Duration::from_secs(30),
+            requests: Some(RequestTally {
+                in_flight_at_term: 4,
+                sent_during_drain: 0,
+                succeeded: 4,
+                failed: 0,
+                first_failures: Vec::new(),
+            }),
+        }
+    }
+
+    fn verdict_of(report: &Report, name: &str) -> Verdict {
+        report
+            .checks
+            .iter()
+            .find(|check| check.name == name)
+            .unwrap()
+            .verdict
+    }
+
+    #[test]
+    fn a_clean_drain_passes_every_check() {
+        let report = Report::judge(clean());
+        assert!(report.passed(), "{}", render_table(&report));
+        assert!(render_table(&report).starts_with("pyinit drill: PASS"));
+    }
+
+    #[test]
+    fn an_app_killed_at_the_deadline_fails_with_the_signal_map_hint() {
+        let mut observations = clean();
+        observations.killed_at_deadline = true;
+        observations.app_status = Some(ChildStatus::Signaled(9));
+        observations.exit_code = 137;
+        let report = Report::judge(observations);
+        assert!(!report.passed());
+        assert_eq!(
+            verdict_of(&report, "drains before the deadline"),
+            Verdict::Fail
+        );
+        let table = render_table(&report);
+        assert!(table.contains("--signal-map TERM=INT"), "{table}");
+        assert!(table.contains("--hard-stop-signal QUIT"), "{table}");
+    }
+
+    #[test]
+    fn dropped_requests_fail_the_in_flight_check() {
+        let mut observations = clean();
+        observations.app_exited_after = Some(Duration::from_millis(20));
+        observations.app_status = Some(ChildStatus::Signaled(15));
+        observations.exit_code = 143;
+        observations.requests = Some(RequestTally {
+            in_flight_at_term: 4,
+            sent_during_drain: 0,
+            succeeded: 0,
+            failed: 4,
+            first_failures: vec!["connection reset".to_owned()],
+        });
+        let report = Report::judge(observations);
+        assert_eq!(
+            verdict_of(&report, "in-flight requests complete"),
+            Verdict::Fail
+        );
+        let table = render_table(&report);
+        assert!(table.contains("died at once"), "{table}");
+        assert!(!table.contains("after draining"), "{table}");
+    }
+
+    #[test]
+    fn dying_by_the_stop_signal_after_a_clean_drain_passes() {
+        let mut observations = clean();
+        observations.app_status = Some(ChildStatus::Signaled(15));
+        observations.exit_code = 143;
+        let report = Report::judge(observations);
+        assert!(report.passed(), "{}", render_table(&report));
+        assert!(render_table(&report).contains("--remap-exit 143=0"));
+    }
+
+    #[test]
+    fn an_error_exit_fails() {
+        let mut observations = clean();
+        observations.app_status = Some(ChildStatus::Exited(1));
+        observations.exit_code = 1;
+        assert_eq!(
+            verdict_of(&Report::judge(observations), "clean exit code"),
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn never_ready_fails() {
+        let mut observations = clean();
+        observations.ready_after = None;
+        assert_eq!(
+            verdict_of(&Report::judge(observations), "ready"),
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn json_escapes_and_lists_every_check() {
+        let mut observations = clean();
+        observations.requests.as_mut().unwrap().first_failures =
+            vec!["a \"quoted\"\nline".to_owned()];
+        let json = render_json(&Report::judge(observations));
+        assert!(json.starts_with("{\"passed\":true,"), "{json}");
+        assert!(json.contains(r#""a \"quoted\"\nline""#), "{json}");
+        assert_eq!(json.matches("\"verdict\":").count(), 7);
+    }
+}

@@ -1,0 +1,200 @@
+//! `pyinit drill`: the real rehearsal against the bundled app, a stubborn app, an app that drops
+//! its requests, and a real gunicorn; the report's verdicts, hints, JSON and exit codes.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::common::http::free_port;
+use crate::common::runc::{example, venv_bin};
+use crate::common::{Finished, PYTHON, Pyinit, python_fixture};
+
+fn drill() -> Pyinit {
+    Pyinit::new().arg("drill").args(["--log-level", "warn"])
+}
+
+fn readiness_on(port: u16) -> [String; 4] {
+    [
+        "--readiness".to_owned(),
+        format!("http://127.0.0.1:{port}/healthz"),
+        "--readiness-period".to_owned(),
+        "500ms".to_owned(),
+    ]
+}
+
+fn slow_requests(port: u16, seconds: u32) -> [String; 2] {
+    [
+        "--drill-request".to_owned(),
+        format!("http://127.0.0.1:{port}/slow?s={seconds}"),
+    ]
+}
+
+fn verdict_line<'a>(finished: &'a Finished, check: &str) -> &'a str {
+    finished
+        .stdout
+        .iter()
+        .find(|line| line.contains(check) && (line.contains("PASS") || line.contains("FAIL")))
+        .unwrap_or_else(|| panic!("no line for {check:?} in:\n{}", finished.stdout.join("\n")))
+}
+
+#[test]
+fn the_bundled_example_app_passes_with_requests_in_flight() {
+    let port = free_port();
+    let finished = drill()
+        .args(readiness_on(port))
+        .args(slow_requests(port, 2))
+        .env("PORT", port.to_string())
+        .app(vec![PYTHON.into(), example("app/app.py").into_os_string()])
+        .run();
+    finished.assert_exit_code(0);
+    assert!(
+        finished
+            .stdout
+            .iter()
+            .any(|line| line == "pyinit drill: PASS"),
+        "{}",
+        finished.stdout.join("\n")
+    );
+    let in_flight = verdict_line(&finished, "in-flight requests complete");
+    assert!(
+        in_flight.contains("PASS") && in_flight.contains("2 in flight at SIGTERM"),
+        "{in_flight}"
+    );
+    assert!(verdict_line(&finished, "readiness drops at SIGTERM").contains("PASS"));
+}
+
+#[test]
+fn an_app_that_ignores_sigterm_fails_with_the_hint() {
+    let finished = drill()
+        .args([
+            "--drill-ready-after",
+            "500ms",
+            "--grace-period",
+            "4s",
+            "--drain-timeout",
+            "2s",
+        ])
+        .app(python_fixture("ignore_term.py", &[]))
+        .run();
+    finished.assert_exit_code(1);
+    assert!(verdict_line(&finished, "drains before the deadline").contains("FAIL"));
+    assert!(verdict_line(&finished, "clean exit code").contains("137"));
+    let stdout = finished.stdout.join("\n");
+    assert!(
+        stdout.contains("hint:") && stdout.contains("--signal-map TERM=INT"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--hard-stop-signal QUIT"), "{stdout}");
+}
+
+#[test]
+fn an_app_that_dies_at_once_fails_the_in_flight_check() {
+    let port = free_port();
+    let finished = drill()
+        .args(readiness_on(port))
+        .args(slow_requests(port, 3))
+        .app(python_fixture(
+            "abrupt_app.py",
+            &["--port", &port.to_string()],
+        ))
+        .run();
+    finished.assert_exit_code(1);
+    let in_flight = verdict_line(&finished, "in-flight requests complete");
+    assert!(in_flight.contains("FAIL"), "{in_flight}");
+    let stdout = finished.stdout.join("\n");
+    assert!(stdout.contains("died at once"), "{stdout}");
+}
+
+#[test]
+fn a_gunicorn_app_passes_and_the_json_report_has_every_field() {
+    let port = free_port();
+    let gunicorn: Vec<OsString> = vec![
+        venv_bin("gunicorn").into_os_string(),
+        "--chdir".into(),
+        example("gunicorn").into_os_string(),
+        "--config".into(),
+        example("gunicorn/gunicorn.conf.py").into_os_string(),
+        "app:app".into(),
+    ];
+    let finished = drill()
+        .args(readiness_on(port))
+        .args(["--readiness-success-threshold", "2"])
+        .args(slow_requests(port, 2))
+        .args(["--grace-period", "20s", "--drain-timeout", "15s", "--json"])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("WEB_CONCURRENCY", "2")
+        .env("GRACEFUL_TIMEOUT", "10")
+        .app(gunicorn)
+        .run();
+    finished.assert_exit_code(0);
+    // The report is the last line on stdout; the app's own output may come before it.
+    let report = finished.stdout.last().expect("a JSON report");
+    let check = r#"
+import json, sys
+report = json.loads(sys.stdin.read())
+fields = ["passed", "exit_code", "app_exit_code", "ready_ms", "readiness_503_ms", "stop_signal",
+          "stop_signal_ms", "hard_stop_sent", "app_exit_ms", "killed_at_deadline", "left_behind",
+          "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms", "requests", "checks"]
+missing = [field for field in fields if field not in report]
+assert not missing, missing
+assert report["passed"] is True, report
+assert report["stop_signal"] == "TERM", report
+assert report["requests"]["in_flight_at_term"] >= 1, report
+assert report["requests"]["failed"] == 0, report
+assert len(report["checks"]) == 7 and all(c["verdict"] != "FAIL" for c in report["checks"]), report
+print("json ok")
+"#;
+    let mut python = Command::new(PYTHON)
+        .args(["-c", check])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(report.as_bytes())
+        .unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_drill_without_a_way_to_know_readiness_is_a_usage_error() {
+    let finished = drill().app(vec!["/bin/true".into()]).run();
+    finished.assert_exit_code(2);
+    let stderr = finished.stderr_text();
+    assert!(
+        stderr.contains("--drill-ready-after") && stderr.contains("--readiness"),
+        "{stderr}"
+    );
+    let finished = drill().args(["--drill-ready-after", "1s"]).run();
+    finished.assert_exit_code(2);
+    assert!(
+        finished.stderr_text().contains("command"),
+        "{}",
+        finished.stderr_text()
+    );
+    let finished = drill()
+        .args([
+            "--drill-ready-after",
+            "1s",
+            "--drill-request",
+            "tcp://127.0.0.1:1",
+        ])
+        .app(vec!["/bin/true".into()])
+        .run();
+    finished.assert_exit_code(2);
+    assert!(
+        finished.stderr_text().contains("--drill-request"),
+        "{}",
+        finished.stderr_text()
+    );
+}
