@@ -20,6 +20,7 @@ mod health;
 mod privileges;
 mod probes;
 mod reaping;
+mod readme;
 mod runc;
 mod runc_limits;
 mod signals;
