@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
 use crate::config::{Cli, Config, Environment};
+use crate::container::cgroup::CpuQuota;
 use crate::container::oom::OomMonitor;
 use crate::container::{ContainerFacts, StartupReport};
 use crate::privileges::PrivilegeError;
@@ -261,8 +262,12 @@ async fn supervise(
     };
 
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor =
-        Supervisor::new(config.policy, app_pid).with_probes(Probes::new(&config.health.probes));
+    let supervisor = Supervisor::new(config.policy, app_pid)
+        .with_probes(Probes::new(&config.health.probes))
+        .with_resource_limits(
+            startup.facts.cpu_limit.limited().map(CpuQuota::millicpus),
+            startup.facts.memory_limit_bytes.limited(),
+        );
     let (status_tx, status_rx) = watch::channel::<Status>(supervisor.status().clone());
     if let Some(listener) = health_listener {
         if let Ok(addr) = listener.local_addr() {
@@ -285,6 +290,7 @@ async fn supervise(
         status_tx,
         probe_rx,
         oom_monitor,
+        startup.facts,
     )
     .await)
 }
