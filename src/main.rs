@@ -31,6 +31,7 @@ use tracing::{debug, info};
 
 use crate::config::cli::DrillCli;
 use crate::config::{Cli, Config, DrillConfig, Environment};
+use crate::container::cgroup::CpuQuota;
 use crate::container::oom::OomMonitor;
 use crate::container::{ContainerFacts, StartupReport};
 use crate::privileges::PrivilegeError;
@@ -297,7 +298,11 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
 
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
     let supervisor = Supervisor::new(config.policy.clone(), app_pid)
-        .with_probes(Probes::new(&config.health.probes));
+        .with_probes(Probes::new(&config.health.probes))
+        .with_resource_limits(
+            startup.facts.cpu_limit.limited().map(CpuQuota::millicpus),
+            startup.facts.memory_limit_bytes.limited(),
+        );
     let (status_tx, status_rx) = watch::channel::<Status>(supervisor.status().clone());
     let mut health_local_addr = None;
     if let Some(listener) = health_listener {
@@ -337,6 +342,7 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         status_tx,
         probe_rx,
         oom_monitor,
+        startup.facts,
     )
     .await;
     let (Some(rehearsal), Some(drill)) = (rehearsal, drill) else {

@@ -47,6 +47,8 @@ pub struct Status {
     pub ready: bool,
     /// What happened during the shutdown, with when: the drill's evidence.
     pub shutdown: ShutdownRecord,
+    /// The container's limits and memory use, for `/metrics`.
+    pub resources: Resources,
 }
 
 /// The shutdown as it happened. Times are the supervisor's `now` at each step.
@@ -64,6 +66,21 @@ pub struct ShutdownRecord {
     pub killed_at_deadline: bool,
     /// The app exited but left processes behind, which pyinit then stopped.
     pub left_behind: bool,
+}
+
+/// The container's resources as `/metrics` shows them. `None` is "pyinit cannot say": no limit
+/// is set, or the cgroup file cannot be read (a container without a memory controller, say).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// The CPU limit (CFS quota / period), in thousandths of a CPU; read once at start.
+    pub cpu_limit_millicpus: Option<u64>,
+    /// The memory limit in bytes; read once at start.
+    pub memory_limit_bytes: Option<u64>,
+    /// The cgroup's memory use at the driver's last poll (at most about a second old).
+    pub memory_usage_bytes: Option<u64>,
+    /// OOM kills in the container since pyinit started; `None` without a readable OOM-kill
+    /// counter, where a 0 would claim more than pyinit knows.
+    pub oom_kills: Option<u64>,
 }
 
 /// One named check of `/livez` or `/readyz`, as the Kubernetes API server lists them.

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Finished, PATIENCE, Pyinit, python_fixture, send_signal};
+use crate::common::http::{get, health_addr, metric};
+use crate::common::{Finished, PATIENCE, Pyinit, poll_until, python_fixture, send_signal};
 
 /// Variables pyinit sets; removed from the test's own environment so that only pyinit sets them.
 const APP_VARIABLES: [&str; 5] = [
@@ -203,6 +204,53 @@ fn limits_of_a_real_cgroup_reach_the_app() {
 }
 
 #[test]
+fn metrics_show_the_limits_and_the_memory_use_of_a_real_cgroup() {
+    let cgroup = TestCgroup::create(Some((150_000, 100_000)), Some(256 << 20));
+    let running = pyinit()
+        .in_cgroups(cgroup.procs_files())
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "pyinit_memory_usage_bytes in /metrics", || {
+        metric(addr, "pyinit_memory_usage_bytes").is_some()
+    });
+    let text = get(addr, "/metrics").body;
+    for lines in [
+        "# TYPE pyinit_cpu_limit_cores gauge\npyinit_cpu_limit_cores 1.5\n",
+        "# TYPE pyinit_memory_limit_bytes gauge\npyinit_memory_limit_bytes 268435456\n",
+        "# TYPE pyinit_memory_usage_bytes gauge\n",
+        "# TYPE pyinit_oom_kills_total counter\npyinit_oom_kills_total 0\n",
+    ] {
+        assert!(text.contains(lines), "missing {lines:?} in\n{text}");
+    }
+    // pyinit and a Python interpreter live in the cgroup: some MiB, and never above the limit.
+    let usage = metric(addr, "pyinit_memory_usage_bytes").unwrap();
+    let cgroup_says: f64 = cgroup.read("memory.usage_in_bytes").parse().unwrap();
+    assert!(
+        usage > 1_048_576.0 && usage <= 268_435_456.0,
+        "memory use {usage} (the cgroup says {cgroup_says} now)"
+    );
+}
+
+#[test]
+fn metrics_leave_out_limits_that_are_not_set() {
+    // This machine runs tests in cgroups without a CPU quota or a memory limit.
+    let running = pyinit()
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "pyinit_memory_usage_bytes in /metrics", || {
+        metric(addr, "pyinit_memory_usage_bytes").is_some_and(|bytes| bytes > 0.0)
+    });
+    let text = get(addr, "/metrics").body;
+    assert!(!text.contains("pyinit_cpu_limit_cores"), "{text}");
+    assert!(!text.contains("pyinit_memory_limit_bytes"), "{text}");
+    assert!(text.contains("\npyinit_oom_kills_total 0\n"), "{text}");
+}
+
+#[test]
 fn an_oom_killed_app_is_named_and_pyinit_exits_137() {
     let cgroup = TestCgroup::create(None, Some(64 << 20));
     let finished = pyinit()
@@ -264,6 +312,7 @@ fn an_oom_killed_worker_reaped_by_its_parent_is_still_reported() {
         .in_cgroups(cgroup.procs_files())
         .app(python_fixture("allocate.py", &["300", "--in", "worker"]))
         .start();
+    let addr = health_addr(&running);
     running.stdout.wait_for("ended by signal 9", PATIENCE);
     // pyinit never reaps the worker: the poll of the counter reports it, without a pid.
     let line = running.stderr.wait_for("OOM-killed", PATIENCE);
@@ -273,6 +322,10 @@ fn an_oom_killed_worker_reaped_by_its_parent_is_still_reported() {
         ) && line.contains("64 MiB"),
         "{line}"
     );
+    // /metrics counts it: on cgroup v1 the one trace besides the log line.
+    poll_until(PATIENCE, "pyinit_oom_kills_total 1", || {
+        metric(addr, "pyinit_oom_kills_total") == Some(1.0)
+    });
     running.signal("TERM");
     assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
     running.stderr.wait_closed(Duration::from_secs(5));
@@ -338,6 +391,19 @@ impl TestCgroup {
             .unwrap_or_else(|| panic!("no cgroup has {file}"));
         std::fs::write(dir.join(file), value)
             .unwrap_or_else(|error| panic!("write {value} to {file}: {error}"));
+    }
+
+    /// One of the cgroup's files, trimmed.
+    fn read(&self, file: &str) -> String {
+        let dir = self
+            .dirs
+            .iter()
+            .find(|dir| dir.join(file).exists())
+            .unwrap_or_else(|| panic!("no cgroup has {file}"));
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|error| panic!("read {file}: {error}"))
+            .trim()
+            .to_owned()
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {

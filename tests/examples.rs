@@ -2,12 +2,18 @@
 //! flags in it and pass the Kubernetes schemas (tests/kubernetes/check_deployment.py, run by the
 //! end-to-end venv's Python), and `Dockerfile.example` must pass hadolint. Each checker is also
 //! shown a broken copy, so a checker that accepts everything fails here.
+//!
+//! And the real pyinit must accept how both files start it: `tests/kubernetes/pyinit_argv.py`
+//! reads the manifest's command and env and the Dockerfile's ENTRYPOINT, ENV and users, and the
+//! binary under test runs with exactly those flags and variables, the app replaced by
+//! `/bin/true`, in a network namespace of its own (so the files' fixed health port is free).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::common::runc::{repo, venv_bin};
+use crate::common::{Finished, Pyinit};
 
 fn deployment() -> PathBuf {
     repo().join("examples/kubernetes/deployment.yaml")
@@ -192,4 +198,221 @@ fn the_dockerfile_example_passes_hadolint() {
     let text = text_of(&output);
     assert_ne!(output.status.code(), Some(0), "{text}");
     assert!(text.contains("DL3007"), "{text}");
+}
+
+/// How a user's file starts pyinit, as `pyinit_argv.py` reads it.
+#[derive(Debug, Default)]
+struct Invocation {
+    /// pyinit's own arguments, before the `--`.
+    args: Vec<String>,
+    /// The app's argv, which the tests replace.
+    app: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The pod's runAsUser and runAsGroup.
+    run_as: Option<(u32, u32)>,
+    /// /etc/passwd and /etc/group entries the image creates.
+    passwd: Vec<String>,
+    group: Vec<String>,
+}
+
+fn invocation(kind: &str, file: &Path) -> Invocation {
+    let output = Command::new(venv_bin("python3"))
+        .arg(repo().join("tests/kubernetes/pyinit_argv.py"))
+        .arg(kind)
+        .arg(file)
+        .output()
+        .expect("run pyinit_argv.py");
+    assert_eq!(output.status.code(), Some(0), "{}", text_of(&output));
+    let mut invocation = Invocation::default();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let (fact, value) = line.split_once(' ').unwrap_or((line, ""));
+        let value = value.to_owned();
+        match fact {
+            "arg" => invocation.args.push(value),
+            "app" => invocation.app.push(value),
+            "env" => {
+                let (name, value) = value.split_once('=').expect("NAME=VALUE");
+                invocation.env.push((name.to_owned(), value.to_owned()));
+            }
+            "run-as" => {
+                let ids: Vec<u32> = value.split(' ').map(|id| id.parse().unwrap()).collect();
+                invocation.run_as = Some((ids[0], ids[1]));
+            }
+            "passwd" => invocation.passwd.push(value),
+            "group" => invocation.group.push(value),
+            _ => panic!("unknown line from pyinit_argv.py: {line:?}"),
+        }
+    }
+    assert!(
+        !invocation.app.is_empty(),
+        "{} starts no app after `--`",
+        file.display()
+    );
+    invocation
+}
+
+/// The real pyinit with the file's flags and variables (and nothing of the test's environment),
+/// running `/bin/true` instead of the app.
+fn pyinit_as_in(invocation: &Invocation) -> Pyinit {
+    invocation
+        .env
+        .iter()
+        .fold(
+            Pyinit::new().env_clear().private_network(),
+            |pyinit, (name, value)| pyinit.env(name, value),
+        )
+        .args(&invocation.args)
+        .app(vec!["/bin/true".into()])
+}
+
+/// pyinit accepted its flags, applied them (the health server on the file's address) and ran the
+/// app to its exit code 0, which it passed on.
+fn assert_accepted(finished: &Finished, invocation: &Invocation, how: &str) {
+    let stderr = finished.stderr_text();
+    assert_eq!(
+        finished.code(),
+        Some(0),
+        "pyinit {:?} -- /bin/true, {how}:\n{stderr}",
+        invocation.args
+    );
+    assert!(
+        !stderr.contains("pyinit: "),
+        "a set-up error, {how}:\n{stderr}"
+    );
+    for expected in [
+        "app started",
+        "app exited code=0",
+        "health server listening addr=",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "no {expected:?}, {how}:\n{stderr}"
+        );
+    }
+}
+
+/// The --health-addr value pyinit must have bound.
+fn health_addr_of(invocation: &Invocation) -> String {
+    let args = &invocation.args;
+    args.iter()
+        .enumerate()
+        .find_map(|(index, arg)| {
+            arg.strip_prefix("--health-addr=")
+                .map(str::to_owned)
+                .or_else(|| (arg == "--health-addr").then(|| args[index + 1].clone()))
+        })
+        .unwrap_or_else(|| "0.0.0.0:8558".to_owned())
+}
+
+#[test]
+fn pyinit_accepts_the_deployments_command_and_env() {
+    let invocation = invocation("deployment", &deployment());
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let addr = health_addr_of(&invocation);
+    // As the pod starts it (runAsUser, no capabilities, no_new_privs: --user then changes
+    // nothing), and as a runtime without that securityContext would (root: --user drops).
+    for (how, pyinit) in [
+        (
+            "as the pod's user",
+            // The kubelet adds the API server's address to every container; pyinit's defaults
+            // (the pre-stop delay) follow it.
+            pyinit_as_in(&invocation)
+                .started_by_pod_as(uid, gid)
+                .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+                .env("KUBERNETES_SERVICE_PORT", "443"),
+        ),
+        ("as root", pyinit_as_in(&invocation)),
+    ] {
+        // Only to see the ids in the log; it changes nothing else.
+        let finished = pyinit.env("PYINIT_LOG_LEVEL", "debug").run();
+        assert_accepted(&finished, &invocation, how);
+        let stderr = finished.stderr_text();
+        for expected in [
+            format!("health server listening addr={addr}"),
+            format!("privileges set uid={uid} gid={gid}"),
+        ] {
+            assert!(
+                stderr.contains(&expected),
+                "no {expected:?}, {how}:\n{stderr}"
+            );
+        }
+    }
+}
+
+/// A copy of the host's `/etc/{name}` with the image's entries first (they win a lookup).
+struct EtcFile {
+    path: PathBuf,
+}
+
+impl EtcFile {
+    fn new(name: &str, image_entries: &[String]) -> EtcFile {
+        let host = std::fs::read_to_string(Path::new("/etc").join(name)).expect("read /etc");
+        let path =
+            std::env::temp_dir().join(format!("pyinit-dockerfile-{name}-{}", std::process::id()));
+        std::fs::write(&path, format!("{}\n{host}", image_entries.join("\n")))
+            .expect("write the image's /etc file");
+        EtcFile { path }
+    }
+}
+
+impl Drop for EtcFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn pyinit_accepts_the_dockerfiles_entrypoint_and_env() {
+    let invocation = invocation("dockerfile", &dockerfile());
+    assert!(
+        !invocation.passwd.is_empty(),
+        "the image creates no user for --user"
+    );
+    // The image has no USER: pyinit starts as root and drops to the image's user (--user).
+    let passwd = EtcFile::new("passwd", &invocation.passwd);
+    let group = EtcFile::new("group", &invocation.group);
+    let finished = pyinit_as_in(&invocation)
+        .bind_file(&passwd.path, "/etc/passwd")
+        .bind_file(&group.path, "/etc/group")
+        // Only to see the drop in the log; it changes nothing else.
+        .env("PYINIT_LOG_LEVEL", "debug")
+        .run();
+    assert_accepted(&finished, &invocation, "as root in the image");
+    let stderr = finished.stderr_text();
+    assert!(
+        stderr.contains(&format!(
+            "health server listening addr={}",
+            health_addr_of(&invocation)
+        )),
+        "{stderr}"
+    );
+    // name:x:uid:gid:...
+    let user: Vec<&str> = invocation.passwd[0].split(':').collect();
+    let dropped = format!("privileges set uid={} gid={}", user[2], user[3]);
+    assert!(stderr.contains(&dropped), "no {dropped:?}:\n{stderr}");
+}
+
+#[test]
+fn a_flag_pyinit_does_not_know_fails_these_checks() {
+    // The controls: the same path with one unknown flag ends in a usage error, and so does a
+    // pod whose runAsUser is not the --user the manifest names (the pod's user is really used).
+    let mut invocation = invocation("deployment", &deployment());
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let finished = pyinit_as_in(&invocation)
+        .started_by_pod_as(uid + 1, gid + 1)
+        .run();
+    assert_eq!(finished.code(), Some(2), "{}", finished.stderr_text());
+    assert!(
+        finished.stderr_text().contains("not root"),
+        "{}",
+        finished.stderr_text()
+    );
+    invocation.args.push("--health-port=8558".to_owned());
+    let finished = pyinit_as_in(&invocation).run();
+    assert_eq!(finished.code(), Some(2), "{}", finished.stderr_text());
+    assert!(
+        finished.stderr_text().contains("--health-port"),
+        "{}",
+        finished.stderr_text()
+    );
 }

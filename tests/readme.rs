@@ -14,13 +14,19 @@ fn flags_and_variables(args: &[&str]) -> BTreeSet<String> {
     for line in help.lines() {
         let trimmed = line.trim_start();
         if let Some(flag) = trimmed.strip_prefix("--") {
-            let name: String = flag.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            let name: String = flag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
             if name != "help" && name != "version" {
                 found.insert(format!("--{name}"));
             }
         }
         if let Some(start) = trimmed.find("[env: ") {
-            let variable: String = trimmed[start + 6..].chars().take_while(|c| *c != '=').collect();
+            let variable: String = trimmed[start + 6..]
+                .chars()
+                .take_while(|c| *c != '=')
+                .collect();
             found.insert(variable);
         }
     }
@@ -29,10 +35,14 @@ fn flags_and_variables(args: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn readme_lists_every_flag_and_variable() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut listed = flags_and_variables(&["--help"]);
     listed.extend(flags_and_variables(&["drill", "--help"]));
-    assert!(listed.len() > 60, "too few flags found in --help: {listed:?}");
+    assert!(
+        listed.len() > 60,
+        "too few flags found in --help: {listed:?}"
+    );
     let missing: Vec<&String> = listed
         .iter()
         .filter(|name| !readme.contains(&format!("`{name}")))

@@ -1,6 +1,10 @@
 //! End to end in real OCI containers: pyinit as PID 1 of a `runc` container, supervising real
 //! gunicorn and uvicorn from the pinned venv and the stdlib fixtures; `runc kill ID TERM` plays
 //! the kubelet, and the container's exit code is pyinit's.
+//!
+//! The gunicorn and uvicorn scenarios run as a kubelet would see them: the container starts as
+//! root without `PYINIT_ALLOW_ROOT`, pyinit drops to `--user nobody`, serves `/readyz` on its own
+//! port and probes the app's `/healthz` for readiness.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -9,7 +13,7 @@ use crate::common::runc::{
     Bundle, Container, PYINIT_IN_CONTAINER, example, free_port, http_get, static_pyinit, venv_bin,
     wait_http_ok,
 };
-use crate::common::{PATIENCE, poll_until, python_fixture};
+use crate::common::{PATIENCE, descendants_of, poll_until, python_fixture};
 
 /// How long the in-flight request takes: long enough to be surely in flight when SIGTERM
 /// arrives, short enough for a quick test.
@@ -20,40 +24,164 @@ const GRACE_PERIOD: &str = "30s";
 const DRAIN_TIMEOUT: &str = "25s";
 const DRAIN_TIMEOUT_SECONDS: u64 = 25;
 
+/// The readiness promise: `/readyz` answers 503 this soon after the kubelet's SIGTERM.
+const READINESS_DROP: Duration = Duration::from_millis(100);
+
+/// uid and gid of `nobody` in the host's /etc/passwd, which the containers mount.
+const NOBODY: &str = "65534";
+
+/// Where the app listens and where pyinit's health server does, both on the shared network.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    app: u16,
+    health: u16,
+}
+
+impl Ports {
+    fn free() -> Ports {
+        Ports {
+            app: free_port(),
+            health: free_port(),
+        }
+    }
+}
+
+/// What pyinit is told in every gunicorn and uvicorn scenario: run the app as `nobody` (the
+/// container starts as root, and `PYINIT_ALLOW_ROOT` is removed so the refusal of root applies),
+/// a grace period far from the slow request, the health server on its own port, and a readiness
+/// probe of the app's `/healthz` every second.
+fn supervised(ports: Ports) -> Bundle {
+    Bundle::new()
+        .env_remove("PYINIT_ALLOW_ROOT")
+        .args(["--user", "nobody"])
+        .args([
+            "--grace-period",
+            GRACE_PERIOD,
+            "--drain-timeout",
+            DRAIN_TIMEOUT,
+        ])
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{}", ports.health),
+            "--readiness".to_owned(),
+            format!("http://127.0.0.1:{}/healthz", ports.app),
+            "--readiness-period".to_owned(),
+            "1s".to_owned(),
+        ])
+}
+
 /// What a user sees of a drain with one slow request in flight.
 #[derive(Debug)]
 struct Drain {
     exit_code: i32,
+    /// From the moment `runc kill` returned to the answer of the first `/readyz` that said 503.
+    readiness_dropped_after: Duration,
     term_to_exit: Duration,
     slow_answer: Result<(u16, String), String>,
 }
 
-/// Waits until the app serves, starts `GET /slow`, waits until the app logs that it is
-/// handling it, sends `runc kill TERM`, and waits for the container's exit.
-fn drain_with_a_request_in_flight(container: &mut Container, port: u16) -> Drain {
-    wait_http_ok(port, "/healthz", PATIENCE);
+/// `/readyz`'s status code, or None when the health server does not answer (yet).
+fn readyz(ports: Ports) -> Option<u16> {
+    http_get(ports.health, "/readyz", Duration::from_secs(2))
+        .ok()
+        .map(|(status, _)| status)
+}
+
+/// Waits until `/readyz` answers 200, and checks that it got there by a change: pyinit starts
+/// not ready (its first probe runs before the app listens) and logs `ready` once a probe of the
+/// app's `/healthz` succeeded.
+fn wait_until_ready(container: &Container, ports: Ports) {
+    poll_until(PATIENCE, "/readyz to answer 200", || {
+        readyz(ports) == Some(200)
+    });
+    assert!(
+        container
+            .stderr
+            .all()
+            .iter()
+            .any(|line| line.trim_end().ends_with(" INFO ready")),
+        "pyinit did not log its change to ready:\n{}",
+        container.stderr.joined()
+    );
+    assert_eq!(
+        http_get(ports.app, "/healthz", Duration::from_secs(2)),
+        Ok((200, "ok\n".to_owned())),
+        "the app must answer what the readiness probe asks"
+    );
+}
+
+/// Every process under pyinit (the app and, for gunicorn, its workers) runs as nobody; read from
+/// the host, by host pid, in /proc.
+fn assert_app_runs_as_nobody(container: &Container) {
+    let processes = descendants_of(container.init_pid());
+    assert!(!processes.is_empty(), "no process runs under pyinit");
+    for pid in processes {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue; // gone in the meantime
+        };
+        for field in ["Uid:", "Gid:"] {
+            let ids: Vec<&str> = status
+                .lines()
+                .find_map(|line| line.strip_prefix(field))
+                .map(|ids| ids.split_whitespace().collect())
+                .unwrap_or_default();
+            assert_eq!(
+                ids, [NOBODY; 4],
+                "{field} of pid {pid} (a process under pyinit):\n{status}"
+            );
+        }
+    }
+}
+
+/// Waits until the app is ready, starts `GET /slow`, waits until the app logs that it is
+/// handling it, sends `runc kill TERM`, measures how soon `/readyz` answers 503, and waits for
+/// the container's exit.
+fn drain_with_a_request_in_flight(container: &mut Container, ports: Ports) -> Drain {
+    wait_until_ready(container, ports);
     let slow_request = thread::spawn(move || {
         http_get(
-            port,
+            ports.app,
             &format!("/slow?s={SLOW_SECONDS}"),
             Duration::from_secs(DRAIN_TIMEOUT_SECONDS + 10),
         )
     });
     container.stderr.wait_for("slow request started", PATIENCE);
-    let term_sent = Instant::now();
     container.kill("TERM");
+    // The clock starts when `runc kill` returns: by then runc has sent the signal to pyinit, and
+    // this is the earliest moment the test itself knows that the kubelet's SIGTERM is out. The
+    // time until the answer of the first 503 is an upper bound on when readiness dropped.
+    let term_sent = Instant::now();
+    let readiness_dropped_after = loop {
+        let status = readyz(ports);
+        let elapsed = term_sent.elapsed();
+        if status == Some(503) {
+            break elapsed;
+        }
+        assert!(
+            elapsed < PATIENCE,
+            "/readyz still answers {status:?} {elapsed:?} after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
     let exit_code = container.wait_exit(Duration::from_secs(DRAIN_TIMEOUT_SECONDS + 15));
     let term_to_exit = term_sent.elapsed();
     let slow_answer = slow_request.join().expect("the slow request's thread");
     Drain {
         exit_code,
+        readiness_dropped_after,
         term_to_exit,
         slow_answer,
     }
 }
 
-/// The in-flight request completed, and the exit came long before pyinit's deadline.
+/// Readiness dropped at once, the in-flight request completed, and the exit came long before
+/// pyinit's deadline.
 fn assert_drained(drain: &Drain, container: &Container) {
+    assert!(
+        drain.readiness_dropped_after < READINESS_DROP,
+        "/readyz answered 503 only {:?} after runc kill returned",
+        drain.readiness_dropped_after
+    );
     assert_eq!(
         drain.slow_answer,
         Ok((200, format!("slept {SLOW_SECONDS}s\n"))),
@@ -76,16 +204,10 @@ fn assert_drained(drain: &Drain, container: &Container) {
     );
 }
 
-fn gunicorn(port: u16) -> Bundle {
-    Bundle::new()
-        .args([
-            "--grace-period",
-            GRACE_PERIOD,
-            "--drain-timeout",
-            DRAIN_TIMEOUT,
-        ])
+fn gunicorn(ports: Ports) -> Bundle {
+    supervised(ports)
         .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
+        .env("PORT", ports.app.to_string())
         .env("WEB_CONCURRENCY", "2")
         .cwd(example("gunicorn"))
         .app([
@@ -99,22 +221,16 @@ fn gunicorn(port: u16) -> Bundle {
 /// uvicorn as one process: with more than one worker its supervising parent, not the server,
 /// is the app, and the exit code under test is the server's own (pyinit would otherwise pass it
 /// WEB_CONCURRENCY from the host's CPUs).
-fn uvicorn(port: u16, pyinit_args: &[&str]) -> Bundle {
-    Bundle::new()
+fn uvicorn(ports: Ports, pyinit_args: &[&str]) -> Bundle {
+    supervised(ports)
         .args(["--web-concurrency", "1"])
-        .args([
-            "--grace-period",
-            GRACE_PERIOD,
-            "--drain-timeout",
-            DRAIN_TIMEOUT,
-        ])
         .args(pyinit_args.iter().copied())
         .app([
             venv_bin("uvicorn").into_os_string(),
             "--host".into(),
             "127.0.0.1".into(),
             "--port".into(),
-            port.to_string().into(),
+            ports.app.to_string().into(),
             "--app-dir".into(),
             example("uvicorn").into_os_string(),
             "app:app".into(),
@@ -122,9 +238,9 @@ fn uvicorn(port: u16, pyinit_args: &[&str]) -> Bundle {
 }
 
 #[test]
-fn gunicorn_finishes_the_request_in_flight_and_exits_0() {
-    let port = free_port();
-    let mut container = gunicorn(port).start();
+fn gunicorn_as_nobody_turns_unready_finishes_the_request_in_flight_and_exits_0() {
+    let ports = Ports::free();
+    let mut container = gunicorn(ports).start();
     // A worker still booting has no SIGTERM handler yet and would sit out the drain until
     // gunicorn's graceful timeout: wait until every worker says it is ready.
     poll_until(PATIENCE, "both gunicorn workers to be ready", || {
@@ -136,7 +252,10 @@ fn gunicorn_finishes_the_request_in_flight_and_exits_0() {
             .count()
             == 2
     });
-    let drain = drain_with_a_request_in_flight(&mut container, port);
+    // The master and both workers.
+    assert!(descendants_of(container.init_pid()).len() >= 3);
+    assert_app_runs_as_nobody(&container);
+    let drain = drain_with_a_request_in_flight(&mut container, ports);
     assert_drained(&drain, &container);
     assert_eq!(drain.exit_code, 0, "stderr:\n{}", container.stderr.joined());
     // gunicorn saw the SIGTERM itself (pyinit forwarded it) and shut its workers down.
@@ -146,11 +265,13 @@ fn gunicorn_finishes_the_request_in_flight_and_exits_0() {
 }
 
 #[test]
-fn uvicorn_finishes_the_request_in_flight_and_exits_143() {
+fn uvicorn_turns_unready_finishes_the_request_in_flight_and_exits_143() {
     // uvicorn 0.29 and later re-raise SIGTERM after a clean shutdown: 128 + 15.
-    let port = free_port();
-    let mut container = uvicorn(port, &[]).start();
-    let drain = drain_with_a_request_in_flight(&mut container, port);
+    let ports = Ports::free();
+    let mut container = uvicorn(ports, &[]).start();
+    wait_http_ok(ports.app, "/healthz", PATIENCE);
+    assert_app_runs_as_nobody(&container);
+    let drain = drain_with_a_request_in_flight(&mut container, ports);
     assert_drained(&drain, &container);
     assert_eq!(
         drain.exit_code,
@@ -165,9 +286,9 @@ fn uvicorn_finishes_the_request_in_flight_and_exits_143() {
 
 #[test]
 fn uvicorn_exit_143_is_remapped_to_0() {
-    let port = free_port();
-    let mut container = uvicorn(port, &["--remap-exit", "143=0"]).start();
-    let drain = drain_with_a_request_in_flight(&mut container, port);
+    let ports = Ports::free();
+    let mut container = uvicorn(ports, &["--remap-exit", "143=0"]).start();
+    let drain = drain_with_a_request_in_flight(&mut container, ports);
     assert_drained(&drain, &container);
     assert_eq!(drain.exit_code, 0, "stderr:\n{}", container.stderr.joined());
 }

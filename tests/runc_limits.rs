@@ -7,8 +7,10 @@
 //! paths while /sys/fs/cgroup shows only the container's own subtree: pyinit must find its limits
 //! all the same.
 
-use crate::common::runc::{Bundle, Container};
-use crate::common::{PATIENCE, python_fixture};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::common::runc::{Bundle, Container, free_port};
+use crate::common::{PATIENCE, poll_until, python_fixture};
 
 /// The variables pyinit sizes the app with, in the order `print_env.py` prints them.
 const APP_VARIABLES: [&str; 5] = [
@@ -149,10 +151,20 @@ fn an_oom_killed_app_ends_the_runc_container_with_137() {
     );
 }
 
+/// One sample's value in the `/metrics` of the health server on 127.0.0.1:`port`.
+fn metric(port: u16, sample: &str) -> Option<f64> {
+    crate::common::http::metric(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), sample)
+}
+
 #[test]
 fn pyinit_stays_up_after_a_worker_is_oom_killed_in_a_runc_container() {
+    let health_port = free_port();
     let mut container = Bundle::new()
         .memory_limit(64 * MIB)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
         .app(python_fixture("allocate.py", &["300", "--in", "worker"]))
         .start();
     container.stdout.wait_for("ended by signal 9", PATIENCE);
@@ -165,6 +177,20 @@ fn pyinit_stays_up_after_a_worker_is_oom_killed_in_a_runc_container() {
         report.contains(" ERROR ") && report.contains("memory limit of 64 MiB"),
         "{report}"
     );
+    // /metrics shows the limit, the container's memory use and the kill.
+    poll_until(PATIENCE, "pyinit_oom_kills_total 1 in /metrics", || {
+        metric(health_port, "pyinit_oom_kills_total") == Some(1.0)
+    });
+    assert_eq!(
+        metric(health_port, "pyinit_memory_limit_bytes"),
+        Some(67_108_864.0)
+    );
+    let usage = metric(health_port, "pyinit_memory_usage_bytes");
+    assert!(
+        usage.is_some_and(|bytes| bytes > 0.0 && bytes <= 67_108_864.0),
+        "memory use {usage:?}"
+    );
+    assert_eq!(metric(health_port, "pyinit_cpu_limit_cores"), None);
     container.kill("TERM");
     let exit_code = container.wait_exit(PATIENCE);
     let stderr = container.stderr.joined();

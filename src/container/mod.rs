@@ -185,13 +185,6 @@ pub fn format_bytes(bytes: u64) -> String {
 
 /// The cgroup's current memory use (`memory.current`, v1 `memory.usage_in_bytes`), for the metrics;
 /// `None` when it cannot be read.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "read by /metrics once the health server is merged"
-    )
-)]
 pub fn read_memory_usage(facts: &ContainerFacts) -> Option<u64> {
     let dir = facts.memory_cgroup.as_ref()?;
     let file = match dir.version {

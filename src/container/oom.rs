@@ -83,7 +83,8 @@ impl fmt::Display for OomReport {
     }
 }
 
-/// The number of OOM kills seen since start, shared with the metrics; cheap to clone.
+/// The number of OOM kills seen since start; the driver copies it into `Status` for `/metrics`.
+/// Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct OomKillCount(Arc<AtomicU64>);
 
@@ -190,15 +191,13 @@ impl OomMonitor {
     }
 
     /// The shared count of OOM kills, for `/metrics`.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "read by /metrics once the health server is merged"
-        )
-    )]
     pub fn kill_count(&self) -> OomKillCount {
         self.kills.clone()
+    }
+
+    /// Whether the OOM-kill counter was readable at start; without it no kill is ever counted.
+    pub fn has_counter(&self) -> bool {
+        self.counter_path.is_some()
     }
 
     /// How often the driver should call [`OomMonitor::poll`]; `None` without a counter.
@@ -362,10 +361,12 @@ mod tests {
         let facts = ContainerFacts::read(&root);
         let mut monitor = OomMonitor::new(&facts);
         assert_eq!(monitor.poll_period(), Some(POLL_PERIOD));
+        assert!(monitor.has_counter());
         monitor.check_reaped(&[Victim::App { pid: 7 }]);
         monitor.final_check();
         assert_eq!(monitor.kill_count().get(), 0);
         let facts = ContainerFacts::read(&root.join("does-not-exist"));
         assert_eq!(OomMonitor::new(&facts).poll_period(), None);
+        assert!(!OomMonitor::new(&facts).has_counter());
     }
 }

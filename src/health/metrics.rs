@@ -1,11 +1,17 @@
 //! `/metrics`: pyinit's state in Prometheus' text exposition format, rendered from `Status`.
 //!
 //! Pure: the text is a function of the status alone. Each group of metrics is one small
-//! function writing into an [`Exposition`]; a new group (container limits, OOM kills) is one
-//! more function and one more line in [`render_metrics`].
+//! function writing into an [`Exposition`]; a new group is one more function and one more line
+//! in [`render_metrics`].
+//!
+//! A value pyinit does not know is left out, family and all, never written as NaN or 0: the CPU
+//! and memory limits when none is set or they cannot be read, the memory use when the cgroup's
+//! file cannot be read, the OOM-kill count when there is no OOM-kill counter to watch, and the
+//! app's exit code until it has exited.
 
 use std::fmt::{Display, Write as _};
 
+use crate::container::env::format_millicpus;
 use crate::probe::threshold::Outcome;
 use crate::signals::{FORWARDED, Signal, short_name};
 use crate::status::Status;
@@ -62,6 +68,7 @@ pub fn render_metrics(status: &Status) -> String {
     write_app(&mut out, status);
     write_probes(&mut out, status);
     write_signals(&mut out, status);
+    write_resources(&mut out, status);
     out.into_text()
 }
 
@@ -197,6 +204,44 @@ fn write_signals(out: &mut Exposition, status: &Status) {
     }
 }
 
+fn write_resources(out: &mut Exposition, status: &Status) {
+    let resources = &status.resources;
+    if let Some(millicpus) = resources.cpu_limit_millicpus {
+        out.family(
+            "pyinit_cpu_limit_cores",
+            "gauge",
+            "The container's CPU limit (CFS quota / period), read at start; absent without one.",
+        );
+        // Printed as the app's PYINIT_CPU_LIMIT is: exact decimals, no float noise.
+        out.sample("pyinit_cpu_limit_cores", &[], format_millicpus(millicpus));
+    }
+    if let Some(bytes) = resources.memory_limit_bytes {
+        out.family(
+            "pyinit_memory_limit_bytes",
+            "gauge",
+            "The container's memory limit, read at start; absent without one.",
+        );
+        out.sample("pyinit_memory_limit_bytes", &[], bytes);
+    }
+    if let Some(bytes) = resources.memory_usage_bytes {
+        out.family(
+            "pyinit_memory_usage_bytes",
+            "gauge",
+            "The container cgroup's memory use (memory.current, v1 memory.usage_in_bytes), read \
+             every second.",
+        );
+        out.sample("pyinit_memory_usage_bytes", &[], bytes);
+    }
+    if let Some(kills) = resources.oom_kills {
+        out.family(
+            "pyinit_oom_kills_total",
+            "counter",
+            "Processes in the container OOM-killed since pyinit started.",
+        );
+        out.sample("pyinit_oom_kills_total", &[], kills);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -204,6 +249,7 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
     use crate::probe::threshold::{ProbeReport, Probes};
+    use crate::status::Resources;
 
     #[test]
     fn app_and_signal_metrics() {
@@ -270,6 +316,64 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn resource_metrics_with_their_units() {
+        let status = Status {
+            resources: Resources {
+                cpu_limit_millicpus: Some(1500),
+                memory_limit_bytes: Some(268_435_456),
+                memory_usage_bytes: Some(52_428_800),
+                oom_kills: Some(1),
+            },
+            ..Status::default()
+        };
+        let text = render_metrics(&status);
+        for lines in [
+            "# HELP pyinit_cpu_limit_cores The container's CPU limit",
+            "# TYPE pyinit_cpu_limit_cores gauge\npyinit_cpu_limit_cores 1.5\n",
+            "# TYPE pyinit_memory_limit_bytes gauge\npyinit_memory_limit_bytes 268435456\n",
+            "# TYPE pyinit_memory_usage_bytes gauge\npyinit_memory_usage_bytes 52428800\n",
+            "# TYPE pyinit_oom_kills_total counter\npyinit_oom_kills_total 1\n",
+        ] {
+            assert!(text.contains(lines), "missing {lines:?} in\n{text}");
+        }
+        for (millicpus, printed) in [(500, "0.5"), (2000, "2"), (250, "0.25"), (1, "0.001")] {
+            let status = Status {
+                resources: Resources {
+                    cpu_limit_millicpus: Some(millicpus),
+                    ..Resources::default()
+                },
+                ..Status::default()
+            };
+            let line = format!("\npyinit_cpu_limit_cores {printed}\n");
+            assert!(render_metrics(&status).contains(&line), "{millicpus}");
+        }
+    }
+
+    #[test]
+    fn unknown_resources_are_left_out_not_nan() {
+        // No limit, no readable cgroup file, no OOM-kill counter.
+        let text = render_metrics(&Status::default());
+        for name in [
+            "pyinit_cpu_limit_cores",
+            "pyinit_memory_limit_bytes",
+            "pyinit_memory_usage_bytes",
+            "pyinit_oom_kills_total",
+        ] {
+            assert!(!text.contains(name), "{name} in\n{text}");
+        }
+        assert!(!text.to_lowercase().contains("nan"), "{text}");
+        // A counter that is readable but never rose says 0.
+        let status = Status {
+            resources: Resources {
+                oom_kills: Some(0),
+                ..Resources::default()
+            },
+            ..Status::default()
+        };
+        assert!(render_metrics(&status).contains("\npyinit_oom_kills_total 0\n"));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! pid and signal and the loop goes on. The only way out is an `Action::Exit` from the supervisor.
 //!
 //! Beside the supervisor it feeds the OOM monitor (`container::oom`): every SIGKILL death it
-//! reaps, every SIGKILL pyinit sends, and a slow poll. That is reporting only; the supervisor
-//! never hears of it.
+//! reaps, every SIGKILL pyinit sends, and a slow poll. That is reporting only: no decision of the
+//! supervisor depends on it. On the same poll it reads the cgroup's memory use and hands it, with
+//! the OOM-kill count, to the supervisor as `Event::ResourceUsage`, which only records them in
+//! `Status`: so `/metrics` shows them while a health request still reads nothing but `Status`.
 
 use std::future::{Future, pending, poll_fn};
 use std::pin::Pin;
@@ -18,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use super::{Action, Event, Notice, Reason, Supervisor};
-use crate::container::oom::{OomMonitor, Victim};
+use crate::container::oom::{self, OomMonitor, Victim};
+use crate::container::{self, ContainerFacts};
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
@@ -33,9 +36,14 @@ pub async fn run_supervisor(
     status_tx: watch::Sender<Status>,
     mut probe_rx: mpsc::Receiver<ProbeReport>,
     mut oom_monitor: OomMonitor,
+    facts: ContainerFacts,
 ) -> u8 {
     status_tx.send_replace(supervisor.status().clone());
-    let mut oom_poll = oom_monitor.poll_period().map(|period| {
+    // The first tick comes at once, so `/metrics` has the memory use from the start.
+    let poll_period = oom_monitor
+        .poll_period()
+        .or_else(|| facts.memory_cgroup.as_ref().map(|_| oom::POLL_PERIOD));
+    let mut resource_poll = poll_period.map(|period| {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
@@ -54,9 +62,9 @@ pub async fn run_supervisor(
             }
             () = sleep_until(deadline) => Event::Timer,
             report = next_probe_report(&mut probe_rx) => Event::Probe(report),
-            () = next_tick(&mut oom_poll) => {
+            () = next_tick(&mut resource_poll) => {
                 oom_monitor.poll();
-                continue;
+                read_resource_usage(&facts, &oom_monitor)
             }
         };
         let now = tokio::time::Instant::now().into_std();
@@ -116,7 +124,19 @@ fn sleep_until(deadline: Option<std::time::Instant>) -> Pin<Box<dyn Future<Outpu
     }
 }
 
-/// The next tick of the OOM poll; never, without a counter to poll.
+/// The cgroup's memory use now and the OOM kills reported so far. One small cgroup file is read
+/// on the runtime's thread: the kernel answers it from its own counters, without waiting on the
+/// app or on a disk.
+fn read_resource_usage(facts: &ContainerFacts, oom_monitor: &OomMonitor) -> Event {
+    Event::ResourceUsage {
+        memory_usage_bytes: container::read_memory_usage(facts),
+        oom_kills: oom_monitor
+            .has_counter()
+            .then(|| oom_monitor.kill_count().get()),
+    }
+}
+
+/// The next tick of the resource poll; never, without a cgroup to poll.
 async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(interval) => {

@@ -16,6 +16,9 @@
 //! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
 //! once the pre-stop delay has passed.
 //!
+//! The container's memory use and OOM-kill count arrive as [`Event::ResourceUsage`] and are
+//! only recorded, so that the supervisor stays the one writer of `Status`.
+//!
 //! Probe results arrive as [`Event::Probe`] and are counted inside `Status` by Kubernetes' rules
 //! (`probe::threshold`); after every step `live` and `ready` are recomputed from the status, and
 //! each change is announced once as a [`Notice`].
@@ -71,6 +74,12 @@ pub enum Event {
     Timer,
     /// A probe finished.
     Probe(ProbeReport),
+    /// The driver's periodic reading of the container's memory use and OOM-kill count; only
+    /// recorded in `Status`, for `/metrics`: no decision depends on it.
+    ResourceUsage {
+        memory_usage_bytes: Option<u64>,
+        oom_kills: Option<u64>,
+    },
 }
 
 /// Why a signal is being sent to the app.
@@ -197,6 +206,17 @@ impl Supervisor {
         self
     }
 
+    /// Records the container's limits, read once at start, for `/metrics`.
+    pub fn with_resource_limits(
+        mut self,
+        cpu_limit_millicpus: Option<u64>,
+        memory_limit_bytes: Option<u64>,
+    ) -> Self {
+        self.status.resources.cpu_limit_millicpus = cpu_limit_millicpus;
+        self.status.resources.memory_limit_bytes = memory_limit_bytes;
+        self
+    }
+
     /// The snapshot the health server reads.
     pub fn status(&self) -> &Status {
         &self.status
@@ -245,6 +265,13 @@ impl Supervisor {
             } => self.on_reaped(app, n_orphans, children_left, now, &mut actions),
             Event::Timer => self.on_timer(now, &mut actions),
             Event::Probe(report) => self.on_probe(&report, &mut actions),
+            Event::ResourceUsage {
+                memory_usage_bytes,
+                oom_kills,
+            } => {
+                self.status.resources.memory_usage_bytes = memory_usage_bytes;
+                self.status.resources.oom_kills = oom_kills;
+            }
         }
         self.status.phase = match self.state {
             State::Running => Phase::Running,

@@ -70,7 +70,16 @@ pub struct Pyinit {
     allow_root: bool,
     /// Files bind-mounted over others (such as a test /etc/group) in a private mount namespace.
     bind_files: Vec<(OsString, OsString)>,
+    /// Starts pyinit with only `env` and a standard PATH, nothing of the test's environment.
+    clear_env: bool,
+    /// Runs pyinit in a network namespace of its own, where any port is free.
+    private_network: bool,
+    /// (uid, gid) pyinit starts as, the way a pod's securityContext starts it.
+    pod_user: Option<(u32, u32)>,
 }
+
+/// The PATH of a pyinit started with a cleared environment, as container images set it.
+pub const STANDARD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Pyinit {
     pub fn new() -> Self {
@@ -85,7 +94,36 @@ impl Pyinit {
             cgroup_procs: Vec::new(),
             allow_root: true,
             bind_files: Vec::new(),
+            clear_env: false,
+            private_network: false,
+            pod_user: None,
         }
+    }
+
+    /// pyinit starts with the variables given by `.env` and a standard PATH alone: none of the
+    /// test's own and none of the builder's defaults (`PYINIT_HEALTH_ADDR`, `PYINIT_ALLOW_ROOT`),
+    /// as in a container whose environment is exactly what its image and manifest say.
+    pub fn env_clear(mut self) -> Self {
+        self.clear_env = true;
+        self.allow_root = false;
+        self.env.clear();
+        self
+    }
+
+    /// Runs pyinit in a network namespace of its own (with only a loopback device, down), so it
+    /// can bind the fixed port of a user's file, such as 0.0.0.0:8558, beside parallel tests.
+    pub fn private_network(mut self) -> Self {
+        self.private_network = true;
+        self
+    }
+
+    /// Starts pyinit as a pod's securityContext does with runAsUser `uid`, runAsGroup `gid`,
+    /// allowPrivilegeEscalation false and every capability dropped: with those ids, no
+    /// supplementary groups, no capabilities and no_new_privs set (by setpriv, after any bind
+    /// mount, which needs root).
+    pub fn started_by_pod_as(mut self, uid: u32, gid: u32) -> Self {
+        self.pod_user = Some((uid, gid));
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -157,6 +195,11 @@ impl Pyinit {
             );
         } else if !self.bind_files.is_empty() {
             argv.extend(["unshare", "--mount", "--propagation", "private"].map(OsString::from));
+        } else if self.private_network {
+            argv.push("unshare".into());
+        }
+        if self.private_network {
+            argv.push("--net".into());
         }
         // Each wrapper shell does its part, then execs the next with the same pid, so that
         // `start` finds pyinit where it expects it.
@@ -177,10 +220,20 @@ impl Pyinit {
             }
             argv.push("--".into());
         }
+        if let Some((uid, gid)) = self.pod_user {
+            argv.extend(["setpriv".into(), format!("--reuid={uid}").into()]);
+            argv.extend([format!("--regid={gid}").into(), "--clear-groups".into()]);
+            argv.extend(
+                ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"].map(Into::into),
+            );
+        }
         argv.push(pyinit_bin().into());
         let (program, prefix_args) = argv.split_first().expect("argv has pyinit");
         let mut command = Command::new(program);
         command.args(prefix_args).args(&self.args);
+        if self.clear_env {
+            command.env_clear().env("PATH", STANDARD_PATH);
+        }
         for key in &self.env_remove {
             command.env_remove(key);
         }
