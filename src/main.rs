@@ -330,6 +330,7 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
     let rehearsal = drill.clone().map(|drill| {
         tokio::spawn(drill::rehearse(
             drill,
+            config.policy.pre_stop_delay,
             request_timeout,
             status_rx.clone(),
             health_local_addr.map(drill::loopback_of),

@@ -198,3 +198,30 @@ fn a_drill_without_a_way_to_know_readiness_is_a_usage_error() {
         finished.stderr_text()
     );
 }
+
+#[test]
+fn requests_sent_during_the_pre_stop_delay_are_served() {
+    // A load balancer keeps sending until the endpoint is gone; the pre-stop delay keeps the app
+    // serving them, and the drill sends them as such a load balancer would.
+    let port = free_port();
+    let finished = drill()
+        .args(readiness_on(port))
+        .args(["--pre-stop-delay", "1s", "--drill-request"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .env("PORT", port.to_string())
+        .app(vec![PYTHON.into(), example("app/app.py").into_os_string()])
+        .run();
+    finished.assert_exit_code(0);
+    let in_flight = verdict_line(&finished, "in-flight requests complete");
+    let sent_during_drain: usize = in_flight
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" sent during the drain)"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {in_flight:?}"));
+    assert!(sent_during_drain > 0, "{in_flight}");
+    assert!(in_flight.contains("PASS"), "{in_flight}");
+    assert!(
+        verdict_line(&finished, "app got its stop signal").contains("after 1"),
+        "{in_flight}"
+    );
+}

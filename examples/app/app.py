@@ -47,6 +47,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def main():
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
+    # socketserver's default listen backlog of 5 drops connections under a burst; gunicorn and
+    # uvicorn use 2048.
+    http.server.ThreadingHTTPServer.request_queue_size = 128
     server = http.server.ThreadingHTTPServer((host, port), Handler)
     # Request threads are joined on close: in-flight requests finish before the exit.
     server.daemon_threads = False

@@ -3,8 +3,8 @@
 //! `main` runs the app exactly as `pyinit` does (same flags, same supervisor and driver); the
 //! drill is one more task beside them, the part of the kubelet: it waits until the app is ready,
 //! keeps requests in flight (`traffic.rs`), sends pyinit the SIGTERM, watches `/readyz` turn
-//! 503, and stops sending new requests once the app got its stop signal (a load balancer with
-//! stale endpoints sends them until then). Everything else it needs, when the stop signal went
+//! 503, and keeps sending new requests through the pre-stop delay (a load balancer with stale
+//! endpoints sends them until then), stopping a tenth of the delay before the stop signal. Everything else it needs, when the stop signal went
 //! out, how the app ended, whether it was killed at the deadline, it reads from the status the
 //! supervisor publishes. `report.rs` judges it all.
 
@@ -66,6 +66,7 @@ pub struct Trace {
 /// The kubelet's part of the drill. Ends once the app has exited and every request has ended.
 pub async fn rehearse(
     drill: DrillConfig,
+    pre_stop_delay: Duration,
     request_timeout: Duration,
     mut status_rx: watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
@@ -104,18 +105,25 @@ pub async fn rehearse(
             .map(|_| term_sent_at.elapsed()),
     };
 
-    // New requests keep coming until the app has its stop signal (or is gone).
-    let _ = status_rx
+    // New requests keep coming during the pre-stop delay, as from a load balancer that has not
+    // yet seen the endpoint removed; they stop a tenth of the delay before the stop signal, the
+    // margin that the delay exists to give.
+    let keep_sending = pre_stop_delay - pre_stop_delay / 10;
+    let app_exited = status_rx.wait_for(|status| status.shutdown.app_exited_at.is_some());
+    let _ = tokio::time::timeout(keep_sending, app_exited).await;
+    traffic.stop_sending();
+    let stop_signal_at = status_rx
         .wait_for(|status| {
             status.shutdown.stop_signal.is_some() || status.shutdown.app_exited_at.is_some()
         })
-        .await;
-    traffic.stop_sending();
+        .await
+        .ok()
+        .and_then(|status| status.shutdown.stop_signal.map(|(_, at)| at));
     let _ = status_rx
         .wait_for(|status| status.shutdown.app_exited_at.is_some())
         .await;
     if !drill.requests.is_empty() {
-        trace.requests = Some(traffic.finish(term_sent_at).await);
+        trace.requests = Some(traffic.finish(term_sent_at, stop_signal_at).await);
     }
     trace
 }

@@ -76,13 +76,21 @@ impl Traffic {
     }
 
     /// Waits for every worker and counts what users would have felt from `term_sent_at` on.
-    pub async fn finish(self, term_sent_at: Instant) -> RequestTally {
+    ///
+    /// A request that started after the stop signal went out was sent only because the drill
+    /// saw the moment late: no load balancer sends it then, so it is not counted.
+    pub async fn finish(
+        self,
+        term_sent_at: Instant,
+        stop_signal_at: Option<Instant>,
+    ) -> RequestTally {
         self.stop_sending();
         let mut tally = RequestTally::default();
         for worker in self.workers {
             let Ok(records) = worker.await else { continue };
             for record in records {
-                if record.finished < term_sent_at {
+                let after_stop_signal = stop_signal_at.is_some_and(|at| record.started >= at);
+                if record.finished < term_sent_at || after_stop_signal {
                     continue;
                 }
                 if record.started < term_sent_at {
