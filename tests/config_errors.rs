@@ -82,3 +82,14 @@ fn unknown_flag_is_a_usage_error_not_a_command() {
     let marker = marker("bogus");
     assert_usage_error(Pyinit::new().arg("--bogus"), &marker, "--bogus", "bogus");
 }
+
+#[test]
+fn an_absurdly_long_grace_period_is_refused_not_a_crash() {
+    let marker = marker("huge");
+    assert_usage_error(
+        Pyinit::new().args(["--grace-period", "99999999999h"]),
+        &marker,
+        "--grace-period",
+        "99999999999h",
+    );
+}

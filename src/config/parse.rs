@@ -39,8 +39,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(expected_duration()),
     };
     let value: f64 = number.parse().map_err(|_| expected_duration())?;
-    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| expected_duration())
+    let duration =
+        Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| expected_duration())?;
+    // Deadlines are instants plus durations; a bound keeps that sum from overflowing.
+    if duration > MAX_DURATION {
+        return Err("expected a duration of at most 365 days".to_owned());
+    }
+    Ok(duration)
 }
+
+/// The longest duration any flag takes: far beyond any grace period or probe period.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn expected_duration() -> String {
     "expected a duration such as 500ms, 30s, 2m or a number of seconds".to_owned()
@@ -539,7 +548,7 @@ mod tests {
 
     #[test]
     fn durations_that_are_rejected() {
-        for text in ["abc", "", "s", "10x", "-5s", "1..2s", "10 s", "5d"] {
+        for text in ["9999999999h", "8761h", "1e30", "abc", "", "s", "10x", "-5s", "1..2s", "10 s", "5d"] {
             assert!(parse_duration(text).is_err(), "{text} should be rejected");
         }
     }
