@@ -2,12 +2,13 @@
 # Benchmarks pyinit side by side with tini, tini-static, dumb-init and catatonit: installs the
 # peers and wrk (Debian packages), builds the static pyinit, the C children and the hyper
 # ceiling server, then runs bench.py (every init in the same run, interleaved, several rounds).
-# Usage: bash bench/run.sh [--rounds N] [--json FILE] ...
+# Everything runs on this machine over loopback, and every step is bounded in count and time.
+# Usage: bash bench/run.sh [--rounds N] [--json FILE] ...   (bench.py --help lists the options)
+# Builds go to $CARGO_TARGET_DIR when set, else to the repository's target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
-packages=(tini dumb-init catatonit wrk gcc)
+packages=(tini dumb-init catatonit wrk gcc util-linux)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -16,12 +17,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl
+fi
 
-cargo build --release --locked --target x86_64-unknown-linux-musl
-CARGO_TARGET_DIR=target/bench-ceiling cargo build --release --manifest-path bench/ceiling/Cargo.toml \
-    --target x86_64-unknown-linux-musl --locked
-mkdir -p target/bench
-gcc -O2 -Wall -o target/bench/sigchild bench/src/sigchild.c
-gcc -O2 -Wall -o target/bench/orphans bench/src/orphans.c
+target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+cargo build --release --locked --target x86_64-unknown-linux-musl --target-dir "$target_dir"
+cargo build --release --locked --manifest-path bench/ceiling/Cargo.toml \
+    --target x86_64-unknown-linux-musl --target-dir "$target_dir/bench-ceiling"
+mkdir -p "$target_dir/bench"
+gcc -O2 -Wall -o "$target_dir/bench/sigchild" bench/src/sigchild.c
+gcc -O2 -Wall -o "$target_dir/bench/orphans" bench/src/orphans.c
 
-exec python3 bench/bench.py "$@"
+export PYINIT_BENCH_TARGET_DIR="$target_dir"
+# Debian's python3: the benchmark needs nothing but its standard library.
+exec /usr/bin/python3 bench/bench.py "$@"

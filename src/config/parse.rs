@@ -548,7 +548,19 @@ mod tests {
 
     #[test]
     fn durations_that_are_rejected() {
-        for text in ["9999999999h", "8761h", "1e30", "abc", "", "s", "10x", "-5s", "1..2s", "10 s", "5d"] {
+        for text in [
+            "9999999999h",
+            "8761h",
+            "1e30",
+            "abc",
+            "",
+            "s",
+            "10x",
+            "-5s",
+            "1..2s",
+            "10 s",
+            "5d",
+        ] {
             assert!(parse_duration(text).is_err(), "{text} should be rejected");
         }
     }
