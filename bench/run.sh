@@ -8,18 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(tini dumb-init catatonit wrk gcc util-linux)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-fi
-if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
-    rustup target add x86_64-unknown-linux-musl
-fi
+# Debian packages (apt-get only when one is missing) and the musl target.
+bash scripts/apt-install.sh tini dumb-init catatonit wrk gcc util-linux
 
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --release --locked --target x86_64-unknown-linux-musl --target-dir "$target_dir"

@@ -5,20 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: apt-get runs only when one is missing.
-packages=(runc file python3-venv util-linux procps curl)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-fi
-
-if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
-    rustup target add x86_64-unknown-linux-musl
-fi
+# Debian packages (apt-get only when one is missing) and the musl target.
+bash scripts/apt-install.sh runc file python3-venv util-linux procps curl
 
 # The end-to-end venv: made from Debian's /usr/bin/python3, because the runc containers mount
 # only the host's system folders (the pyenv python3 on PATH lives under /root). It sits in the
