@@ -93,3 +93,17 @@ fn an_absurdly_long_grace_period_is_refused_not_a_crash() {
         "99999999999h",
     );
 }
+
+#[test]
+fn a_flag_on_the_command_line_wins_over_its_variable() {
+    // The variable's value would be refused; the flag's is used instead, so the app runs.
+    let marker = marker("flag-wins");
+    Pyinit::new()
+        .env("PYINIT_GRACE_PERIOD", "abc")
+        .args(["--grace-period", "10s"])
+        .app(touch(&marker))
+        .run()
+        .assert_exit_code(0);
+    assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+}
