@@ -259,8 +259,9 @@ impl Visit for JsonFields<'_> {
     }
 }
 
-/// `text` as a JSON string: quotes, backslashes and control characters escaped.
-fn push_json_string(line: &mut String, text: &str) {
+/// `text` as a JSON string: quotes, backslashes and control characters escaped. Shared with the
+/// drill's JSON report.
+pub fn push_json_string(line: &mut String, text: &str) {
     line.push('"');
     for character in text.chars() {
         match character {
