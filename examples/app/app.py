@@ -1,8 +1,8 @@
 """The bundled example app: a stdlib-only HTTP server to run under pyinit.
 
 Routes: `/` answers at once; `/slow?s=N` answers after N seconds (an in-flight request to drain);
-`/healthz` answers 200. On SIGTERM it stops accepting connections, finishes the requests in
-flight, and exits 0. Listens on $HOST:$PORT (default 127.0.0.1:8000).
+`/healthz` answers 200. On SIGTERM (or SIGINT) it stops accepting connections, finishes the
+requests in flight, and exits 0. Listens on $HOST:$PORT (default 127.0.0.1:8000).
 """
 import http.server
 import os
@@ -55,12 +55,16 @@ def main():
     server.daemon_threads = False
     server.block_on_close = True
 
-    def on_term(_number, _frame):
-        print("app: SIGTERM received, finishing in-flight requests", file=sys.stderr, flush=True)
+    def on_stop(number, _frame):
+        name = signal.Signals(number).name
+        print(f"app: {name} received, finishing in-flight requests", file=sys.stderr, flush=True)
         # shutdown() waits for serve_forever to return, so it must run on another thread.
         threading.Thread(target=server.shutdown).start()
 
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_stop)
+    # Ctrl-C in a terminal reaches the app directly (it owns the terminal's foreground): drain
+    # on it too, as a server run by hand is expected to.
+    signal.signal(signal.SIGINT, on_stop)
     print(f"ready port={port} pid={os.getpid()}", flush=True)
     server.serve_forever()
     server.server_close()
