@@ -89,8 +89,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<u8, SetupError> {
-    // Parse: clap's own errors are cut to their first line, so every usage error is one line.
+/// The command line as a validated `Config` (and the drill's settings for `pyinit drill`), or
+/// `None` once --help or --version has been printed. clap's own errors are cut to their first
+/// line, so every usage error is one line.
+fn parse_command_line() -> Result<Option<(Config, Option<DrillConfig>)>, SetupError> {
     // `pyinit drill ...` takes the same flags as pyinit, plus the drill's own.
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let is_drill = args.get(1).is_some_and(|first| first == "drill");
@@ -104,7 +106,7 @@ fn run() -> Result<u8, SetupError> {
         Ok(parsed) => parsed,
         Err(clap_error) if !clap_error.use_stderr() => {
             print_help_or_version(&clap_error);
-            return Ok(0);
+            return Ok(None);
         }
         Err(clap_error) => return Err(SetupError::Usage(first_line_of(&clap_error))),
     };
@@ -121,6 +123,14 @@ fn run() -> Result<u8, SetupError> {
             Some(drill)
         }
         None => None,
+    };
+    Ok(Some((config, drill)))
+}
+
+fn run() -> Result<u8, SetupError> {
+    // Parse and validate every flag before anything is started; `None` is --help or --version.
+    let Some((config, drill)) = parse_command_line()? else {
+        return Ok(0);
     };
     log::init_logging(config.log_format, config.log_level);
 
