@@ -11,16 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::http::{get, health_addr, metric};
-use crate::common::{Finished, PATIENCE, Pyinit, poll_until, python_fixture, send_signal};
-
-/// Variables pyinit sets; removed from the test's own environment so that only pyinit sets them.
-const APP_VARIABLES: [&str; 5] = [
-    "WEB_CONCURRENCY",
-    "PYTHON_CPU_COUNT",
-    "PYINIT_CPU_LIMIT",
-    "PYINIT_MEMORY_LIMIT_BYTES",
-    "PYTHONUNBUFFERED",
-];
+use crate::common::{
+    APP_VARIABLES, Finished, PATIENCE, Pyinit, poll_until, python_fixture, send_signal,
+};
 
 /// pyinit with a clean slate: none of the app variables, nor pyinit's own flags for them.
 fn pyinit() -> Pyinit {

@@ -10,16 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::common::runc::{Bundle, Container, free_port};
-use crate::common::{PATIENCE, poll_until, python_fixture};
-
-/// The variables pyinit sizes the app with, in the order `print_env.py` prints them.
-const APP_VARIABLES: [&str; 5] = [
-    "WEB_CONCURRENCY",
-    "PYTHON_CPU_COUNT",
-    "PYINIT_CPU_LIMIT",
-    "PYINIT_MEMORY_LIMIT_BYTES",
-    "PYTHONUNBUFFERED",
-];
+use crate::common::{APP_VARIABLES, PATIENCE, poll_until, python_fixture};
 
 const MIB: i64 = 1024 * 1024;
 

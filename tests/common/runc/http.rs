@@ -1,18 +1,12 @@
 //! Reaching the app in a container over the host network it shares: a free port, one GET.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::common::poll_until;
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("bind 127.0.0.1:0")
-}
+pub use crate::common::http::free_port;
 
 /// One `GET path` to 127.0.0.1:port; returns the status code and the body.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
