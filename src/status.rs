@@ -19,8 +19,19 @@ pub enum Phase {
     Running,
     /// A SIGTERM arrived: readiness is false and the app is being stopped.
     Draining,
-    /// The app has exited or been killed; pyinit is cleaning up what it left behind.
+    /// The app has exited, or was SIGKILLed at the drain deadline; pyinit is stopping what is
+    /// left and waits for the reaper.
     Stopping,
+    /// pyinit is exiting: the last status it publishes.
+    Exited,
+}
+
+impl Phase {
+    /// True once the app has exited or been killed at the drain deadline, and in pyinit's last
+    /// status (a sidecar's too): nothing is left to probe.
+    pub fn app_stopped(self) -> bool {
+        matches!(self, Phase::Stopping | Phase::Exited)
+    }
 }
 
 /// A snapshot of the supervisor's state.
@@ -201,5 +212,18 @@ impl Status {
     pub fn refresh_verdicts(&mut self) {
         self.live = self.liveness_checks().iter().all(|check| check.passed);
         self.ready = self.readiness_checks().iter().all(|check| check.passed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probing_ends_once_the_app_is_stopped_or_pyinit_exits() {
+        assert!(!Phase::Running.app_stopped());
+        assert!(!Phase::Draining.app_stopped());
+        assert!(Phase::Stopping.app_stopped());
+        assert!(Phase::Exited.app_stopped());
     }
 }

@@ -27,7 +27,7 @@ use self::spec::{ProbeConfig, ProbeTarget};
 use self::threshold::{Outcome, ProbeReport, Schedule};
 use crate::config::format_duration;
 use crate::reaper::Reaper;
-use crate::status::{Phase, Status};
+use crate::status::Status;
 
 /// What one probe run found, before it is stamped with its kind and times.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,9 +110,9 @@ async fn run_prober(
         tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
         // Startup gating: liveness and readiness wait here until the startup probe succeeded.
         let may_run = status_rx
-            .wait_for(|status| status.phase == Phase::Stopping || status.probes.may_run(kind))
+            .wait_for(|status| status.phase.app_stopped() || status.probes.may_run(kind))
             .await
-            .map(|status| status.phase != Phase::Stopping);
+            .map(|status| !status.phase.app_stopped());
         match may_run {
             Ok(true) => {}
             // The app is gone, or the supervisor is: nothing left to probe.
@@ -173,6 +173,7 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeKind, ProbeTiming};
     use crate::probe::threshold::Probes;
+    use crate::status::Phase;
 
     fn missing_file_probe(kind: ProbeKind) -> ProbeConfig {
         ProbeConfig {

@@ -3,7 +3,7 @@
 //! [`Supervisor::step`] maps (state, event, now) to a new state and a list of [`Action`]s. It reads
 //! no clock, makes no syscall and never awaits: the driver (`driver.rs`) turns signals, reaper
 //! reports and timers into events, and actions into syscalls. The phases are
-//! `Running → Draining → Stopping → exit`:
+//! `Running → Draining → Stopping → Exited`:
 //!
 //! - **Running**: signals are forwarded (after `--signal-map`); SIGTERM starts the drain.
 //! - **Draining** from the SIGTERM at T: readiness is false at once; at T + pre-stop delay the app
@@ -276,7 +276,8 @@ impl Supervisor {
         self.status.phase = match self.state {
             State::Running => Phase::Running,
             State::Draining { .. } => Phase::Draining,
-            State::Stopping { .. } | State::Exited => Phase::Stopping,
+            State::Stopping { .. } => Phase::Stopping,
+            State::Exited => Phase::Exited,
         };
         let app_exited = app_was_running && self.status.app_pid.is_none();
         self.announce_verdicts(app_exited, &mut actions);

@@ -232,6 +232,7 @@ fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
         ]
     );
     assert_eq!(supervisor.status().app_pid, None);
+    assert_eq!(supervisor.status().phase, Phase::Exited);
     assert_eq!(supervisor.next_deadline(), None);
 }
 
@@ -350,6 +351,7 @@ fn leftovers_of_an_exited_app_get_term_then_kill() {
     );
     assert_eq!(actions, vec![Action::Exit(7)]);
     assert_eq!(supervisor.status().orphans_reaped, 3);
+    assert_eq!(supervisor.status().phase, Phase::Exited);
 }
 
 #[test]
@@ -457,6 +459,7 @@ fn sidecar_exits_zero_after_the_pre_stop_delay() {
         supervisor.step(Event::Timer, t0 + secs(2)),
         vec![Action::Exit(0)]
     );
+    assert_eq!(supervisor.status().phase, Phase::Exited);
 }
 
 #[test]
