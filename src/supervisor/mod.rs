@@ -153,22 +153,96 @@ pub enum Action {
     Exit(u8),
 }
 
-/// What the supervisor is waiting for.
+/// What the supervisor is waiting for, with what it needs to decide the next step. Decisions read
+/// only this and the policy; `Status` records what happened for its readers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    Running,
-    Draining {
-        since: Instant,
-        stop_sent: bool,
-        hard_sent: bool,
-    },
-    Stopping {
-        /// When the leftovers get SIGKILL; `None` once sent.
-        kill_at: Option<Instant>,
-        /// When pyinit exits even if some process was never reaped.
-        give_up_at: Instant,
-    },
-    Exited,
+    /// No stop has been asked for. `app_pid` is `None` in sidecar mode.
+    Running { app_pid: Option<i32> },
+    /// A SIGTERM started a drain; `app_pid` is `None` in sidecar mode.
+    Draining { app_pid: Option<i32>, drain: Drain },
+    /// The app has exited, or was still running at the drain deadline: what is left is stopped.
+    Stopping(Stopping),
+    /// `Action::Exit(code)` has been returned; `code` is already remapped.
+    Exited { code: u8 },
+}
+
+/// A drain under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Drain {
+    /// The SIGTERM that started it: every later step of the drain is measured from here.
+    started_at: Instant,
+    stop_sent: bool,
+    hard_stop_sent: bool,
+}
+
+/// The last phase: signals to whatever is left, then the wait for the reaper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stopping {
+    app: AppEnd,
+    /// When the drain started, if one did: no SIGKILL comes later than its deadline.
+    drain_started_at: Option<Instant>,
+    next: StopStep,
+}
+
+/// What became of the app, as far as the exit code goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppEnd {
+    /// Still running at the drain deadline, and signalled; not reaped yet.
+    Overdue { pid: i32 },
+    /// Reaped with this status.
+    Exited(ChildStatus),
+}
+
+impl AppEnd {
+    /// The code pyinit exits with (before `--remap-exit`) if nothing more is learnt of the app.
+    fn exit_code(self) -> u8 {
+        match self {
+            AppEnd::Overdue { .. } => exit::KILLED_AT_DEADLINE,
+            AppEnd::Exited(status) => status.exit_code(),
+        }
+    }
+}
+
+/// The next step of [`Stopping`], and when it comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopStep {
+    /// Everything left has been asked to stop; it gets SIGKILL at this instant.
+    KillAt(Instant),
+    /// SIGKILL has been sent; pyinit exits at this instant even if some process was never
+    /// reaped.
+    GiveUpAt(Instant),
+}
+
+impl State {
+    /// The app's pid while it runs (SIGKILLed at the deadline but not yet reaped included).
+    fn app_pid(self) -> Option<i32> {
+        match self {
+            State::Running { app_pid } | State::Draining { app_pid, .. } => app_pid,
+            State::Stopping(Stopping {
+                app: AppEnd::Overdue { pid },
+                ..
+            }) => Some(pid),
+            State::Stopping(_) | State::Exited { .. } => None,
+        }
+    }
+
+    fn drain_started_at(self) -> Option<Instant> {
+        match self {
+            State::Draining { drain, .. } => Some(drain.started_at),
+            State::Stopping(stopping) => stopping.drain_started_at,
+            State::Running { .. } | State::Exited { .. } => None,
+        }
+    }
+
+    fn phase(self) -> Phase {
+        match self {
+            State::Running { .. } => Phase::Running,
+            State::Draining { .. } => Phase::Draining,
+            State::Stopping(_) => Phase::Stopping,
+            State::Exited { .. } => Phase::Exited,
+        }
+    }
 }
 
 /// The state machine.
@@ -176,8 +250,6 @@ enum State {
 pub struct Supervisor {
     policy: Policy,
     state: State,
-    /// False in sidecar mode.
-    had_app: bool,
     status: Status,
 }
 
@@ -193,8 +265,7 @@ impl Supervisor {
         status.refresh_verdicts();
         Supervisor {
             policy,
-            state: State::Running,
-            had_app: app_pid.is_some(),
+            state: State::Running { app_pid },
             status,
         }
     }
@@ -225,37 +296,37 @@ impl Supervisor {
     /// When the driver must send [`Event::Timer`]; `None` when nothing is scheduled.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Running | State::Exited => None,
+            State::Running { .. } | State::Exited { .. } => None,
+            // Sidecar mode: the pre-stop delay is all there is.
             State::Draining {
-                since,
-                stop_sent,
-                hard_sent,
+                app_pid: None,
+                drain,
+            } => Some(drain.started_at + self.policy.pre_stop_delay),
+            State::Draining {
+                app_pid: Some(_),
+                drain,
             } => {
-                if self.status.app_pid.is_none() {
-                    return Some(since + self.policy.pre_stop_delay);
-                }
-                let mut next = since + self.policy.drain_timeout;
-                if !stop_sent {
-                    next = next.min(since + self.policy.pre_stop_delay);
+                let mut next = drain.started_at + self.policy.drain_timeout;
+                if !drain.stop_sent {
+                    next = next.min(drain.started_at + self.policy.pre_stop_delay);
                 }
                 if let Some(hard_stop) = self.policy.hard_stop
-                    && !hard_sent
+                    && !drain.hard_stop_sent
                 {
-                    next = next.min(since + hard_stop.after);
+                    next = next.min(drain.started_at + hard_stop.after);
                 }
                 Some(next)
             }
-            State::Stopping {
-                kill_at,
-                give_up_at,
-            } => Some(kill_at.unwrap_or(give_up_at)),
+            State::Stopping(Stopping { next, .. }) => match next {
+                StopStep::KillAt(at) | StopStep::GiveUpAt(at) => Some(at),
+            },
         }
     }
 
-    /// Applies one event at time `now` and returns what to do, in order.
+    /// Applies one event at time `now` and returns what to do, in order: an `Exit` comes last.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        let app_was_running = self.status.app_pid.is_some();
+        let before = self.state;
         match event {
             Event::Signal(signal) => self.on_signal(signal, now, &mut actions),
             Event::Reaped {
@@ -273,14 +344,17 @@ impl Supervisor {
                 self.status.resources.oom_kills = oom_kills;
             }
         }
-        self.status.phase = match self.state {
-            State::Running => Phase::Running,
-            State::Draining { .. } => Phase::Draining,
-            State::Stopping { .. } => Phase::Stopping,
-            State::Exited => Phase::Exited,
-        };
-        let app_exited = app_was_running && self.status.app_pid.is_none();
-        self.announce_verdicts(app_exited, &mut actions);
+        self.status.phase = self.state.phase();
+        self.status.app_pid = self.state.app_pid();
+        let app_exited = before.app_pid().is_some() && self.state.app_pid().is_none();
+        let drain_started =
+            matches!(before, State::Running { .. }) && matches!(self.state, State::Draining { .. });
+        self.announce_verdicts(app_exited, drain_started, &mut actions);
+        if let State::Exited { code } = self.state
+            && !matches!(before, State::Exited { .. })
+        {
+            actions.push(Action::Exit(code));
+        }
         actions
     }
 
@@ -298,70 +372,79 @@ impl Supervisor {
 
     /// Recomputes `live` and `ready` and announces each change once. The app's exit and the
     /// drain's start are announced by their own notices, so the changes they cause are not.
-    fn announce_verdicts(&mut self, app_exited: bool, actions: &mut Vec<Action>) {
+    fn announce_verdicts(
+        &mut self,
+        app_exited: bool,
+        drain_started: bool,
+        actions: &mut Vec<Action>,
+    ) {
         let (was_live, was_ready) = (self.status.live, self.status.ready);
         self.status.refresh_verdicts();
         if app_exited {
             return;
         }
-        let drain_started = actions
-            .iter()
-            .any(|action| matches!(action, Action::Notice(Notice::DrainStarted { .. })));
-        let mut notices = Vec::new();
         if self.status.ready != was_ready && !drain_started {
-            notices.push(Notice::ReadinessChanged {
+            actions.push(Action::Notice(Notice::ReadinessChanged {
                 ready: self.status.ready,
                 reason: failing_reasons(&self.status.readiness_checks()),
-            });
+            }));
         }
         if self.status.live != was_live {
-            notices.push(Notice::LivenessChanged {
+            actions.push(Action::Notice(Notice::LivenessChanged {
                 live: self.status.live,
                 reason: failing_reasons(&self.status.liveness_checks()),
-            });
+            }));
         }
-        // Before an `Exit`, which must stay the last action.
-        let at = actions
-            .iter()
-            .position(|action| matches!(action, Action::Exit(_)))
-            .unwrap_or(actions.len());
-        actions.splice(at..at, notices.into_iter().map(Action::Notice));
     }
 
     fn on_signal(&mut self, signal: Signal, now: Instant, actions: &mut Vec<Action>) {
-        let Some(app_pid) = self.status.app_pid else {
-            // Sidecar mode, or the app is already gone: nothing to forward to.
-            let stops = matches!(signal, Signal::SIGTERM | Signal::SIGINT);
-            if stops && !self.had_app && self.state == State::Running {
-                self.start_drain(now, actions);
-            } else {
-                actions.push(Action::Notice(Notice::SignalIgnored { received: signal }));
-            }
-            return;
-        };
         match self.state {
-            State::Running if signal == Signal::SIGTERM => {
-                self.start_drain(now, actions);
+            // Sidecar mode: a stop request ends the probes' service, there is nothing to forward.
+            State::Running { app_pid: None }
+                if matches!(signal, Signal::SIGTERM | Signal::SIGINT) =>
+            {
+                self.start_drain(None, now, actions);
+            }
+            State::Running {
+                app_pid: Some(app_pid),
+            } if signal == Signal::SIGTERM => {
+                self.start_drain(Some(app_pid), now, actions);
                 if self.policy.pre_stop_delay.is_zero() {
                     self.send_stop_signal(app_pid, now, actions);
                 }
             }
-            State::Draining { .. } if signal == Signal::SIGTERM => {
+            State::Draining {
+                app_pid: Some(app_pid),
+                ..
+            } if signal == Signal::SIGTERM => {
                 // A repeated SIGTERM ends a pre-stop delay early but moves no deadline.
                 self.send_stop_signal(app_pid, now, actions);
             }
-            State::Running | State::Draining { .. } => self.forward(signal, app_pid, actions),
-            State::Stopping { .. } | State::Exited => {
+            State::Running {
+                app_pid: Some(app_pid),
+            }
+            | State::Draining {
+                app_pid: Some(app_pid),
+                ..
+            } => self.forward(signal, app_pid, actions),
+            // No app to forward to: sidecar mode, or the app is gone or past its deadline.
+            State::Running { app_pid: None }
+            | State::Draining { app_pid: None, .. }
+            | State::Stopping(_)
+            | State::Exited { .. } => {
                 actions.push(Action::Notice(Notice::SignalIgnored { received: signal }));
             }
         }
     }
 
-    fn start_drain(&mut self, now: Instant, actions: &mut Vec<Action>) {
+    fn start_drain(&mut self, app_pid: Option<i32>, now: Instant, actions: &mut Vec<Action>) {
         self.state = State::Draining {
-            since: now,
-            stop_sent: false,
-            hard_sent: false,
+            app_pid,
+            drain: Drain {
+                started_at: now,
+                stop_sent: false,
+                hard_stop_sent: false,
+            },
         };
         self.status.shutdown.drain_started_at = Some(now);
         self.status.draining = true;
@@ -373,15 +456,16 @@ impl Supervisor {
     }
 
     fn send_stop_signal(&mut self, app_pid: i32, now: Instant, actions: &mut Vec<Action>) {
-        if let State::Draining { stop_sent, .. } = &mut self.state {
-            *stop_sent = true;
+        if let State::Draining { drain, .. } = &mut self.state {
+            drain.stop_sent = true;
         }
         match self.policy.rewrite.rewrite(Signal::SIGTERM) {
             Some(signal) => {
                 // The first stop signal is the one the shutdown record keeps.
-                if self.status.shutdown.stop_signal.is_none() {
-                    self.status.shutdown.stop_signal = Some((signal, now));
-                }
+                self.status
+                    .shutdown
+                    .stop_signal
+                    .get_or_insert((signal, now));
                 self.push_forward(signal, app_pid, Reason::StopSignal, actions);
             }
             None => actions.push(Action::Notice(Notice::SignalDropped {
@@ -429,121 +513,121 @@ impl Supervisor {
         actions: &mut Vec<Action>,
     ) {
         self.status.orphans_reaped += u64::try_from(n_orphans).unwrap_or(u64::MAX);
-        let app_was_running = self.status.app_pid.is_some();
-        // Without any child left the app is gone too, even if its status could not be read.
-        let app_gone = app_was_running && (app.is_some() || !children_left);
-        if app_gone {
-            self.status.app_pid = None;
-            self.status.shutdown.app_status = app;
-            self.status.shutdown.app_exited_at = Some(now);
-            if let Some(status) = app {
-                self.status.app_exit_code = Some(status.exit_code());
-                actions.push(Action::Notice(Notice::AppExited {
-                    status,
-                    since_drain: self
-                        .status
-                        .shutdown
-                        .drain_started_at
-                        .map(|started| now.saturating_duration_since(started)),
-                }));
+        if self.state.app_pid().is_none() {
+            // Sidecar mode (exec probes that exit do not end it), or the app is gone already:
+            // pyinit ends once what the app left behind is reaped too.
+            if let State::Stopping(stopping) = self.state
+                && !children_left
+            {
+                self.exit(stopping.app.exit_code());
             }
-        }
-        if self.status.app_pid.is_some() || self.state == State::Exited {
             return;
         }
+        let drain_started_at = self.state.drain_started_at();
+        let Some(status) = app else {
+            // Without any child left the app is gone too, even if its status could not be read.
+            if !children_left {
+                self.status.shutdown.app_exited_at = Some(now);
+                let code = match self.state {
+                    State::Stopping(stopping) => stopping.app.exit_code(),
+                    _ => 1,
+                };
+                self.exit(code);
+            }
+            return;
+        };
+        self.status.shutdown.app_status = Some(status);
+        self.status.shutdown.app_exited_at = Some(now);
+        self.status.app_exit_code = Some(status.exit_code());
+        actions.push(Action::Notice(Notice::AppExited {
+            status,
+            since_drain: drain_started_at.map(|started| now.saturating_duration_since(started)),
+        }));
         if !children_left {
-            if app_was_running || matches!(self.state, State::Stopping { .. }) {
-                self.exit(actions);
-            }
+            self.exit(status.exit_code());
             return;
         }
-        if app_gone {
-            // The app exited and left processes behind: ask them to stop, then kill them.
-            let mut kill_at = now + self.policy.orphan_grace;
-            if let Some(started) = self.status.shutdown.drain_started_at {
-                kill_at = kill_at.min(started + self.policy.drain_timeout);
-            }
-            self.state = State::Stopping {
-                kill_at: Some(kill_at),
-                give_up_at: kill_at + self.policy.kill_wait,
-            };
-            self.status.shutdown.left_behind = true;
-            actions.push(Action::SignalRemaining(Signal::SIGTERM));
+        // The app exited and left processes behind: ask them to stop, then kill them.
+        let mut kill_at = now + self.policy.orphan_grace;
+        if let Some(started) = drain_started_at {
+            kill_at = kill_at.min(started + self.policy.drain_timeout);
         }
+        self.state = State::Stopping(Stopping {
+            app: AppEnd::Exited(status),
+            drain_started_at,
+            next: StopStep::KillAt(kill_at),
+        });
+        self.status.shutdown.left_behind = true;
+        actions.push(Action::SignalRemaining(Signal::SIGTERM));
     }
 
     fn on_timer(&mut self, now: Instant, actions: &mut Vec<Action>) {
         match self.state {
-            State::Running | State::Exited => {}
+            State::Running { .. } | State::Exited { .. } => {}
             State::Draining {
-                since,
-                stop_sent,
-                hard_sent,
+                app_pid: None,
+                drain,
             } => {
-                let Some(app_pid) = self.status.app_pid else {
-                    if now >= since + self.policy.pre_stop_delay {
-                        self.exit(actions);
-                    }
-                    return;
-                };
-                if now >= since + self.policy.drain_timeout {
+                if now >= drain.started_at + self.policy.pre_stop_delay {
+                    self.exit(0);
+                }
+            }
+            State::Draining {
+                app_pid: Some(app_pid),
+                drain,
+            } => {
+                if now >= drain.started_at + self.policy.drain_timeout {
                     actions.push(Action::Notice(Notice::DeadlineMissed {
                         drain_timeout: self.policy.drain_timeout,
                     }));
                     actions.push(Action::SignalRemaining(Signal::SIGKILL));
                     self.status.shutdown.killed_at_deadline = true;
-                    self.state = State::Stopping {
-                        kill_at: None,
-                        give_up_at: now + self.policy.kill_wait,
-                    };
+                    self.state = State::Stopping(Stopping {
+                        app: AppEnd::Overdue { pid: app_pid },
+                        drain_started_at: Some(drain.started_at),
+                        next: StopStep::GiveUpAt(now + self.policy.kill_wait),
+                    });
                     return;
                 }
-                if !stop_sent && now >= since + self.policy.pre_stop_delay {
+                if !drain.stop_sent && now >= drain.started_at + self.policy.pre_stop_delay {
                     self.send_stop_signal(app_pid, now, actions);
                 }
                 if let Some(hard_stop) = self.policy.hard_stop
-                    && !hard_sent
-                    && now >= since + hard_stop.after
+                    && !drain.hard_stop_sent
+                    && now >= drain.started_at + hard_stop.after
                 {
-                    if let State::Draining { hard_sent, .. } = &mut self.state {
-                        *hard_sent = true;
+                    if let State::Draining { drain, .. } = &mut self.state {
+                        drain.hard_stop_sent = true;
                     }
                     self.status.shutdown.hard_stop_sent_at = Some(now);
                     self.push_forward(hard_stop.signal, app_pid, Reason::HardStop, actions);
                 }
             }
-            State::Stopping {
-                kill_at,
-                give_up_at,
-            } => match kill_at {
-                Some(kill_at) if now >= kill_at => {
+            State::Stopping(stopping) => match stopping.next {
+                StopStep::KillAt(at) if now >= at => {
                     actions.push(Action::Notice(Notice::LeftoversKilled));
                     actions.push(Action::SignalRemaining(Signal::SIGKILL));
-                    self.state = State::Stopping {
-                        kill_at: None,
-                        give_up_at: now + self.policy.kill_wait,
-                    };
+                    self.state = State::Stopping(Stopping {
+                        next: StopStep::GiveUpAt(now + self.policy.kill_wait),
+                        ..stopping
+                    });
                 }
-                None if now >= give_up_at => {
+                StopStep::GiveUpAt(at) if now >= at => {
                     actions.push(Action::Notice(Notice::GaveUpWaiting));
-                    self.exit(actions);
+                    self.exit(stopping.app.exit_code());
                 }
-                _ => {}
+                StopStep::KillAt(_) | StopStep::GiveUpAt(_) => {}
             },
         }
     }
 
-    /// The final code: the app's; 0 for a sidecar; if the app's status could not be read, 137
-    /// when pyinit killed it at the deadline and 1 otherwise.
-    fn exit(&mut self, actions: &mut Vec<Action>) {
-        let code = match self.status.shutdown.app_status {
-            Some(status) => status.exit_code(),
-            None if !self.had_app => 0,
-            None if self.status.shutdown.killed_at_deadline => exit::KILLED_AT_DEADLINE,
-            None => 1,
+    /// Ends the state machine with `code` (before `--remap-exit`): the app's, 0 for a sidecar,
+    /// 137 for an app killed at the deadline whose status was lost, and 1 for any other lost
+    /// status. `step` turns it into the last action.
+    fn exit(&mut self, code: u8) {
+        self.state = State::Exited {
+            code: self.policy.remap.apply(code),
         };
-        self.state = State::Exited;
-        actions.push(Action::Exit(self.policy.remap.apply(code)));
     }
 }
 

@@ -285,6 +285,21 @@ fn deadline_kill_exits_137_even_when_the_status_is_lost() {
 }
 
 #[test]
+fn app_that_exits_on_its_own_just_after_the_deadline_kill_keeps_its_code() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    assert_eq!(
+        supervisor.status().app_pid,
+        Some(APP),
+        "a killed app runs until it is reaped"
+    );
+    let actions = supervisor.step(app_exited(ChildStatus::Exited(3), false), t0 + secs(10));
+    assert_eq!(actions.last(), Some(&Action::Exit(3)));
+}
+
+#[test]
 fn hard_stop_signal_comes_between_stop_signal_and_deadline() {
     let t0 = Instant::now();
     let mut policy = policy();
@@ -351,6 +366,37 @@ fn leftovers_of_an_exited_app_get_term_then_kill() {
     );
     assert_eq!(actions, vec![Action::Exit(7)]);
     assert_eq!(supervisor.status().orphans_reaped, 3);
+    assert_eq!(supervisor.status().phase, Phase::Exited);
+}
+
+#[test]
+fn leftovers_never_reaped_end_pyinit_with_the_apps_code() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(app_exited(ChildStatus::Exited(7), true), t0);
+    supervisor.step(Event::Timer, t0 + secs(2));
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(3)));
+    assert_eq!(supervisor.step(Event::Timer, t0 + secs(2)), vec![]);
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(3)),
+        vec![Action::Notice(Notice::GaveUpWaiting), Action::Exit(7)]
+    );
+}
+
+#[test]
+fn nothing_happens_after_the_exit() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let actions = supervisor.step(app_exited(ChildStatus::Exited(0), false), t0);
+    assert_eq!(actions.last(), Some(&Action::Exit(0)));
+    assert_eq!(supervisor.step(Event::Timer, t0 + secs(100)), vec![]);
+    let reaped = Event::Reaped {
+        app: None,
+        n_orphans: 1,
+        children_left: false,
+    };
+    assert_eq!(supervisor.step(reaped, t0 + secs(100)), vec![]);
+    assert_eq!(supervisor.next_deadline(), None);
     assert_eq!(supervisor.status().phase, Phase::Exited);
 }
 
