@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod probes;
+
 const APP: i32 = 42;
 
 fn policy() -> Policy {
@@ -36,6 +38,15 @@ fn app_exited(status: ChildStatus, children_left: bool) -> Event {
     Event::Reaped {
         app: Some(status),
         n_orphans: 0,
+        children_left,
+    }
+}
+
+/// A reaping pass without the app in it.
+fn others_reaped(n_orphans: usize, children_left: bool) -> Event {
+    Event::Reaped {
+        app: None,
+        n_orphans,
         children_left,
     }
 }
@@ -356,14 +367,7 @@ fn leftovers_of_an_exited_app_get_term_then_kill() {
             Action::SignalRemaining(Signal::SIGKILL)
         ]
     );
-    let actions = supervisor.step(
-        Event::Reaped {
-            app: None,
-            n_orphans: 3,
-            children_left: false,
-        },
-        t0 + secs(2),
-    );
+    let actions = supervisor.step(others_reaped(3, false), t0 + secs(2));
     assert_eq!(actions, vec![Action::Exit(7)]);
     assert_eq!(supervisor.status().orphans_reaped, 3);
     assert_eq!(supervisor.status().phase, Phase::Exited);
@@ -390,11 +394,7 @@ fn nothing_happens_after_the_exit() {
     let actions = supervisor.step(app_exited(ChildStatus::Exited(0), false), t0);
     assert_eq!(actions.last(), Some(&Action::Exit(0)));
     assert_eq!(supervisor.step(Event::Timer, t0 + secs(100)), vec![]);
-    let reaped = Event::Reaped {
-        app: None,
-        n_orphans: 1,
-        children_left: false,
-    };
+    let reaped = others_reaped(1, false);
     assert_eq!(supervisor.step(reaped, t0 + secs(100)), vec![]);
     assert_eq!(supervisor.next_deadline(), None);
     assert_eq!(supervisor.status().phase, Phase::Exited);
@@ -405,14 +405,7 @@ fn leftovers_that_exit_on_term_end_pyinit_before_the_kill() {
     let t0 = Instant::now();
     let mut supervisor = Supervisor::new(policy(), Some(APP));
     supervisor.step(app_exited(ChildStatus::Exited(3), true), t0);
-    let actions = supervisor.step(
-        Event::Reaped {
-            app: None,
-            n_orphans: 1,
-            children_left: false,
-        },
-        t0 + Duration::from_millis(100),
-    );
+    let actions = supervisor.step(others_reaped(1, false), t0 + Duration::from_millis(100));
     assert_eq!(actions, vec![Action::Exit(3)]);
 }
 
@@ -431,14 +424,7 @@ fn leftovers_during_a_drain_are_killed_no_later_than_the_deadline() {
 #[test]
 fn orphans_are_counted_while_the_app_runs() {
     let mut supervisor = Supervisor::new(policy(), Some(APP));
-    let actions = supervisor.step(
-        Event::Reaped {
-            app: None,
-            n_orphans: 200,
-            children_left: true,
-        },
-        Instant::now(),
-    );
+    let actions = supervisor.step(others_reaped(200, true), Instant::now());
     assert_eq!(actions, vec![]);
     assert_eq!(supervisor.status().orphans_reaped, 200);
     assert!(supervisor.status().app_pid.is_some());
@@ -447,14 +433,7 @@ fn orphans_are_counted_while_the_app_runs() {
 #[test]
 fn app_whose_status_was_lost_ends_pyinit_with_1() {
     let mut supervisor = Supervisor::new(policy(), Some(APP));
-    let actions = supervisor.step(
-        Event::Reaped {
-            app: None,
-            n_orphans: 0,
-            children_left: false,
-        },
-        Instant::now(),
-    );
+    let actions = supervisor.step(others_reaped(0, false), Instant::now());
     assert_eq!(actions, vec![Action::Exit(1)]);
 }
 
@@ -491,14 +470,7 @@ fn sidecar_exits_zero_after_the_pre_stop_delay() {
     assert_eq!(supervisor.next_deadline(), Some(t0 + secs(2)));
     // Exec probes that exit do not end a sidecar.
     assert_eq!(
-        supervisor.step(
-            Event::Reaped {
-                app: None,
-                n_orphans: 0,
-                children_left: false
-            },
-            t0 + secs(1)
-        ),
+        supervisor.step(others_reaped(0, false), t0 + secs(1)),
         vec![]
     );
     assert_eq!(
@@ -554,221 +526,6 @@ fn resource_usage_is_recorded_and_decides_nothing() {
         supervisor.status().resources.cpu_limit_millicpus,
         Some(1500)
     );
-}
-
-// Probes: the supervisor counts results inside `Status` and announces each change once.
-
-mod probes {
-    use std::num::NonZeroU32;
-
-    use super::*;
-    use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
-    use crate::probe::threshold::{Outcome, ProbeReport, Probes, Verdict};
-
-    fn timing() -> ProbeTiming {
-        ProbeTiming {
-            period: secs(1),
-            timeout: secs(1),
-            success_threshold: NonZeroU32::MIN,
-            failure_threshold: NonZeroU32::new(2).unwrap(),
-            initial_delay: Duration::ZERO,
-        }
-    }
-
-    fn probes(kinds: &[ProbeKind]) -> Probes {
-        let configs: Vec<ProbeConfig> = kinds
-            .iter()
-            .map(|kind| ProbeConfig {
-                kind: *kind,
-                target: ProbeTarget::Tcp {
-                    addr: "127.0.0.1:8000".parse().unwrap(),
-                },
-                timing: timing(),
-            })
-            .collect();
-        Probes::new(&configs)
-    }
-
-    fn result(kind: ProbeKind, outcome: Outcome, began: Instant) -> Event {
-        Event::Probe(ProbeReport {
-            kind,
-            outcome,
-            message: match outcome {
-                Outcome::Success => "status 200".to_owned(),
-                Outcome::Failure => "connection refused".to_owned(),
-                Outcome::Timeout => "timed out after 1s".to_owned(),
-            },
-            began,
-            duration: Duration::from_millis(5),
-        })
-    }
-
-    fn notices(actions: &[Action]) -> Vec<Notice> {
-        actions
-            .iter()
-            .filter_map(|action| match action {
-                Action::Notice(notice) => Some(notice.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn without_probes_ready_and_live_follow_the_app() {
-        let t0 = Instant::now();
-        let mut supervisor = Supervisor::new(policy(), Some(APP));
-        assert!(supervisor.status().ready && supervisor.status().live);
-        supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-        assert!(!supervisor.status().ready, "readiness must drop at SIGTERM");
-        assert!(supervisor.status().live, "liveness stays ok during a drain");
-        supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
-        assert!(!supervisor.status().live, "liveness ends with the app");
-    }
-
-    #[test]
-    fn readiness_probe_makes_the_app_ready_then_not_ready() {
-        let t0 = Instant::now();
-        let mut supervisor =
-            Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Readiness]));
-        assert!(!supervisor.status().ready, "not ready before a success");
-        assert!(supervisor.status().live);
-        let actions = supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-        assert!(supervisor.status().ready);
-        assert_eq!(
-            notices(&actions),
-            vec![Notice::ReadinessChanged {
-                ready: true,
-                reason: String::new()
-            }]
-        );
-        // Again ready: no second notice.
-        let actions = supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-        assert!(notices(&actions).is_empty());
-        let failure = result(ProbeKind::Readiness, Outcome::Failure, t0 + secs(2));
-        assert!(notices(&supervisor.step(failure.clone(), t0 + secs(2))).is_empty());
-        assert!(
-            supervisor.status().ready,
-            "one failure is below the threshold"
-        );
-        let actions = supervisor.step(failure, t0 + secs(3));
-        assert!(!supervisor.status().ready);
-        assert_eq!(
-            notices(&actions),
-            vec![Notice::ReadinessChanged {
-                ready: false,
-                reason: "readiness: connection refused".to_owned()
-            }]
-        );
-    }
-
-    #[test]
-    fn sigterm_drops_readiness_at_once_with_one_notice() {
-        let t0 = Instant::now();
-        let mut supervisor =
-            Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Readiness]));
-        supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-        let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1));
-        assert!(!supervisor.status().ready);
-        let notices = notices(&actions);
-        assert_eq!(notices.len(), 1, "{notices:?}");
-        assert!(matches!(notices[0], Notice::DrainStarted { .. }));
-        // A passing probe during the drain changes nothing.
-        supervisor.step(
-            result(ProbeKind::Readiness, Outcome::Success, t0 + secs(2)),
-            t0 + secs(2),
-        );
-        assert!(!supervisor.status().ready);
-    }
-
-    #[test]
-    fn failing_liveness_is_forgiven_during_a_drain() {
-        let t0 = Instant::now();
-        let mut supervisor =
-            Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Liveness]));
-        let failure = result(ProbeKind::Liveness, Outcome::Failure, t0);
-        supervisor.step(failure.clone(), t0);
-        let actions = supervisor.step(failure.clone(), t0 + secs(1));
-        assert!(!supervisor.status().live);
-        assert_eq!(
-            notices(&actions),
-            vec![Notice::LivenessChanged {
-                live: false,
-                reason: "liveness: connection refused".to_owned()
-            }]
-        );
-        // The app stops answering while it shuts down: the kubelet must not restart it.
-        supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(2));
-        assert!(supervisor.status().live);
-        supervisor.step(failure, t0 + secs(3));
-        assert!(supervisor.status().live);
-    }
-
-    #[test]
-    fn startup_gates_readiness_and_its_failure_fails_liveness() {
-        let t0 = Instant::now();
-        let mut supervisor = Supervisor::new(policy(), Some(APP))
-            .with_probes(probes(&[ProbeKind::Startup, ProbeKind::Readiness]));
-        assert!(supervisor.status().live && !supervisor.status().ready);
-        // Before startup is done a readiness result is not counted.
-        supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-        assert!(!supervisor.status().ready);
-        let failure = result(ProbeKind::Startup, Outcome::Failure, t0);
-        supervisor.step(failure.clone(), t0);
-        assert!(supervisor.status().live);
-        let actions = supervisor.step(failure, t0 + secs(1));
-        assert!(!supervisor.status().live);
-        assert_eq!(
-            notices(&actions),
-            vec![
-                Notice::StartupChanged {
-                    verdict: Verdict::Failing,
-                    reason: "connection refused".to_owned()
-                },
-                Notice::LivenessChanged {
-                    live: false,
-                    reason: "startup: connection refused".to_owned()
-                },
-            ]
-        );
-        let actions = supervisor.step(
-            result(ProbeKind::Startup, Outcome::Success, t0 + secs(2)),
-            t0 + secs(2),
-        );
-        assert!(supervisor.status().live);
-        assert!(
-            !supervisor.status().ready,
-            "the readiness probe has yet to pass"
-        );
-        assert_eq!(notices(&actions).len(), 2, "{actions:?}");
-        supervisor.step(
-            result(ProbeKind::Readiness, Outcome::Success, t0 + secs(3)),
-            t0 + secs(3),
-        );
-        assert!(supervisor.status().ready);
-    }
-
-    #[test]
-    fn sidecar_follows_the_probes_alone() {
-        let t0 = Instant::now();
-        let mut supervisor = Supervisor::new(policy(), None)
-            .with_probes(probes(&[ProbeKind::Liveness, ProbeKind::Readiness]));
-        assert!(supervisor.status().live && !supervisor.status().ready);
-        supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-        assert!(supervisor.status().ready);
-        let failure = result(ProbeKind::Liveness, Outcome::Timeout, t0);
-        supervisor.step(failure.clone(), t0);
-        supervisor.step(failure, t0);
-        assert!(!supervisor.status().live);
-        let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1));
-        assert!(!supervisor.status().ready);
-        assert!(matches!(
-            notices(&actions)[..],
-            [
-                Notice::DrainStarted { .. },
-                Notice::LivenessChanged { live: true, .. }
-            ]
-        ));
-    }
 }
 
 #[test]
