@@ -1,9 +1,11 @@
 //! `Status`: what the supervisor knows, as the health server and metrics read it.
 //!
 //! The one contract between the supervisor (the only writer, through a `watch` channel), the
-//! health routes and the metrics text. It is plain data, cheap to clone, with no I/O. The checks
-//! behind `/livez` and `/readyz` are computed here, from the status alone, so that the
-//! supervisor's `live`/`ready` and the routes' check lists can never disagree.
+//! health routes, the metrics text, the probers and the drill. It is plain data, cheap to clone,
+//! with no I/O, and a view: the supervisor derives every field from its own state after each
+//! step and keeps nothing of its own here. The checks behind `/livez` and `/readyz` are
+//! computed here, from the status alone, so that the supervisor's `live`/`ready` and the
+//! routes' check lists can never disagree.
 
 use std::time::Instant;
 
@@ -34,7 +36,7 @@ impl Phase {
     }
 }
 
-/// A snapshot of the supervisor's state.
+/// The supervisor's view of its state after a step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     pub phase: Phase,
@@ -208,7 +210,8 @@ impl Status {
         checks
     }
 
-    /// Recomputes `live` and `ready` from the checks; the supervisor calls it after every step.
+    /// Recomputes `live` and `ready` from the checks; the supervisor's view calls it after every
+    /// step.
     pub fn refresh_verdicts(&mut self) {
         self.live = self.liveness_checks().iter().all(|check| check.passed);
         self.ready = self.readiness_checks().iter().all(|check| check.passed);

@@ -9,19 +9,29 @@
 //! - **Draining** from the SIGTERM at T: readiness is false at once; at T + pre-stop delay the app
 //!   gets its stop signal; at T + hard-stop-after the optional hard-stop signal; at T + drain
 //!   timeout everything left is SIGKILLed. A second SIGTERM is forwarded again and moves nothing.
-//! - **Stopping**: the app is gone. What it left behind gets SIGTERM, then SIGKILL after the
-//!   orphan grace (never later than the drain deadline); pyinit exits once no child is left, or
-//!   after `kill_wait` if the kernel never hands some process back.
+//! - **Stopping**: the app is gone, or was still running at the drain deadline and got SIGKILL.
+//!   What the app left behind gets SIGTERM, then SIGKILL after the orphan grace (never later
+//!   than the drain deadline); pyinit exits once no child is left, or after `kill_wait` if the
+//!   kernel never hands some process back.
+//! - **Exited**: the exit code is decided and returned as the last action of the step.
 //!
 //! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
 //! once the pre-stop delay has passed.
 //!
-//! The container's memory use and OOM-kill count arrive as [`Event::ResourceUsage`] and are
-//! only recorded, so that the supervisor stays the one writer of `Status`.
+//! Each `State` variant carries what its decisions need and nothing else: the app's pid while it
+//! runs, the drain's start and which of its signals went out, what became of the app and the
+//! next step (SIGKILL at, give up at) while stopping, the code once exited. Decisions read only
+//! the state and the [`Policy`]. Beside the state the supervisor keeps what it counts and
+//! records: the probes' results, counted by Kubernetes' rules (`probe::threshold`), the signals
+//! forwarded and orphans reaped, the container's resources ([`Event::ResourceUsage`] is only
+//! recorded) and the shutdown record, which is written as things happen, for the drill, and
+//! never read back by a decision.
 //!
-//! Probe results arrive as [`Event::Probe`] and are counted inside `Status` by Kubernetes' rules
-//! (`probe::threshold`); after every step `live` and `ready` are recomputed from the status, and
-//! each change is announced once as a [`Notice`].
+//! `Status` is a view: after every step one function, `Supervisor::view`, derives all of it
+//! (phase, draining, has_app, app_exit_code, live, ready, the rest copied) from the state and
+//! those fields, so the supervisor stays the one writer of what readers see. A change of
+//! `live` or `ready` is found by comparing the view before the step with the view after it,
+//! and announced once as a [`Notice`].
 
 pub mod driver;
 
@@ -31,7 +41,7 @@ use crate::exit::{self, ChildStatus, ExitRemap};
 use crate::probe::spec::ProbeKind;
 use crate::probe::threshold::{ProbeReport, Probes, Verdict};
 use crate::signals::{ForwardTarget, RewriteMap, Signal};
-use crate::status::{Phase, Status};
+use crate::status::{Phase, Resources, ShutdownRecord, Status};
 
 /// An optional middle rung between the stop signal and SIGKILL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,8 +163,7 @@ pub enum Action {
     Exit(u8),
 }
 
-/// What the supervisor is waiting for, with what it needs to decide the next step. Decisions read
-/// only this and the policy; `Status` records what happened for its readers.
+/// What the supervisor is waiting for, with what it needs to decide the next step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// No stop has been asked for. `app_pid` is `None` in sidecar mode.
@@ -245,35 +254,50 @@ impl State {
     }
 }
 
-/// The state machine.
+/// The state machine: the state, what pyinit has counted and recorded beside it, and the view of
+/// both that readers get.
 #[derive(Debug)]
 pub struct Supervisor {
     policy: Policy,
     state: State,
+    /// False in sidecar mode; fixed at the start.
+    has_app: bool,
+    /// Every configured probe's results, counted by Kubernetes' rules.
+    probes: Probes,
+    /// What happened during the shutdown, with when: written as it happens, for the readers of
+    /// `Status` (the drill above all). No decision reads it back.
+    shutdown: ShutdownRecord,
+    /// Signals forwarded to the app, indexed by signal number.
+    signals_forwarded: [u64; 32],
+    /// Exited processes reaped that were neither the app nor a probe.
+    orphans_reaped: u64,
+    resources: Resources,
+    /// The view of all the above after the last step; only [`Supervisor::view`] builds it.
     status: Status,
 }
 
 impl Supervisor {
     /// A supervisor for an app that runs as `app_pid`, or for no app at all (sidecar mode).
     pub fn new(policy: Policy, app_pid: Option<i32>) -> Self {
-        let mut status = Status {
-            phase: Phase::Running,
-            app_pid,
-            has_app: app_pid.is_some(),
-            ..Status::default()
-        };
-        status.refresh_verdicts();
-        Supervisor {
+        let mut supervisor = Supervisor {
             policy,
             state: State::Running { app_pid },
-            status,
-        }
+            has_app: app_pid.is_some(),
+            probes: Probes::default(),
+            shutdown: ShutdownRecord::default(),
+            signals_forwarded: [0; 32],
+            orphans_reaped: 0,
+            resources: Resources::default(),
+            status: Status::default(),
+        };
+        supervisor.status = supervisor.view();
+        supervisor
     }
 
     /// Adds the configured probes, whose results will arrive as [`Event::Probe`].
     pub fn with_probes(mut self, probes: Probes) -> Self {
-        self.status.probes = probes;
-        self.status.refresh_verdicts();
+        self.probes = probes;
+        self.status = self.view();
         self
     }
 
@@ -283,14 +307,36 @@ impl Supervisor {
         cpu_limit_millicpus: Option<u64>,
         memory_limit_bytes: Option<u64>,
     ) -> Self {
-        self.status.resources.cpu_limit_millicpus = cpu_limit_millicpus;
-        self.status.resources.memory_limit_bytes = memory_limit_bytes;
+        self.resources.cpu_limit_millicpus = cpu_limit_millicpus;
+        self.resources.memory_limit_bytes = memory_limit_bytes;
+        self.status = self.view();
         self
     }
 
-    /// The snapshot the health server reads.
+    /// The snapshot the health server reads, as of the last step.
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// Everything `Status` publishes, derived from the state and the supervisor's fields: the
+    /// one place where the view is made, so it can never disagree with what decides.
+    fn view(&self) -> Status {
+        let mut status = Status {
+            phase: self.state.phase(),
+            app_pid: self.state.app_pid(),
+            draining: self.shutdown.drain_started_at.is_some(),
+            app_exit_code: self.shutdown.app_status.map(ChildStatus::exit_code),
+            signals_forwarded: self.signals_forwarded,
+            orphans_reaped: self.orphans_reaped,
+            has_app: self.has_app,
+            probes: self.probes.clone(),
+            live: false,
+            ready: false,
+            shutdown: self.shutdown.clone(),
+            resources: self.resources,
+        };
+        status.refresh_verdicts();
+        status
     }
 
     /// When the driver must send [`Event::Timer`]; `None` when nothing is scheduled.
@@ -326,7 +372,6 @@ impl Supervisor {
     /// Applies one event at time `now` and returns what to do, in order: an `Exit` comes last.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        let before = self.state;
         match event {
             Event::Signal(signal) => self.on_signal(signal, now, &mut actions),
             Event::Reaped {
@@ -340,18 +385,15 @@ impl Supervisor {
                 memory_usage_bytes,
                 oom_kills,
             } => {
-                self.status.resources.memory_usage_bytes = memory_usage_bytes;
-                self.status.resources.oom_kills = oom_kills;
+                self.resources.memory_usage_bytes = memory_usage_bytes;
+                self.resources.oom_kills = oom_kills;
             }
         }
-        self.status.phase = self.state.phase();
-        self.status.app_pid = self.state.app_pid();
-        let app_exited = before.app_pid().is_some() && self.state.app_pid().is_none();
-        let drain_started =
-            matches!(before, State::Running { .. }) && matches!(self.state, State::Draining { .. });
-        self.announce_verdicts(app_exited, drain_started, &mut actions);
+        let after = self.view();
+        let before = std::mem::replace(&mut self.status, after);
+        self.announce_verdicts(&before, &mut actions);
         if let State::Exited { code } = self.state
-            && !matches!(before, State::Exited { .. })
+            && before.phase != Phase::Exited
         {
             actions.push(Action::Exit(code));
         }
@@ -359,7 +401,7 @@ impl Supervisor {
     }
 
     fn on_probe(&mut self, report: &ProbeReport, actions: &mut Vec<Action>) {
-        let Some(verdict) = self.status.probes.record(report) else {
+        let Some(verdict) = self.probes.record(report) else {
             return;
         };
         if report.kind == ProbeKind::Startup {
@@ -370,29 +412,26 @@ impl Supervisor {
         }
     }
 
-    /// Recomputes `live` and `ready` and announces each change once. The app's exit and the
-    /// drain's start are announced by their own notices, so the changes they cause are not.
-    fn announce_verdicts(
-        &mut self,
-        app_exited: bool,
-        drain_started: bool,
-        actions: &mut Vec<Action>,
-    ) {
-        let (was_live, was_ready) = (self.status.live, self.status.ready);
-        self.status.refresh_verdicts();
+    /// Announces each change of `live` and `ready` between the view `before` the step and the
+    /// view after it, once. The app's exit and the drain's start are announced by their own
+    /// notices, so the changes they cause are not.
+    fn announce_verdicts(&self, before: &Status, actions: &mut Vec<Action>) {
+        let after = &self.status;
+        let app_exited = before.app_pid.is_some() && after.app_pid.is_none();
+        let drain_started = !before.draining && after.draining;
         if app_exited {
             return;
         }
-        if self.status.ready != was_ready && !drain_started {
+        if after.ready != before.ready && !drain_started {
             actions.push(Action::Notice(Notice::ReadinessChanged {
-                ready: self.status.ready,
-                reason: failing_reasons(&self.status.readiness_checks()),
+                ready: after.ready,
+                reason: failing_reasons(&after.readiness_checks()),
             }));
         }
-        if self.status.live != was_live {
+        if after.live != before.live {
             actions.push(Action::Notice(Notice::LivenessChanged {
-                live: self.status.live,
-                reason: failing_reasons(&self.status.liveness_checks()),
+                live: after.live,
+                reason: failing_reasons(&after.liveness_checks()),
             }));
         }
     }
@@ -446,8 +485,7 @@ impl Supervisor {
                 hard_stop_sent: false,
             },
         };
-        self.status.shutdown.drain_started_at = Some(now);
-        self.status.draining = true;
+        self.shutdown.drain_started_at = Some(now);
         actions.push(Action::Notice(Notice::DrainStarted {
             pre_stop_delay: self.policy.pre_stop_delay,
             drain_timeout: self.policy.drain_timeout,
@@ -462,10 +500,7 @@ impl Supervisor {
         match self.policy.rewrite.rewrite(Signal::SIGTERM) {
             Some(signal) => {
                 // The first stop signal is the one the shutdown record keeps.
-                self.status
-                    .shutdown
-                    .stop_signal
-                    .get_or_insert((signal, now));
+                self.shutdown.stop_signal.get_or_insert((signal, now));
                 self.push_forward(signal, app_pid, Reason::StopSignal, actions);
             }
             None => actions.push(Action::Notice(Notice::SignalDropped {
@@ -492,7 +527,7 @@ impl Supervisor {
     ) {
         if let Some(count) = usize::try_from(signal as i32)
             .ok()
-            .and_then(|index| self.status.signals_forwarded.get_mut(index))
+            .and_then(|index| self.signals_forwarded.get_mut(index))
         {
             *count += 1;
         }
@@ -512,7 +547,7 @@ impl Supervisor {
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
-        self.status.orphans_reaped += u64::try_from(n_orphans).unwrap_or(u64::MAX);
+        self.orphans_reaped += u64::try_from(n_orphans).unwrap_or(u64::MAX);
         if self.state.app_pid().is_none() {
             // Sidecar mode (exec probes that exit do not end it), or the app is gone already:
             // pyinit ends once what the app left behind is reaped too.
@@ -527,7 +562,7 @@ impl Supervisor {
         let Some(status) = app else {
             // Without any child left the app is gone too, even if its status could not be read.
             if !children_left {
-                self.status.shutdown.app_exited_at = Some(now);
+                self.shutdown.app_exited_at = Some(now);
                 let code = match self.state {
                     State::Stopping(stopping) => stopping.app.exit_code(),
                     _ => 1,
@@ -536,9 +571,8 @@ impl Supervisor {
             }
             return;
         };
-        self.status.shutdown.app_status = Some(status);
-        self.status.shutdown.app_exited_at = Some(now);
-        self.status.app_exit_code = Some(status.exit_code());
+        self.shutdown.app_status = Some(status);
+        self.shutdown.app_exited_at = Some(now);
         actions.push(Action::Notice(Notice::AppExited {
             status,
             since_drain: drain_started_at.map(|started| now.saturating_duration_since(started)),
@@ -557,7 +591,7 @@ impl Supervisor {
             drain_started_at,
             next: StopStep::KillAt(kill_at),
         });
-        self.status.shutdown.left_behind = true;
+        self.shutdown.left_behind = true;
         actions.push(Action::SignalRemaining(Signal::SIGTERM));
     }
 
@@ -581,7 +615,7 @@ impl Supervisor {
                         drain_timeout: self.policy.drain_timeout,
                     }));
                     actions.push(Action::SignalRemaining(Signal::SIGKILL));
-                    self.status.shutdown.killed_at_deadline = true;
+                    self.shutdown.killed_at_deadline = true;
                     self.state = State::Stopping(Stopping {
                         app: AppEnd::Overdue { pid: app_pid },
                         drain_started_at: Some(drain.started_at),
@@ -599,7 +633,7 @@ impl Supervisor {
                     if let State::Draining { drain, .. } = &mut self.state {
                         drain.hard_stop_sent = true;
                     }
-                    self.status.shutdown.hard_stop_sent_at = Some(now);
+                    self.shutdown.hard_stop_sent_at = Some(now);
                     self.push_forward(hard_stop.signal, app_pid, Reason::HardStop, actions);
                 }
             }

@@ -477,7 +477,10 @@ fn sidecar_exits_zero_after_the_pre_stop_delay() {
         supervisor.step(Event::Timer, t0 + secs(2)),
         vec![Action::Exit(0)]
     );
-    assert_eq!(supervisor.status().phase, Phase::Exited);
+    let status = supervisor.status();
+    assert_eq!(status.phase, Phase::Exited);
+    assert!(!status.has_app && status.draining);
+    assert_eq!(status.app_exit_code, None);
 }
 
 #[test]
@@ -551,6 +554,41 @@ fn the_shutdown_record_keeps_what_happened_and_when() {
     assert_eq!(record.app_status, Some(ChildStatus::Exited(0)));
     assert!(record.left_behind, "children were left when the app exited");
     assert!(!record.killed_at_deadline);
+}
+
+#[test]
+fn draining_is_published_from_the_sigterm_to_the_exit_and_never_without_one() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(app_exited(ChildStatus::Exited(0), true), t0);
+    assert_eq!(supervisor.status().phase, Phase::Stopping);
+    assert!(!supervisor.status().draining, "the app exited on its own");
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
+    assert_eq!(supervisor.status().phase, Phase::Stopping);
+    assert!(supervisor.status().draining);
+    supervisor.step(others_reaped(1, false), t0 + secs(1));
+    let status = supervisor.status();
+    assert_eq!(status.phase, Phase::Exited);
+    assert!(status.draining && !status.ready && !status.live);
+    assert!(status.has_app);
+}
+
+#[test]
+fn an_app_killed_at_the_deadline_is_published_as_running_until_it_is_reaped() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    let status = supervisor.status();
+    assert_eq!(status.phase, Phase::Stopping);
+    assert_eq!((status.app_pid, status.app_exit_code), (Some(APP), None));
+    assert_eq!(status.shutdown.app_exited_at, None);
+    supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
+    let status = supervisor.status();
+    assert_eq!((status.app_pid, status.app_exit_code), (None, Some(137)));
+    assert_eq!(status.shutdown.app_exited_at, Some(t0 + secs(10)));
 }
 
 #[test]
