@@ -172,7 +172,7 @@ enum State {
     Draining { app_pid: Option<i32>, drain: Drain },
     /// The app has exited, or was still running at the drain deadline: what is left is stopped.
     Stopping(Stopping),
-    /// `Action::Exit(code)` has been returned; `code` is already remapped.
+    /// pyinit exits with `code` (already remapped): `step` returns it as the last action.
     Exited { code: u8 },
 }
 
@@ -563,9 +563,10 @@ impl Supervisor {
             // Without any child left the app is gone too, even if its status could not be read.
             if !children_left {
                 self.shutdown.app_exited_at = Some(now);
+                // 137 for an app killed at the deadline; otherwise pyinit cannot say how it ended.
                 let code = match self.state {
                     State::Stopping(stopping) => stopping.app.exit_code(),
-                    _ => 1,
+                    State::Running { .. } | State::Draining { .. } | State::Exited { .. } => 1,
                 };
                 self.exit(code);
             }
@@ -614,13 +615,9 @@ impl Supervisor {
                     actions.push(Action::Notice(Notice::DeadlineMissed {
                         drain_timeout: self.policy.drain_timeout,
                     }));
-                    actions.push(Action::SignalRemaining(Signal::SIGKILL));
                     self.shutdown.killed_at_deadline = true;
-                    self.state = State::Stopping(Stopping {
-                        app: AppEnd::Overdue { pid: app_pid },
-                        drain_started_at: Some(drain.started_at),
-                        next: StopStep::GiveUpAt(now + self.policy.kill_wait),
-                    });
+                    let overdue = AppEnd::Overdue { pid: app_pid };
+                    self.kill_remaining(overdue, Some(drain.started_at), now, actions);
                     return;
                 }
                 if !drain.stop_sent && now >= drain.started_at + self.policy.pre_stop_delay {
@@ -640,11 +637,7 @@ impl Supervisor {
             State::Stopping(stopping) => match stopping.next {
                 StopStep::KillAt(at) if now >= at => {
                     actions.push(Action::Notice(Notice::LeftoversKilled));
-                    actions.push(Action::SignalRemaining(Signal::SIGKILL));
-                    self.state = State::Stopping(Stopping {
-                        next: StopStep::GiveUpAt(now + self.policy.kill_wait),
-                        ..stopping
-                    });
+                    self.kill_remaining(stopping.app, stopping.drain_started_at, now, actions);
                 }
                 StopStep::GiveUpAt(at) if now >= at => {
                     actions.push(Action::Notice(Notice::GaveUpWaiting));
@@ -653,6 +646,24 @@ impl Supervisor {
                 StopStep::KillAt(_) | StopStep::GiveUpAt(_) => {}
             },
         }
+    }
+
+    /// The last signal: SIGKILL to everything left, then the wait for the reaper, `kill_wait` at
+    /// most. Both SIGKILLs, at the drain deadline and at the end of the orphan grace, are sent
+    /// here; a step before one of them only has to schedule it as a `StopStep::KillAt`.
+    fn kill_remaining(
+        &mut self,
+        app: AppEnd,
+        drain_started_at: Option<Instant>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        actions.push(Action::SignalRemaining(Signal::SIGKILL));
+        self.state = State::Stopping(Stopping {
+            app,
+            drain_started_at,
+            next: StopStep::GiveUpAt(now + self.policy.kill_wait),
+        });
     }
 
     /// Ends the state machine with `code` (before `--remap-exit`): the app's, 0 for a sidecar,
