@@ -12,7 +12,7 @@
 use std::fmt::{Display, Write as _};
 
 use crate::container::env::format_millicpus;
-use crate::probe::threshold::Outcome;
+use crate::probe::threshold::{LastResult, Outcome};
 use crate::signals::{FORWARDED, Signal, short_name};
 use crate::status::Status;
 
@@ -114,20 +114,13 @@ fn write_probes(out: &mut Exposition, status: &Status) {
     if status.probes.iter().next().is_none() {
         return;
     }
-    out.family(
+    write_last_result_gauge(
+        out,
+        status,
         "pyinit_probe_success",
-        "gauge",
         "1 if the probe's last run succeeded; absent before its first run.",
+        |last| flag(last.outcome.passed()),
     );
-    for probe in status.probes.iter() {
-        if let Some(last) = &probe.last {
-            out.sample(
-                "pyinit_probe_success",
-                &[("probe", probe.kind.name())],
-                flag(last.outcome.passed()),
-            );
-        }
-    }
     out.family(
         "pyinit_probe_results_total",
         "counter",
@@ -164,18 +157,27 @@ fn write_probes(out: &mut Exposition, status: &Status) {
             probe.n_success + probe.n_failure + probe.n_timeout,
         );
     }
-    out.family(
+    write_last_result_gauge(
+        out,
+        status,
         "pyinit_probe_last_duration_seconds",
-        "gauge",
         "Time taken by the probe's last run.",
+        |last| last.duration.as_secs_f64(),
     );
+}
+
+/// A gauge with one sample per probe that has run, read from its last result.
+fn write_last_result_gauge<V: Display>(
+    out: &mut Exposition,
+    status: &Status,
+    name: &str,
+    help: &str,
+    value: impl Fn(&LastResult) -> V,
+) {
+    out.family(name, "gauge", help);
     for probe in status.probes.iter() {
         if let Some(last) = &probe.last {
-            out.sample(
-                "pyinit_probe_last_duration_seconds",
-                &[("probe", probe.kind.name())],
-                last.duration.as_secs_f64(),
-            );
+            out.sample(name, &[("probe", probe.kind.name())], value(last));
         }
     }
 }
