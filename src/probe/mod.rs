@@ -2,7 +2,7 @@
 //! to the supervisor as a [`ProbeReport`].
 //!
 //! The rules themselves (initial delay, period, thresholds, startup gating) are pure code in
-//! `threshold.rs`; the supervisor counts the results inside `Status`, so it stays the one writer
+//! `threshold.rs`; the supervisor counts and publishes the results, so it stays the one writer
 //! of readiness and liveness. A task here only waits for its turn, runs one probe of its kind
 //! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It reads the
 //! supervisor's `Status` to learn whether startup is done and whether the app is gone. The

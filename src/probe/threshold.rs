@@ -2,7 +2,7 @@
 //! gating) and what its results mean (success and failure thresholds).
 //!
 //! The prober tasks (`probe/mod.rs`) ask [`Schedule`] and [`Probes::may_run`] when to probe; the
-//! supervisor feeds every [`ProbeReport`] to [`Probes::record`], which lives inside `Status`.
+//! supervisor feeds every [`ProbeReport`] to [`Probes::record`] and publishes the counts.
 //! The rules, as the kubelet applies them:
 //!
 //! - A probe's verdict flips only after `success_threshold` consecutive successes or
