@@ -1,5 +1,6 @@
 //! Each probe kind (http, tcp, exec, file) for success, failure and timeout, seen through
-//! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies.
+//! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies. The http probe
+//! follows a real Django app's APPEND_SLASH redirect as the kubelet does.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::common::http::{free_port, get, health_addr, metric};
+use crate::common::runc::venv_bin;
 use crate::common::{PATIENCE, Pyinit, Running, fixture, poll_until, python_fixture};
 
 /// Starts pyinit with one `kind` probe (period 200ms, timeout 300ms, failure threshold 1) and
@@ -79,13 +81,103 @@ fn assert_one_thread(running: &Running) {
     assert_eq!(tasks, 1, "pyinit runs {tasks} threads");
 }
 
+/// A 3xx without a Location is the final answer, and a 3xx answer counts as success.
 #[test]
-fn http_probe_counts_a_redirect_as_success() {
+fn http_probe_counts_a_final_redirect_status_as_success() {
     let port = free_port();
     let probe = format!("http://127.0.0.1:{port}/healthz");
     let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--status", "302"]));
     wait_for_result(addr, "readiness", "success");
     assert_eq!(get(addr, "/readyz").status, 200);
+}
+
+fn n_results(addr: SocketAddr, kind: &str, result: &str) -> f64 {
+    let sample = format!("pyinit_probe_results_total{{probe=\"{kind}\",result=\"{result}\"}}");
+    metric(addr, &sample).unwrap_or(0.0)
+}
+
+/// A redirect to another host is not followed and counts as success; pyinit says so once, not
+/// once per period.
+#[test]
+fn http_probe_warns_once_of_a_redirect_to_another_host() {
+    let port = free_port();
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let location = format!("http://localhost:{port}/login");
+    let app = http_app(port, &["--status", "302", "--location", &location]);
+    let (running, addr) = start_probed("readiness", &probe, app);
+    poll_until(PATIENCE, "five successful probes", || {
+        n_results(addr, "readiness", "success") >= 5.0
+    });
+    assert_eq!(get(addr, "/readyz").status, 200);
+    let warning = format!("http probe redirected to {location}, another host: not followed");
+    let lines = running.stderr.all();
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains(&warning))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    assert!(warnings[0].contains(" WARN ") && warnings[0].contains("probe=\"readiness\""));
+}
+
+/// The Django fixture under the pinned gunicorn, on `port`.
+fn django_app(port: u16) -> Vec<OsString> {
+    let folder = fixture("django_healthz");
+    vec![
+        venv_bin("gunicorn").into_os_string(),
+        "--config".into(),
+        folder.join("gunicorn.conf.py").into_os_string(),
+        "--chdir".into(),
+        folder.into_os_string(),
+        "--bind".into(),
+        format!("127.0.0.1:{port}").into(),
+        "app:application".into(),
+    ]
+}
+
+/// A real Django app keeps its health check at `/healthz/` and answers `/healthz` with
+/// APPEND_SLASH's 301 to it: the probe follows the redirect and judges `/healthz/`'s own answer,
+/// so a 500 there makes the app not ready, as the kubelet would see it.
+#[test]
+fn http_probe_follows_djangos_append_slash_redirect_and_judges_the_final_answer() {
+    let port = free_port();
+    let fail_file = std::env::temp_dir().join(format!("pyinit-django-fail-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fail_file);
+    let running = Pyinit::new()
+        .env("HEALTHZ_FAIL_FILE", &fail_file)
+        .args(["--readiness", &format!("http://127.0.0.1:{port}/healthz")])
+        .args(["--readiness-period", "200ms", "--readiness-timeout", "5s"])
+        .args(["--readiness-failure-threshold", "1"])
+        .app(django_app(port))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "readiness through the redirect", || {
+        get(addr, "/readyz").status == 200
+    });
+    // Django saw both requests; the redirected one carries the probe's User-Agent and, as the
+    // kubelet's client sends it, the URL it was redirected from.
+    running
+        .stdout
+        .wait_for("GET /healthz HTTP/1.1 301", PATIENCE);
+    let followed = running
+        .stdout
+        .wait_for("GET /healthz/ HTTP/1.1 200", PATIENCE);
+    assert!(followed.contains("ua=\"kube-probe/1."), "{followed}");
+    assert!(
+        followed.contains(&format!("referer=\"http://127.0.0.1:{port}/healthz\"")),
+        "{followed}"
+    );
+    // The health check itself fails: the 301 in front of it no longer hides that.
+    std::fs::write(&fail_file, b"").unwrap();
+    let reason = format!("status 500 at http://127.0.0.1:{port}/healthz/ (after 1 redirect)");
+    poll_until(PATIENCE, "/healthz/'s 500 in /readyz", || {
+        get(addr, "/readyz?verbose")
+            .body
+            .contains(&format!("[-]readiness failed: {reason}"))
+    });
+    let line = running.stderr.wait_for("not ready", PATIENCE);
+    assert!(line.contains(&reason), "{line}");
+    let _ = std::fs::remove_file(&fail_file);
 }
 
 #[test]
