@@ -1,6 +1,7 @@
 //! Each probe kind (http, tcp, exec, file) for success, failure and timeout, seen through
 //! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies. The http probe
-//! follows a real Django app's APPEND_SLASH redirect as the kubelet does.
+//! follows a real Django app's APPEND_SLASH redirect as the kubelet does; an exec probe's output
+//! shows in `?verbose` and in the verdict's log line, and what it leaves behind does not pile up.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -9,7 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::common::http::{free_port, get, health_addr, metric};
 use crate::common::runc::venv_bin;
-use crate::common::{PATIENCE, Pyinit, Running, fixture, poll_until, python_fixture};
+use crate::common::{
+    PATIENCE, Pyinit, Running, children_of, descendants_of, fixture, poll_until, python_fixture,
+};
 
 /// Starts pyinit with one `kind` probe (period 200ms, timeout 300ms, failure threshold 1) and
 /// waits for the app's ready line.
@@ -272,6 +275,108 @@ fn exec_probe_failure() {
         503,
         "[-]liveness failed: command not found: /no/such/probe",
     );
+}
+
+/// Starts pyinit with one `kind` exec probe, every 100ms with a generous timeout.
+fn start_exec_probed(kind: &str, probe: &str) -> (Running, SocketAddr) {
+    let running = Pyinit::new()
+        .as_pid1()
+        .args([format!("--{kind}"), probe.to_owned()])
+        .args([format!("--{kind}-period"), "100ms".to_owned()])
+        .args([format!("--{kind}-timeout"), "5s".to_owned()])
+        .args([format!("--{kind}-failure-threshold"), "1".to_owned()])
+        .app(idle_app())
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    (running, addr)
+}
+
+/// The probe's output (stdout and stderr, in order) on one line, after its exit code: in
+/// `/livez?verbose` and in the "not live" line.
+#[test]
+fn exec_probe_output_shows_in_verbose_and_in_the_verdict_log_line() {
+    let probe = "exec:/bin/sh -c 'echo broker down; echo \"  retrying in 5s\" >&2; exit 1'";
+    let (running, addr) = start_exec_probed("liveness", probe);
+    wait_for_result(addr, "liveness", "failure");
+    let shown = "exit code 1: broker down | retrying in 5s";
+    assert_verbose(
+        addr,
+        "/livez",
+        503,
+        &format!("[-]liveness failed: {shown} (last probe "),
+    );
+    let line = running.stderr.wait_for("not live", PATIENCE);
+    assert!(line.contains(shown), "{line}");
+}
+
+/// The first 10 KiB of the output are kept; the rest is read and dropped, so a probe that
+/// writes more than a pipe holds is never blocked on it and fails by its exit code, in time.
+#[test]
+fn exec_probe_output_keeps_10_kib_and_never_blocks_the_probe() {
+    let probe = "exec:/bin/sh -c 'head -c 200000 /dev/zero | tr \"\\\\0\" x; exit 1'";
+    let (_running, addr) = start_exec_probed("liveness", probe);
+    wait_for_result(addr, "liveness", "failure");
+    let body = get(addr, "/livez?verbose").body;
+    let kept = format!(
+        "[-]liveness failed: exit code 1: {} (last probe",
+        "x".repeat(10 * 1024)
+    );
+    assert!(body.contains(&kept), "{body}");
+    let sample = "pyinit_probe_results_total{probe=\"liveness\",result=\"timeout\"}";
+    assert_eq!(metric(addr, sample), Some(0.0));
+}
+
+/// pyinit's descendants (host pids) running `sleep`.
+fn sleeps_under(running: &Running) -> Vec<u32> {
+    descendants_of(running.pyinit_pid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm == "sleep\n")
+        })
+        .collect()
+}
+
+/// `sh -c 'sleep 100 & exit 0'`: once the command exits, what it left in its process group is
+/// killed, instead of one more sleep per period reparented to pyinit (PID 1). The sleep holds
+/// the output pipe, and the probe still ends at once: none times out.
+#[test]
+fn an_exec_probe_leaves_nothing_behind_in_its_process_group() {
+    let (running, addr) = start_exec_probed("readiness", "exec:/bin/sh -c 'sleep 100 & exit 0'");
+    poll_until(PATIENCE, "ten successful probes", || {
+        n_results(addr, "readiness", "success") >= 10.0
+    });
+    // At most the probe running right now has a sleep.
+    poll_until(PATIENCE, "the probes' sleeps to be killed", || {
+        sleeps_under(&running).len() <= 1
+    });
+    assert_eq!(n_results(addr, "readiness", "timeout"), 0.0);
+    assert_eq!(n_results(addr, "readiness", "failure"), 0.0);
+}
+
+/// A leftover that left the probe's group (leave_behind.py: a child in a session of its own,
+/// holding the probe's stdout) is not killed: as the README says, it lives on as pyinit's
+/// child, PID 1 having adopted it. The probe does not wait for it to close the pipe.
+#[test]
+fn an_exec_probe_does_not_wait_for_a_leftover_outside_its_group() {
+    let probe = format!(
+        "exec:/usr/bin/python3 {} 0",
+        fixture("leave_behind.py").display()
+    );
+    let (running, addr) = start_exec_probed("readiness", &probe);
+    poll_until(PATIENCE, "three successful probes", || {
+        n_results(addr, "readiness", "success") >= 3.0
+    });
+    assert_eq!(n_results(addr, "readiness", "timeout"), 0.0);
+    let adopted: Vec<u32> = children_of(running.pyinit_pid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("leave_behind.py"))
+        })
+        .collect();
+    // Three left behind, and perhaps the probe running now.
+    assert!(adopted.len() >= 3, "{adopted:?}");
 }
 
 fn live_pids(pid_file: &Path) -> Vec<u32> {
