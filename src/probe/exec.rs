@@ -69,7 +69,8 @@ pub async fn probe_exec(
     .await;
     // The probe leads its own group (spawn puts it there): on timeout that kills the command too.
     // After its exit, the group's id stays taken while any member lives, so the signal reaches
-    // only what the command left behind, or nothing.
+    // only what the command left behind, or nothing: with no member left the id is free, but
+    // the kernel hands out pids in turn, so no new group gets it this soon.
     if let Err(failure) = signals::kill_process_group(pid) {
         warn!(pid, "{failure}");
     }
