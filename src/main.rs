@@ -296,10 +296,10 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         let spec = SpawnSpec {
             argv: config.command.clone(),
             env: app_env.to_vec(),
-            inherit_stdio: true,
+            stdio: spawn::ChildStdio::Inherit,
             take_terminal: true,
         };
-        let pid = spawn::spawn_child(&spec).map_err(SetupError::Spawn)?;
+        let pid = spawn::spawn_child(&spec).map_err(SetupError::Spawn)?.pid;
         startup.log();
         let argv: Vec<_> = config
             .command

@@ -8,6 +8,11 @@
 //! CLOEXEC pipe and map to 126/127 before the child ever runs. The caller registers the returned
 //! pid with the reaper before its next `.await`; this module never waits for a child.
 //!
+//! The app inherits pyinit's stdin, stdout and stderr. An exec probe gets stdin from /dev/null
+//! and one pipe for both stdout and stderr, so its output keeps the order it was written in;
+//! the read end comes back with the pid, and pyinit's copy of the write end is closed before
+//! `spawn_child` returns, so the reader sees the end once the child's side is closed.
+//!
 //! This file holds the crate's only `unsafe`: the `pre_exec` call and the raw rt_sigaction its
 //! closure makes.
 
@@ -20,6 +25,7 @@ use std::process::{Command, Stdio};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::{getpid, tcgetpgrp, tcsetpgrp};
+use tokio::net::unix::pipe;
 
 use crate::exit;
 
@@ -29,10 +35,29 @@ pub struct SpawnSpec {
     pub argv: Vec<OsString>,
     /// Variables set on top of pyinit's own environment.
     pub env: Vec<(OsString, OsString)>,
-    /// Inherit pyinit's stdin/stdout/stderr (the app) or discard them (a probe).
-    pub inherit_stdio: bool,
+    pub stdio: ChildStdio,
     /// Hand the terminal foreground to the child's group if stdin is pyinit's terminal.
     pub take_terminal: bool,
+}
+
+/// Where a child's standard streams go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildStdio {
+    /// pyinit's own stdin, stdout and stderr: the app's output is the container's.
+    Inherit,
+    /// stdin from /dev/null; stdout and stderr into one pipe, whose read end
+    /// [`SpawnedChild::output`] holds. Needs the tokio runtime (the read end is registered with
+    /// it).
+    Pipe,
+}
+
+/// A child just started.
+#[derive(Debug)]
+pub struct SpawnedChild {
+    /// Its pid, which is also its process group id.
+    pub pid: i32,
+    /// The read end of its output pipe, with [`ChildStdio::Pipe`].
+    pub output: Option<pipe::Receiver>,
 }
 
 /// Why a child could not be started; the exit code follows the shells' convention.
@@ -47,6 +72,8 @@ pub enum SpawnError {
         program: OsString,
         source: io::Error,
     },
+    /// The pipe for the child's output could not be made (out of file descriptors).
+    OutputPipe(io::Error),
 }
 
 impl SpawnError {
@@ -55,6 +82,7 @@ impl SpawnError {
             SpawnError::EmptyCommand => exit::USAGE,
             SpawnError::NotFound { .. } => exit::NOT_FOUND,
             SpawnError::NotExecutable { .. } => exit::NOT_EXECUTABLE,
+            SpawnError::OutputPipe(_) => exit::SETUP_FAILED,
         }
     }
 }
@@ -73,6 +101,9 @@ impl fmt::Display for SpawnError {
             SpawnError::NotExecutable { program, source } => {
                 write!(f, "cannot execute {}: {source}", program.to_string_lossy())
             }
+            SpawnError::OutputPipe(source) => {
+                write!(f, "cannot make a pipe for the command's output: {source}")
+            }
         }
     }
 }
@@ -81,9 +112,9 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::EmptyCommand => None,
-            SpawnError::NotFound { source, .. } | SpawnError::NotExecutable { source, .. } => {
-                Some(source)
-            }
+            SpawnError::NotFound { source, .. }
+            | SpawnError::NotExecutable { source, .. }
+            | SpawnError::OutputPipe(source) => Some(source),
         }
     }
 }
@@ -137,8 +168,8 @@ fn reset_signal_dispositions() {
     }
 }
 
-/// Starts `spec` and returns its pid, which is also its process group id.
-pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
+/// Starts `spec`: its pid, which is also its process group id, and its output pipe if it has one.
+pub fn spawn_child(spec: &SpawnSpec) -> Result<SpawnedChild, SpawnError> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err(SpawnError::EmptyCommand);
     };
@@ -147,12 +178,18 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
         .args(args)
         .envs(spec.env.iter().map(|(key, value)| (key, value)));
     command.process_group(0);
-    if !spec.inherit_stdio {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-    }
+    let output = match spec.stdio {
+        ChildStdio::Inherit => None,
+        ChildStdio::Pipe => {
+            // Both ends are close-on-exec: only the child's dup2'ed stdout and stderr stay open
+            // across its exec, and no other child inherits either end.
+            let (sender, receiver) = pipe::pipe().map_err(SpawnError::OutputPipe)?;
+            let stdout = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
+            let stderr = stdout.try_clone().map_err(SpawnError::OutputPipe)?;
+            command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+            Some(receiver)
+        }
+    };
     let terminal = std::io::stdin();
     // tcgetpgrp succeeds only when stdin is pyinit's controlling terminal.
     let take_terminal = spec.take_terminal && tcgetpgrp(terminal.as_fd()).is_ok();
@@ -183,11 +220,18 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
     unsafe {
         command.pre_exec(before_exec);
     }
-    match command.spawn() {
-        Ok(child) => i32::try_from(child.id()).map_err(|_| SpawnError::NotExecutable {
-            program: program.clone(),
-            source: io::Error::other("pid out of range"),
-        }),
+    let spawned = command.spawn();
+    // The command holds pyinit's copies of the pipe's write end: closed here, the reader sees the
+    // end of the output as soon as the child's own copies are closed.
+    drop(command);
+    match spawned {
+        Ok(child) => match i32::try_from(child.id()) {
+            Ok(pid) => Ok(SpawnedChild { pid, output }),
+            Err(_) => Err(SpawnError::NotExecutable {
+                program: program.clone(),
+                source: io::Error::other("pid out of range"),
+            }),
+        },
         Err(source) if source.kind() == io::ErrorKind::NotFound => Err(SpawnError::NotFound {
             program: program.clone(),
             source,

@@ -1,5 +1,7 @@
 //! Each probe kind (http, tcp, exec, file) for success, failure and timeout, seen through
-//! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies.
+//! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies. The http probe
+//! follows a real Django app's APPEND_SLASH redirect as the kubelet does; an exec probe's output
+//! shows in `?verbose` and in the verdict's log line, and what it leaves behind does not pile up.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -7,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::common::http::{free_port, get, health_addr, metric};
-use crate::common::{PATIENCE, Pyinit, Running, fixture, poll_until, python_fixture};
+use crate::common::runc::venv_bin;
+use crate::common::{
+    PATIENCE, Pyinit, Running, children_of, descendants_of, fixture, poll_until, python_fixture,
+};
 
 /// Starts pyinit with one `kind` probe (period 200ms, timeout 300ms, failure threshold 1) and
 /// waits for the app's ready line.
@@ -79,13 +84,103 @@ fn assert_one_thread(running: &Running) {
     assert_eq!(tasks, 1, "pyinit runs {tasks} threads");
 }
 
+/// A 3xx without a Location is the final answer, and a 3xx answer counts as success.
 #[test]
-fn http_probe_counts_a_redirect_as_success() {
+fn http_probe_counts_a_final_redirect_status_as_success() {
     let port = free_port();
     let probe = format!("http://127.0.0.1:{port}/healthz");
     let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--status", "302"]));
     wait_for_result(addr, "readiness", "success");
     assert_eq!(get(addr, "/readyz").status, 200);
+}
+
+fn n_results(addr: SocketAddr, kind: &str, result: &str) -> f64 {
+    let sample = format!("pyinit_probe_results_total{{probe=\"{kind}\",result=\"{result}\"}}");
+    metric(addr, &sample).unwrap_or(0.0)
+}
+
+/// A redirect to another host is not followed and counts as success; pyinit says so once, not
+/// once per period.
+#[test]
+fn http_probe_warns_once_of_a_redirect_to_another_host() {
+    let port = free_port();
+    let probe = format!("http://127.0.0.1:{port}/healthz");
+    let location = format!("http://localhost:{port}/login");
+    let app = http_app(port, &["--status", "302", "--location", &location]);
+    let (running, addr) = start_probed("readiness", &probe, app);
+    poll_until(PATIENCE, "five successful probes", || {
+        n_results(addr, "readiness", "success") >= 5.0
+    });
+    assert_eq!(get(addr, "/readyz").status, 200);
+    let warning = format!("http probe redirected to {location}, another host: not followed");
+    let lines = running.stderr.all();
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains(&warning))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    assert!(warnings[0].contains(" WARN ") && warnings[0].contains("probe=\"readiness\""));
+}
+
+/// The Django fixture under the pinned gunicorn, on `port`.
+fn django_app(port: u16) -> Vec<OsString> {
+    let folder = fixture("django_healthz");
+    vec![
+        venv_bin("gunicorn").into_os_string(),
+        "--config".into(),
+        folder.join("gunicorn.conf.py").into_os_string(),
+        "--chdir".into(),
+        folder.into_os_string(),
+        "--bind".into(),
+        format!("127.0.0.1:{port}").into(),
+        "app:application".into(),
+    ]
+}
+
+/// A real Django app keeps its health check at `/healthz/` and answers `/healthz` with
+/// APPEND_SLASH's 301 to it: the probe follows the redirect and judges `/healthz/`'s own answer,
+/// so a 500 there makes the app not ready, as the kubelet would see it.
+#[test]
+fn http_probe_follows_djangos_append_slash_redirect_and_judges_the_final_answer() {
+    let port = free_port();
+    let fail_file = std::env::temp_dir().join(format!("pyinit-django-fail-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fail_file);
+    let running = Pyinit::new()
+        .env("HEALTHZ_FAIL_FILE", &fail_file)
+        .args(["--readiness", &format!("http://127.0.0.1:{port}/healthz")])
+        .args(["--readiness-period", "200ms", "--readiness-timeout", "5s"])
+        .args(["--readiness-failure-threshold", "1"])
+        .app(django_app(port))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "readiness through the redirect", || {
+        get(addr, "/readyz").status == 200
+    });
+    // Django saw both requests; the redirected one carries the probe's User-Agent and, as the
+    // kubelet's client sends it, the URL it was redirected from.
+    running
+        .stdout
+        .wait_for("GET /healthz HTTP/1.1 301", PATIENCE);
+    let followed = running
+        .stdout
+        .wait_for("GET /healthz/ HTTP/1.1 200", PATIENCE);
+    assert!(followed.contains("ua=\"kube-probe/1."), "{followed}");
+    assert!(
+        followed.contains(&format!("referer=\"http://127.0.0.1:{port}/healthz\"")),
+        "{followed}"
+    );
+    // The health check itself fails: the 301 in front of it no longer hides that.
+    std::fs::write(&fail_file, b"").unwrap();
+    let reason = format!("status 500 at http://127.0.0.1:{port}/healthz/ (after 1 redirect)");
+    poll_until(PATIENCE, "/healthz/'s 500 in /readyz", || {
+        get(addr, "/readyz?verbose")
+            .body
+            .contains(&format!("[-]readiness failed: {reason}"))
+    });
+    let line = running.stderr.wait_for("not ready", PATIENCE);
+    assert!(line.contains(&reason), "{line}");
+    let _ = std::fs::remove_file(&fail_file);
 }
 
 #[test]
@@ -180,6 +275,108 @@ fn exec_probe_failure() {
         503,
         "[-]liveness failed: command not found: /no/such/probe",
     );
+}
+
+/// Starts pyinit with one `kind` exec probe, every 100ms with a generous timeout.
+fn start_exec_probed(kind: &str, probe: &str) -> (Running, SocketAddr) {
+    let running = Pyinit::new()
+        .as_pid1()
+        .args([format!("--{kind}"), probe.to_owned()])
+        .args([format!("--{kind}-period"), "100ms".to_owned()])
+        .args([format!("--{kind}-timeout"), "5s".to_owned()])
+        .args([format!("--{kind}-failure-threshold"), "1".to_owned()])
+        .app(idle_app())
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    (running, addr)
+}
+
+/// The probe's output (stdout and stderr, in order) on one line, after its exit code: in
+/// `/livez?verbose` and in the "not live" line.
+#[test]
+fn exec_probe_output_shows_in_verbose_and_in_the_verdict_log_line() {
+    let probe = "exec:/bin/sh -c 'echo broker down; echo \"  retrying in 5s\" >&2; exit 1'";
+    let (running, addr) = start_exec_probed("liveness", probe);
+    wait_for_result(addr, "liveness", "failure");
+    let shown = "exit code 1: broker down | retrying in 5s";
+    assert_verbose(
+        addr,
+        "/livez",
+        503,
+        &format!("[-]liveness failed: {shown} (last probe "),
+    );
+    let line = running.stderr.wait_for("not live", PATIENCE);
+    assert!(line.contains(shown), "{line}");
+}
+
+/// The first 10 KiB of the output are kept; the rest is read and dropped, so a probe that
+/// writes more than a pipe holds is never blocked on it and fails by its exit code, in time.
+#[test]
+fn exec_probe_output_keeps_10_kib_and_never_blocks_the_probe() {
+    let probe = "exec:/bin/sh -c 'head -c 200000 /dev/zero | tr \"\\\\0\" x; exit 1'";
+    let (_running, addr) = start_exec_probed("liveness", probe);
+    wait_for_result(addr, "liveness", "failure");
+    let body = get(addr, "/livez?verbose").body;
+    let kept = format!(
+        "[-]liveness failed: exit code 1: {} (last probe",
+        "x".repeat(10 * 1024)
+    );
+    assert!(body.contains(&kept), "{body}");
+    let sample = "pyinit_probe_results_total{probe=\"liveness\",result=\"timeout\"}";
+    assert_eq!(metric(addr, sample), Some(0.0));
+}
+
+/// pyinit's descendants (host pids) running `sleep`.
+fn sleeps_under(running: &Running) -> Vec<u32> {
+    descendants_of(running.pyinit_pid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm == "sleep\n")
+        })
+        .collect()
+}
+
+/// `sh -c 'sleep 100 & exit 0'`: once the command exits, what it left in its process group is
+/// killed, instead of one more sleep per period reparented to pyinit (PID 1). The sleep holds
+/// the output pipe, and the probe still ends at once: none times out.
+#[test]
+fn an_exec_probe_leaves_nothing_behind_in_its_process_group() {
+    let (running, addr) = start_exec_probed("readiness", "exec:/bin/sh -c 'sleep 100 & exit 0'");
+    poll_until(PATIENCE, "ten successful probes", || {
+        n_results(addr, "readiness", "success") >= 10.0
+    });
+    // At most the probe running right now has a sleep.
+    poll_until(PATIENCE, "the probes' sleeps to be killed", || {
+        sleeps_under(&running).len() <= 1
+    });
+    assert_eq!(n_results(addr, "readiness", "timeout"), 0.0);
+    assert_eq!(n_results(addr, "readiness", "failure"), 0.0);
+}
+
+/// A leftover that left the probe's group (leave_behind.py: a child in a session of its own,
+/// holding the probe's stdout) is not killed: as the README says, it lives on as pyinit's
+/// child, PID 1 having adopted it. The probe does not wait for it to close the pipe.
+#[test]
+fn an_exec_probe_does_not_wait_for_a_leftover_outside_its_group() {
+    let probe = format!(
+        "exec:/usr/bin/python3 {} 0",
+        fixture("leave_behind.py").display()
+    );
+    let (running, addr) = start_exec_probed("readiness", &probe);
+    poll_until(PATIENCE, "three successful probes", || {
+        n_results(addr, "readiness", "success") >= 3.0
+    });
+    assert_eq!(n_results(addr, "readiness", "timeout"), 0.0);
+    let adopted: Vec<u32> = children_of(running.pyinit_pid)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("leave_behind.py"))
+        })
+        .collect();
+    // Three left behind, and perhaps the probe running now.
+    assert!(adopted.len() >= 3, "{adopted:?}");
 }
 
 fn live_pids(pid_file: &Path) -> Vec<u32> {

@@ -7,10 +7,16 @@
 //! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It reads the
 //! supervisor's `Status` to learn whether startup is done and whether the app is gone. The
 //! health server never calls in here: a request never waits for a probe.
+//!
+//! A probe that passes with a caveat (an http probe whose last answer is a redirect it did not
+//! follow, which the kubelet records as a warning event) says so in [`ProbeAnswer::warning`];
+//! the task logs the first such warning of its probe, and no later one, so that a redirect met
+//! every period does not fill the log.
 
 pub mod exec;
 pub mod file;
 pub mod http;
+pub mod redirect;
 pub mod spec;
 pub mod tcp;
 pub mod threshold;
@@ -21,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use self::spec::{ProbeConfig, ProbeTarget};
 use self::threshold::{Outcome, ProbeReport, Schedule};
@@ -34,6 +40,8 @@ use crate::status::Status;
 pub struct ProbeAnswer {
     pub outcome: Outcome,
     pub message: String,
+    /// Something the user should hear of once, though the probe's outcome stands.
+    pub warning: Option<String>,
 }
 
 impl ProbeAnswer {
@@ -41,6 +49,7 @@ impl ProbeAnswer {
         ProbeAnswer {
             outcome: Outcome::Success,
             message: message.into(),
+            warning: None,
         }
     }
 
@@ -48,6 +57,7 @@ impl ProbeAnswer {
         ProbeAnswer {
             outcome: Outcome::Failure,
             message: message.into(),
+            warning: None,
         }
     }
 
@@ -55,7 +65,13 @@ impl ProbeAnswer {
         ProbeAnswer {
             outcome: Outcome::Timeout,
             message: format!("timed out after {}", format_duration(timeout)),
+            warning: None,
         }
+    }
+
+    pub fn with_warning(mut self, warning: String) -> Self {
+        self.warning = Some(warning);
+        self
     }
 }
 
@@ -106,6 +122,7 @@ async fn run_prober(
 ) {
     let kind = config.kind;
     let mut schedule = Schedule::new(config.timing, now());
+    let mut warned = false;
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
         // Startup gating: liveness and readiness wait here until the startup probe succeeded.
@@ -121,6 +138,12 @@ async fn run_prober(
         let began = now();
         schedule.began(began);
         let answer = probe_once(&config.target, config.timing.timeout, &exec_context).await;
+        if let Some(warning) = &answer.warning
+            && !warned
+        {
+            warn!(probe = kind.name(), "{warning}");
+            warned = true;
+        }
         let report = ProbeReport {
             kind,
             outcome: answer.outcome,
