@@ -4,6 +4,7 @@
 //! handlers. It decides nothing: the supervisor says which signal goes where and when, and this
 //! module turns that into syscalls.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
@@ -61,6 +62,34 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 pub fn short_name(signal: Signal) -> &'static str {
     let name = signal.as_str();
     name.strip_prefix("SIG").unwrap_or(name)
+}
+
+/// The first real-time signal as the app's C library numbers it: glibc keeps 32 and 33 for
+/// itself, so `SIGRTMIN` is 34 in Python's `signal` module and in `kill -l` on Debian-based
+/// images. (The kernel's first real-time signal is 32.)
+const RTMIN: i32 = 34;
+/// The last real-time signal, the kernel's and every C library's.
+const RTMAX: i32 = 64;
+
+/// The short name of any signal number, for logs: `TERM` for 1..=31, and for the real-time
+/// signals the names `kill -l` prints: `RTMIN`, `RTMIN+2` up to `RTMIN+15`, then `RTMAX-14`
+/// down to `RTMAX`. A number with no such name (32, 33, or out of range) shows as `SIG32`.
+pub fn signal_name(number: i32) -> Cow<'static, str> {
+    if let Ok(signal) = Signal::try_from(number) {
+        return Cow::Borrowed(short_name(signal));
+    }
+    let halfway = RTMIN + (RTMAX - RTMIN) / 2;
+    match number {
+        RTMIN => Cow::Borrowed("RTMIN"),
+        RTMAX => Cow::Borrowed("RTMAX"),
+        number if number > RTMIN && number <= halfway => {
+            Cow::Owned(format!("RTMIN+{}", number - RTMIN))
+        }
+        number if number > halfway && number < RTMAX => {
+            Cow::Owned(format!("RTMAX-{}", RTMAX - number))
+        }
+        number => Cow::Owned(format!("SIG{number}")),
+    }
 }
 
 /// `--signal-map FROM=TO`: what a received signal becomes before it is forwarded.
@@ -322,6 +351,23 @@ mod tests {
         assert_eq!(parse_stat_ppid("42 (python3) S 7 42 42 0"), Some(7));
         assert_eq!(parse_stat_ppid("42 (a) b) S 9 42 42 0"), Some(9));
         assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn every_signal_number_has_a_name_as_kill_l_prints_it() {
+        assert_eq!(signal_name(15), "TERM");
+        assert_eq!(signal_name(31), "SYS");
+        assert_eq!(signal_name(34), "RTMIN");
+        assert_eq!(signal_name(35), "RTMIN+1");
+        assert_eq!(signal_name(36), "RTMIN+2");
+        assert_eq!(signal_name(49), "RTMIN+15");
+        assert_eq!(signal_name(50), "RTMAX-14");
+        assert_eq!(signal_name(63), "RTMAX-1");
+        assert_eq!(signal_name(64), "RTMAX");
+        assert_eq!(signal_name(32), "SIG32");
+        assert_eq!(signal_name(33), "SIG33");
+        assert_eq!(signal_name(0), "SIG0");
+        assert_eq!(signal_name(65), "SIG65");
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! CLOEXEC pipe and map to 126/127 before the child ever runs. The caller registers the returned
 //! pid with the reaper before its next `.await`; this module never waits for a child.
 //!
-//! This file holds the crate's only `unsafe`: the `pre_exec` call and the raw rt_sigaction its
-//! closure makes.
+//! This file is one of the syscall owners that may hold `unsafe`: the `pre_exec` call and the
+//! raw rt_sigaction its closure makes.
 
 use std::ffi::OsString;
 use std::fmt;
