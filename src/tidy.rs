@@ -73,8 +73,9 @@ fn every_source_file_starts_with_a_module_doc() {
 /// The syscall owners, the only files that may hold `unsafe`: each block there has a `// SAFETY:`
 /// comment and its function an `#[allow(unsafe_code, reason = ...)]`.
 const UNSAFE_OWNERS: &[&str] = &[
-    "src/spawn.rs",  // pre_exec and the raw rt_sigaction between fork and exec
-    "src/reaper.rs", // the raw waitpid status
+    "src/spawn.rs",   // pre_exec and the raw rt_sigaction between fork and exec
+    "src/reaper.rs",  // the raw waitpid status
+    "src/signals.rs", // the origin of a caught signal
 ];
 
 #[test]

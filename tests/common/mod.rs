@@ -85,6 +85,10 @@ pub struct Pyinit {
     private_network: bool,
     /// (uid, gid) pyinit starts as, the way a pod's securityContext starts it.
     pod_user: Option<(u32, u32)>,
+    /// A program that execs pyinit (its argv is appended), run as the last step before pyinit.
+    wrapper: Vec<OsString>,
+    /// Closes the reading end of pyinit's stderr as soon as it starts.
+    close_stderr: bool,
 }
 
 /// The PATH of a pyinit started with a cleared environment, as container images set it.
@@ -106,7 +110,24 @@ impl Pyinit {
             clear_env: false,
             private_network: false,
             pod_user: None,
+            wrapper: Vec::new(),
+            close_stderr: false,
         }
+    }
+
+    /// Starts pyinit through `argv`, a program that execs the argv appended to it (so pyinit
+    /// keeps its pid, PID 1 included), such as a fixture that installs a seccomp filter first.
+    pub fn wrapped_by(mut self, argv: Vec<OsString>) -> Self {
+        self.wrapper = argv;
+        self
+    }
+
+    /// Gives pyinit a stderr pipe whose reader is gone as soon as it starts, as when the process
+    /// that collected its log died: every later write of pyinit's to stderr fails with EPIPE and
+    /// makes the kernel raise SIGPIPE in pyinit. `stderr` then holds no lines.
+    pub fn stderr_closed(mut self) -> Self {
+        self.close_stderr = true;
+        self
     }
 
     /// pyinit starts with the variables given by `.env` and a standard PATH alone: none of the
@@ -236,6 +257,7 @@ impl Pyinit {
                 ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"].map(Into::into),
             );
         }
+        argv.extend(self.wrapper.iter().cloned());
         argv.push(pyinit_bin().into());
         let (program, prefix_args) = argv.split_first().expect("argv has pyinit");
         let mut command = Command::new(program);
@@ -263,7 +285,13 @@ impl Pyinit {
     pub fn start(&self) -> Running {
         let mut child = self.command().spawn().expect("start pyinit");
         let stdout = Lines::collect(child.stdout.take().expect("stdout"));
-        let stderr = Lines::collect(child.stderr.take().expect("stderr"));
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = if self.close_stderr {
+            drop(stderr_pipe);
+            Lines::collect(std::io::empty())
+        } else {
+            Lines::collect(stderr_pipe)
+        };
         let outer_pid = child.id();
         let pyinit_pid = if self.as_pid1 {
             let mut found = None;
