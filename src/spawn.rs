@@ -4,9 +4,11 @@
 //! at its default disposition (including any that pyinit's own parent ignored), and with the
 //! environment built on its `Command`, never by changing pyinit's own. If stdin is pyinit's
 //! controlling terminal, the app's group takes the terminal foreground, so Ctrl-C and job control
-//! reach it as they would without pyinit. Exec failures come back synchronously through std's
-//! CLOEXEC pipe and map to 126/127 before the child ever runs. The caller registers the returned
-//! pid with the reaper before its next `.await`; this module never waits for a child.
+//! reach it as they would without pyinit. A child starts in pyinit's working directory unless its
+//! spec names one: exec probes name the app's, since pyinit moves to `/` once the app runs (see
+//! `main`). Exec failures come back synchronously through std's CLOEXEC pipe and map to 126/127
+//! before the child ever runs. The caller registers the returned pid with the reaper before its
+//! next `.await`; this module never waits for a child.
 //!
 //! This file is one of the syscall owners that may hold `unsafe`: the `pre_exec` call and the
 //! raw rt_sigaction its closure makes.
@@ -16,6 +18,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -23,12 +26,15 @@ use nix::unistd::{getpid, tcgetpgrp, tcsetpgrp};
 
 use crate::exit;
 
-/// What to start: argv, extra environment, and where its standard streams go.
+/// What to start: argv, extra environment, working directory, and where its standard streams go.
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
     pub argv: Vec<OsString>,
     /// Variables set on top of pyinit's own environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Where the child starts; `None` keeps pyinit's own (the app's, at its spawn). Exec probes
+    /// start where the app did, since pyinit itself leaves for `/` once the app runs.
+    pub working_dir: Option<PathBuf>,
     /// Inherit pyinit's stdin/stdout/stderr (the app) or discard them (a probe).
     pub inherit_stdio: bool,
     /// Hand the terminal foreground to the child's group if stdin is pyinit's terminal.
@@ -47,6 +53,12 @@ pub enum SpawnError {
         program: OsString,
         source: io::Error,
     },
+    /// The working directory is gone or cannot be entered (it is checked before the spawn, so
+    /// that this is not reported as a missing command).
+    WorkingDirectory {
+        dir: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl SpawnError {
@@ -54,7 +66,9 @@ impl SpawnError {
         match self {
             SpawnError::EmptyCommand => exit::USAGE,
             SpawnError::NotFound { .. } => exit::NOT_FOUND,
-            SpawnError::NotExecutable { .. } => exit::NOT_EXECUTABLE,
+            SpawnError::NotExecutable { .. } | SpawnError::WorkingDirectory { .. } => {
+                exit::NOT_EXECUTABLE
+            }
         }
     }
 }
@@ -73,6 +87,9 @@ impl fmt::Display for SpawnError {
             SpawnError::NotExecutable { program, source } => {
                 write!(f, "cannot execute {}: {source}", program.to_string_lossy())
             }
+            SpawnError::WorkingDirectory { dir, source } => {
+                write!(f, "cannot start in {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -81,9 +98,9 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::EmptyCommand => None,
-            SpawnError::NotFound { source, .. } | SpawnError::NotExecutable { source, .. } => {
-                Some(source)
-            }
+            SpawnError::NotFound { source, .. }
+            | SpawnError::NotExecutable { source, .. }
+            | SpawnError::WorkingDirectory { source, .. } => Some(source),
         }
     }
 }
@@ -147,6 +164,22 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
         .args(args)
         .envs(spec.env.iter().map(|(key, value)| (key, value)));
     command.process_group(0);
+    if let Some(dir) = &spec.working_dir {
+        let entered = std::fs::metadata(dir).and_then(|metadata| {
+            if metadata.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::from(io::ErrorKind::NotADirectory))
+            }
+        });
+        if let Err(source) = entered {
+            return Err(SpawnError::WorkingDirectory {
+                dir: dir.clone(),
+                source,
+            });
+        }
+        command.current_dir(dir);
+    }
     if !spec.inherit_stdio {
         command
             .stdin(Stdio::null())
@@ -196,5 +229,33 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<i32, SpawnError> {
             program: program.clone(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_working_directory_is_named_and_nothing_starts() {
+        let spec = SpawnSpec {
+            argv: vec!["/bin/true".into()],
+            env: Vec::new(),
+            working_dir: Some("/nonexistent/pyinit-workdir".into()),
+            inherit_stdio: false,
+            take_terminal: false,
+        };
+        let failure = spawn_child(&spec).unwrap_err();
+        assert!(
+            matches!(failure, SpawnError::WorkingDirectory { .. }),
+            "{failure:?}"
+        );
+        assert!(
+            failure
+                .to_string()
+                .starts_with("cannot start in /nonexistent/pyinit-workdir: "),
+            "{failure}"
+        );
+        assert_eq!(failure.exit_code(), exit::NOT_EXECUTABLE);
     }
 }

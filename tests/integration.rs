@@ -25,3 +25,4 @@ mod runc;
 mod runc_limits;
 mod signals;
 mod terminal_and_logs;
+mod working_directory;

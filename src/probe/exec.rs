@@ -7,6 +7,7 @@
 //! SIGKILL through `signals`; the reaper still collects it, so a probe leaves no zombie.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 use tracing::warn;
@@ -21,12 +22,14 @@ use crate::spawn::{self, SpawnSpec};
 pub async fn probe_exec(
     argv: &[OsString],
     env: &[(OsString, OsString)],
+    working_dir: Option<&Path>,
     timeout: Duration,
     reaper: &Reaper,
 ) -> ProbeAnswer {
     let spec = SpawnSpec {
         argv: argv.to_vec(),
         env: env.to_vec(),
+        working_dir: working_dir.map(Path::to_path_buf),
         inherit_stdio: false,
         take_terminal: false,
     };

@@ -89,6 +89,8 @@ pub struct Pyinit {
     wrapper: Vec<OsString>,
     /// Closes the reading end of pyinit's stderr as soon as it starts.
     close_stderr: bool,
+    /// The directory pyinit is started in (the test's own by default).
+    current_dir: Option<PathBuf>,
 }
 
 /// The PATH of a pyinit started with a cleared environment, as container images set it.
@@ -112,7 +114,14 @@ impl Pyinit {
             pod_user: None,
             wrapper: Vec::new(),
             close_stderr: false,
+            current_dir: None,
         }
+    }
+
+    /// Starts pyinit in `dir`, as a container runtime starts PID 1 in the image's WORKDIR.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
     }
 
     /// Starts pyinit through `argv`, a program that execs the argv appended to it (so pyinit
@@ -274,6 +283,9 @@ impl Pyinit {
             command.env_remove("PYINIT_ALLOW_ROOT");
         }
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
