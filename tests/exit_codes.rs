@@ -122,13 +122,30 @@ fn non_executable_file_is_126_with_its_path() {
 }
 
 #[test]
-fn processes_left_behind_are_stopped_and_the_app_code_kept() {
-    let mut running = Pyinit::new()
-        .app(python_fixture("leave_behind.py", &["3"]))
-        .start();
-    running.stdout.wait_for("left pid=", PATIENCE);
-    assert_eq!(running.wait_exit(PATIENCE).code(), Some(3));
-    assert!(running.descendants().is_empty());
+fn processes_left_behind_get_sigterm_and_the_app_code_is_kept() {
+    for as_pid1 in [false, true] {
+        let pyinit = if as_pid1 {
+            Pyinit::new().as_pid1()
+        } else {
+            Pyinit::new()
+        };
+        let mut running = pyinit
+            .app(python_fixture("leave_behind.py", &["3"]))
+            .start();
+        running.stdout.wait_for("left pid=", PATIENCE);
+        // The leftover says so itself when SIGTERM reaches it, before it exits.
+        running.stdout.wait_for("left signal TERM", PATIENCE);
+        assert_eq!(
+            running.wait_exit(PATIENCE).code(),
+            Some(3),
+            "PID 1: {as_pid1}"
+        );
+        assert!(
+            !running.stderr.contains("ignored SIGTERM: killing them"),
+            "the leftover should have ended on SIGTERM:\n{}",
+            running.stderr.joined()
+        );
+    }
 }
 
 #[test]
