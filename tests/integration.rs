@@ -5,8 +5,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    dead_code,
-    reason = "test code: a failed expectation is a failed test, and modules use different helpers"
+    reason = "test code: a failed expectation is a failed test"
 )]
 
 mod common;
