@@ -480,10 +480,6 @@ impl Running {
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test harness waits for its own child, not pyinit's"
-            )]
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
@@ -518,10 +514,6 @@ impl Drop for Running {
         }
         send_signal(self.pyinit_pid, "KILL");
         let _ = self.child.kill();
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the test harness reaps its own child"
-        )]
         let _ = self.child.wait();
     }
 }
@@ -530,10 +522,6 @@ impl Drop for Running {
 ///
 /// A direct kill(2), not the `kill` command: timing tests measure from the moment the signal is
 /// sent, and a process spawn on a loaded machine takes tens of milliseconds.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the test harness signals the processes it started, as the kubelet would"
-)]
 pub fn send_signal(pid: u32, signal: &str) {
     let signal: nix::sys::signal::Signal = format!("SIG{signal}")
         .parse()

@@ -333,10 +333,6 @@ struct Cleanup {
 
 impl Cleanup {
     fn runc_exited(&mut self) -> bool {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the test harness waits for its own runc child, not pyinit's"
-        )]
         self.runc
             .as_mut()
             .is_none_or(|child| child.try_wait().ok().flatten().is_some())
@@ -352,10 +348,6 @@ impl Drop for Cleanup {
             .status();
         if let Some(mut child) = self.runc.take() {
             let _ = child.kill();
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test harness reaps its own runc child"
-            )]
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.bundle_dir);
@@ -406,10 +398,6 @@ impl Container {
         let deadline = Instant::now() + timeout;
         let status = loop {
             let child = self.cleanup.runc.as_mut().expect("runc child");
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test harness waits for its own runc child, not pyinit's"
-            )]
             if let Some(status) = child.try_wait().expect("try_wait on runc") {
                 break status;
             }
