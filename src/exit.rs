@@ -1,11 +1,14 @@
 //! The exit codes pyinit documents, and the type that carries the app's wait status to them.
 //!
-//! The app's own code passes through; death by signal N becomes 128+N, as shells report it; pyinit's
-//! own failures use a small fixed set that cannot be mistaken for a signal death. `--remap-exit`
-//! rewrites the final code. Nothing here touches the OS: the reaper turns a raw wait status into a
-//! [`ChildStatus`] and `main` turns the final code into the process exit.
+//! The app's own code passes through; death by signal N becomes 128+N, as shells report it, for
+//! every signal from 1 to 64 (the real-time signals 32..=64 give 160..=192); pyinit's own failures use a
+//! small fixed set that cannot be mistaken for a signal death. `--remap-exit` rewrites the final
+//! code. Nothing here touches the OS: the reaper turns a raw wait status into a [`ChildStatus`]
+//! and `main` turns the final code into the process exit.
 
 use std::fmt;
+
+use crate::signals::signal_name;
 
 /// Bad usage: a flag or variable with an invalid value, or a contradiction between flags.
 pub const USAGE: u8 = 2;
@@ -23,7 +26,7 @@ pub const KILLED_AT_DEADLINE: u8 = 128 + 9;
 pub enum ChildStatus {
     /// It called exit with this code (0..=255).
     Exited(i32),
-    /// A signal with this number ended it.
+    /// A signal with this number ended it: any of 1..=64, the real-time signals included.
     Signaled(i32),
 }
 
@@ -41,7 +44,9 @@ impl fmt::Display for ChildStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChildStatus::Exited(code) => write!(f, "exited with code {code}"),
-            ChildStatus::Signaled(signal) => write!(f, "killed by signal {signal}"),
+            ChildStatus::Signaled(signal) => {
+                write!(f, "killed by signal {signal} ({})", signal_name(*signal))
+            }
         }
     }
 }
@@ -86,6 +91,27 @@ mod tests {
         assert_eq!(ChildStatus::Signaled(11).exit_code(), 139);
         assert_eq!(ChildStatus::Signaled(15).exit_code(), 143);
         assert_eq!(KILLED_AT_DEADLINE, ChildStatus::Signaled(9).exit_code());
+    }
+
+    #[test]
+    fn real_time_signal_deaths_are_128_plus_n_too() {
+        // SIGRTMIN..SIGRTMAX: 128+64 is the highest code a signal death can give.
+        assert_eq!(ChildStatus::Signaled(34).exit_code(), 162);
+        assert_eq!(ChildStatus::Signaled(36).exit_code(), 164);
+        assert_eq!(ChildStatus::Signaled(64).exit_code(), 192);
+    }
+
+    #[test]
+    fn a_signal_death_names_its_signal() {
+        assert_eq!(
+            ChildStatus::Signaled(15).to_string(),
+            "killed by signal 15 (TERM)"
+        );
+        assert_eq!(
+            ChildStatus::Signaled(36).to_string(),
+            "killed by signal 36 (RTMIN+2)"
+        );
+        assert_eq!(ChildStatus::Exited(3).to_string(), "exited with code 3");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::cli::DrillCli;
 use crate::config::{Cli, Config, DrillConfig, Environment};
@@ -283,6 +283,8 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         let _ = signals::raise_signal(signal);
     }
     let reaper = Arc::new(Reaper::new());
+    // The app keeps the directory pyinit was started in, and exec probes start there too.
+    let app_working_dir: Option<Arc<Path>> = std::env::current_dir().ok().map(Arc::from);
     // The app and its exec probes see the same environment.
     let app_env: Arc<[(OsString, OsString)]> = user_env
         .into_iter()
@@ -296,6 +298,7 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         let spec = SpawnSpec {
             argv: config.command.clone(),
             env: app_env.to_vec(),
+            working_dir: None,
             stdio: spawn::ChildStdio::Inherit,
             take_terminal: true,
         };
@@ -314,6 +317,7 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         );
         Some(pid)
     };
+    leave_working_directory();
 
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
     let supervisor = Supervisor::new(config.policy.clone(), app_pid)
@@ -336,6 +340,7 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
     let exec_context = probe::ExecContext {
         reaper: Arc::clone(&reaper),
         env: app_env,
+        working_dir: app_working_dir,
     };
     probe::spawn_probers(
         config.health.probes.clone(),
@@ -381,6 +386,15 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         &config,
         &drill,
     ))
+}
+
+/// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume
+/// mounted where the container started could not be unmounted while PID 1 sat in it. The app
+/// keeps its own working directory. Not fatal: pyinit then only stays where it was.
+fn leave_working_directory() {
+    if let Err(error) = std::env::set_current_dir("/") {
+        warn!(%error, "cannot change pyinit's working directory to /");
+    }
 }
 
 fn first_line_of(clap_error: &clap::Error) -> String {

@@ -3,21 +3,59 @@
 //! This module is the only caller of kill(2) in pyinit, and the only place that registers signal
 //! handlers. It decides nothing: the supervisor says which signal goes where and when, and this
 //! module turns that into syscalls.
+//!
+//! pyinit forwards every signal of 1..=31 that another process sends it and that it can catch
+//! safely ([`FORWARDED`]). Whether a caught signal came from another process or was raised by the
+//! kernel for something pyinit itself did (a write to a closed pipe, a syscall its seccomp filter
+//! traps) is told by the signal's origin, its `si_code` and `si_pid` ([`CaughtSignal`]), never by
+//! its number alone. Reading `si_pid` out of the `siginfo_t` union is this file's one `unsafe`
+//! read; installing the action that keeps pyinit's own faults fatal is its one `unsafe` call.
+//!
+//! Which signals of 1..=31 pyinit catches, and why:
+//!
+//! - Forwarded, whoever sends them: HUP, INT, QUIT, TERM (the drain), USR1, USR2, WINCH, TTIN,
+//!   TTOU, CONT, TSTP, ALRM, VTALRM, PROF, URG, IO, PWR, XCPU, STKFLT.
+//! - PIPE and XFSZ: forwarded when another process sends them. The kernel also raises them in
+//!   pyinit for its own write (to a closed pipe: its stderr once the log reader is gone; past
+//!   RLIMIT_FSIZE), with si_code SI_USER and pyinit's own pid as the sender: those stay pyinit's,
+//!   and the write fails with EPIPE or EFBIG as it would without a handler. (pyinit's sockets
+//!   write with MSG_NOSIGNAL, so a health client that hangs up raises nothing.)
+//! - ABRT: forwarded when sent. pyinit's own abort (a bug: release builds abort on panic) ends it
+//!   exactly as without a handler, because the C library's abort() restores the default action
+//!   and raises again once a handler returns: SIGABRT (134) when pyinit is not PID 1; as PID 1,
+//!   where the kernel drops a signal a process sends itself with the default action, musl's
+//!   abort() then crashes on purpose (SIGSEGV, 139), handler or not (tried with both).
+//! - SYS and TRAP: forwarded when sent. The kernel raises them synchronously for pyinit's own code:
+//!   SIGSYS with SYS_SECCOMP when a seccomp filter traps one of its syscalls (the syscall is then
+//!   skipped, and a handler that returned would leave pyinit reading the syscall number as its
+//!   result), SIGTRAP for a breakpoint (on aarch64 a returning handler would run the same `brk`
+//!   again, forever). For those, an action inside the handler ([`keep_own_faults_fatal`]) ends
+//!   pyinit at once with 128+N, the code the signal's default action would give.
+//! - Not caught: SEGV, BUS, ILL and FPE. A real fault must end pyinit, and a handler that returns
+//!   re-runs the faulting instruction, so PID 1 would spin on it forever; signal-hook refuses SEGV,
+//!   ILL and FPE, and Rust's runtime keeps SEGV and BUS for its stack-overflow message. Sent by
+//!   another process they are not forwarded (to a PID 1 the kernel drops them, as every signal it
+//!   has no handler for). Nor are KILL and STOP (they cannot be caught) or CHLD (the reaper's).
+//!
+//! Real-time signals (32..=64) are not caught either: sent to pyinit as PID 1 the kernel drops
+//! them; anywhere else their default action ends pyinit. A real-time signal that kills the app is
+//! reported like any other death, with 128+N.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
+use std::os::fd::AsFd;
 
+use nix::libc::{self, c_int, siginfo_t};
 use nix::sys::signal::{self as nix_signal};
 use nix::unistd::Pid;
+use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 
 pub use nix::sys::signal::Signal;
 
-/// Every signal pyinit catches and passes on to the app.
-///
-/// Left out: SIGCHLD (the reaper's), SIGKILL and SIGSTOP (cannot be caught), the synchronous
-/// signals the kernel raises for a faulting thread (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT), and
-/// SIGPIPE, which the kernel raises in pyinit itself when a health client hangs up mid-answer.
+/// Every signal pyinit catches and passes on to the app, after `--signal-map`: the module doc says
+/// why each signal of 1..=31 is in or out.
 pub const FORWARDED: &[Signal] = &[
     Signal::SIGHUP,
     Signal::SIGINT,
@@ -38,7 +76,126 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGPWR,
     Signal::SIGXCPU,
     Signal::SIGXFSZ,
+    Signal::SIGSTKFLT,
+    // Only when another process sends them; see the module doc.
+    Signal::SIGPIPE,
+    Signal::SIGABRT,
+    Signal::SIGSYS,
+    Signal::SIGTRAP,
 ];
+
+/// The signals the kernel raises synchronously for pyinit's own code that pyinit still catches
+/// (for the ones sent by others): [`keep_own_faults_fatal`] guards them.
+const GUARDED_FAULTS: [Signal; 2] = [Signal::SIGSYS, Signal::SIGTRAP];
+
+/// A caught signal and where it came from, out of its `siginfo_t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaughtSignal {
+    pub number: i32,
+    /// `si_code`: SI_USER (kill), SI_TKILL (tgkill, raise), SI_QUEUE (sigqueue), SI_KERNEL, or a
+    /// positive code the kernel sets for a signal about the receiver itself (a fault, a trap,
+    /// SYS_SECCOMP, or CLD_EXITED for SIGCHLD).
+    pub code: i32,
+    /// The sender's pid, when a process sent it, as pyinit's PID namespace numbers it: 0 for a
+    /// sender outside the namespace (the container runtime, the kubelet's `kill`).
+    pub sender_pid: Option<i32>,
+}
+
+impl CaughtSignal {
+    /// Reads the signal's number and origin out of the siginfo that the handler copied.
+    #[allow(
+        unsafe_code,
+        reason = "si_pid sits in a union of siginfo_t that libc only exposes unsafely; see SAFETY"
+    )]
+    pub fn from_siginfo(info: &siginfo_t) -> CaughtSignal {
+        let sent_by_a_process = matches!(
+            info.si_code,
+            libc::SI_USER | libc::SI_TKILL | libc::SI_QUEUE
+        );
+        let sender_pid = if sent_by_a_process {
+            // SAFETY: `si_pid` reads a `pid_t` out of the union that follows si_signo, si_errno and
+            // si_code. `info` is a whole copy of the siginfo the kernel wrote (signal-hook copies
+            // it by value in the handler), and the kernel fills every one of its 128 bytes, zeroing
+            // what the signal does not use, so the read is of initialised memory, and every bit
+            // pattern is a valid `pid_t`. For SI_USER, SI_TKILL and SI_QUEUE, the codes checked
+            // above, the kernel stores the sender's pid in exactly that field (kill(2), tgkill(2)
+            // and sigqueue(3) all fill `_kill` or `_rt`, which begin with si_pid).
+            Some(unsafe { info.si_pid() })
+        } else {
+            None
+        };
+        CaughtSignal {
+            number: info.si_signo,
+            code: info.si_code,
+            sender_pid,
+        }
+    }
+
+    /// Whether the kernel raised this signal for something pyinit did itself, so that it is
+    /// pyinit's and not the app's: a write to a closed pipe or past RLIMIT_FSIZE (the kernel sends
+    /// SIGPIPE or SIGXFSZ as SI_USER from the writer: pyinit never kill(2)s itself, and its one
+    /// self-signal, the parent-death fallback, is a `raise`, SI_TKILL); a breakpoint (x86 reports
+    /// int3 as SI_KERNEL); or any other positive code, which the kernel uses only for signals
+    /// about the receiver itself (faults, traps, SYS_SECCOMP). SI_KERNEL is otherwise the kernel's
+    /// for others' doing (a terminal's hang-up or resize), and SIGCHLD is about a child: neither
+    /// is pyinit's own.
+    pub fn raised_by_pyinit(&self, own_pid: i32) -> bool {
+        if self.number == libc::SIGCHLD {
+            return false;
+        }
+        match self.code {
+            libc::SI_USER => self.sender_pid == Some(own_pid),
+            libc::SI_KERNEL => self.number == libc::SIGTRAP,
+            code => code > 0,
+        }
+    }
+}
+
+/// Whether a guarded signal is a fault of pyinit's own code (async-signal-safe: integers only).
+fn is_own_fault(number: c_int, code: c_int) -> bool {
+    let guarded = GUARDED_FAULTS
+        .iter()
+        .any(|signal| *signal as c_int == number);
+    guarded
+        && match code {
+            libc::SI_KERNEL => number == libc::SIGTRAP,
+            code => code > 0,
+        }
+}
+
+/// Ends pyinit inside the signal handler when the kernel raises SIGSYS or SIGTRAP for pyinit's
+/// own code, before the handler can return into a skipped syscall or the same breakpoint: one line
+/// on stderr, then `_exit(128 + N)`, the code a death by the signal would give (a PID 1 cannot
+/// re-raise a signal at itself to die of it: the kernel drops it). The same signals sent by other
+/// processes go on to the signal stream and are forwarded.
+#[allow(
+    unsafe_code,
+    reason = "registering an action that runs inside the signal handler; see SAFETY"
+)]
+fn keep_own_faults_fatal() -> io::Result<()> {
+    for signal in GUARDED_FAULTS {
+        let action = |info: &siginfo_t| {
+            if is_own_fault(info.si_signo, info.si_code) {
+                let message: &[u8] = if info.si_signo == libc::SIGSYS {
+                    b"pyinit: seccomp trapped one of pyinit's own syscalls (SIGSYS): exiting\n"
+                } else {
+                    b"pyinit: a breakpoint trapped in pyinit's own code (SIGTRAP): exiting\n"
+                };
+                let _ = nix::unistd::write(std::io::stderr().as_fd(), message);
+                signal_hook::low_level::exit(128 + info.si_signo);
+            }
+        };
+        // SAFETY: register_sigaction requires an action that is async-signal-safe and never
+        // panics, since it runs inside the handler. This one compares integers read from the
+        // siginfo it is given and, for a fault of pyinit's own, calls write(2) on fd 2 with a
+        // static buffer (`stderr().as_fd()` only wraps the number 2, taking no lock) and _exit(2):
+        // both async-signal-safe; it allocates nothing, takes no lock, touches no global and has
+        // no panic path. SIGSYS and SIGTRAP are not in signal-hook's forbidden set, so the call
+        // cannot panic either; it runs during set-up, on pyinit's one thread.
+        unsafe { signal_hook_registry::register_sigaction(signal as c_int, action) }?;
+    }
+    Ok(())
+}
 
 /// Parses `TERM`, `SIGTERM`, `sigterm` or `15` into a signal.
 pub fn parse_signal(text: &str) -> Result<Signal, String> {
@@ -61,6 +218,34 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 pub fn short_name(signal: Signal) -> &'static str {
     let name = signal.as_str();
     name.strip_prefix("SIG").unwrap_or(name)
+}
+
+/// The first real-time signal as the app's C library numbers it: glibc keeps 32 and 33 for
+/// itself, so `SIGRTMIN` is 34 in Python's `signal` module and in `kill -l` on Debian-based
+/// images. (The kernel's first real-time signal is 32.)
+const RTMIN: i32 = 34;
+/// The last real-time signal, the kernel's and every C library's.
+const RTMAX: i32 = 64;
+
+/// The short name of any signal number, for logs: `TERM` for 1..=31, and for the real-time
+/// signals the names `kill -l` prints: `RTMIN`, `RTMIN+2` up to `RTMIN+15`, then `RTMAX-14`
+/// down to `RTMAX`. A number with no such name (32, 33, or out of range) shows as `SIG32`.
+pub fn signal_name(number: i32) -> Cow<'static, str> {
+    if let Ok(signal) = Signal::try_from(number) {
+        return Cow::Borrowed(short_name(signal));
+    }
+    let halfway = RTMIN + (RTMAX - RTMIN) / 2;
+    match number {
+        RTMIN => Cow::Borrowed("RTMIN"),
+        RTMAX => Cow::Borrowed("RTMAX"),
+        number if number > RTMIN && number <= halfway => {
+            Cow::Owned(format!("RTMIN+{}", number - RTMIN))
+        }
+        number if number > halfway && number < RTMAX => {
+            Cow::Owned(format!("RTMAX-{}", RTMAX - number))
+        }
+        number => Cow::Owned(format!("SIG{number}")),
+    }
 }
 
 /// `--signal-map FROM=TO`: what a received signal becomes before it is forwarded.
@@ -256,14 +441,18 @@ pub fn raise_signal(signal: Signal) -> nix::Result<()> {
     nix_signal::raise(signal)
 }
 
-/// The stream of caught signals; SIGCHLD included, for the reaper.
-pub type SignalStream = signal_hook_tokio::Signals;
+/// The stream of caught signals, each as the raw `siginfo_t` its handler saw (read it with
+/// [`CaughtSignal::from_siginfo`]); SIGCHLD included, for the reaper.
+pub type SignalStream = signal_hook_tokio::SignalsInfo<WithRawSiginfo>;
 
 /// Installs pyinit's handlers: every forwarded signal, the map's sources, and SIGCHLD.
 ///
 /// The kernel drops signals to PID 1 that have no handler, so every signal pyinit forwards needs
-/// one, and they must exist before the app is spawned so that no early signal is lost.
+/// one, and they must exist before the app is spawned so that no early signal is lost. The guard
+/// that keeps pyinit's own SIGSYS and SIGTRAP fatal goes in first, so that it is in place before
+/// either signal has a handler at all.
 pub fn register_handlers(extra: impl IntoIterator<Item = Signal>) -> io::Result<SignalStream> {
+    keep_own_faults_fatal()?;
     let mut numbers: Vec<i32> = FORWARDED.iter().map(|signal| *signal as i32).collect();
     numbers.push(Signal::SIGCHLD as i32);
     for signal in extra {
@@ -272,7 +461,7 @@ pub fn register_handlers(extra: impl IntoIterator<Item = Signal>) -> io::Result<
             numbers.push(number);
         }
     }
-    signal_hook_tokio::Signals::new(numbers)
+    SignalStream::new(numbers)
 }
 
 #[cfg(test)]
@@ -322,6 +511,89 @@ mod tests {
         assert_eq!(parse_stat_ppid("42 (python3) S 7 42 42 0"), Some(7));
         assert_eq!(parse_stat_ppid("42 (a) b) S 9 42 42 0"), Some(9));
         assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn every_catchable_signal_of_1_to_31_is_forwarded_but_the_faults() {
+        let left_out = [
+            libc::SIGCHLD,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+        ];
+        for number in 1..=31 {
+            let signal = Signal::try_from(number).unwrap();
+            assert_eq!(
+                FORWARDED.contains(&signal),
+                !left_out.contains(&number),
+                "{signal}"
+            );
+        }
+    }
+
+    fn caught(number: c_int, code: c_int, sender_pid: Option<i32>) -> CaughtSignal {
+        CaughtSignal {
+            number,
+            code,
+            sender_pid,
+        }
+    }
+
+    #[test]
+    fn the_origin_tells_pyinits_own_signals_from_the_ones_sent_to_it() {
+        const OWN_PID: i32 = 1;
+        const SYS_SECCOMP: c_int = 1;
+        // kill(2) from a process in the container, and from outside its PID namespace (pid 0).
+        assert!(!caught(libc::SIGPIPE, libc::SI_USER, Some(4242)).raised_by_pyinit(OWN_PID));
+        assert!(!caught(libc::SIGPIPE, libc::SI_USER, Some(0)).raised_by_pyinit(OWN_PID));
+        assert!(!caught(libc::SIGSYS, libc::SI_USER, Some(4242)).raised_by_pyinit(OWN_PID));
+        assert!(!caught(libc::SIGTRAP, libc::SI_QUEUE, Some(7)).raised_by_pyinit(OWN_PID));
+        // The kernel's SIGPIPE or SIGXFSZ for pyinit's own write names pyinit as the sender.
+        assert!(caught(libc::SIGPIPE, libc::SI_USER, Some(OWN_PID)).raised_by_pyinit(OWN_PID));
+        assert!(caught(libc::SIGXFSZ, libc::SI_USER, Some(OWN_PID)).raised_by_pyinit(OWN_PID));
+        // pyinit's own raise (the parent-death fallback) is meant to be acted on.
+        assert!(!caught(libc::SIGTERM, libc::SI_TKILL, Some(OWN_PID)).raised_by_pyinit(OWN_PID));
+        // Faults and traps of pyinit's own code.
+        assert!(caught(libc::SIGSYS, SYS_SECCOMP, None).raised_by_pyinit(OWN_PID));
+        assert!(caught(libc::SIGTRAP, libc::TRAP_BRKPT, None).raised_by_pyinit(OWN_PID));
+        assert!(caught(libc::SIGTRAP, libc::SI_KERNEL, None).raised_by_pyinit(OWN_PID));
+        // The kernel's own signals for others' doing: a terminal hang-up or resize, a child.
+        assert!(!caught(libc::SIGHUP, libc::SI_KERNEL, None).raised_by_pyinit(OWN_PID));
+        assert!(!caught(libc::SIGWINCH, libc::SI_KERNEL, None).raised_by_pyinit(OWN_PID));
+        assert!(!caught(libc::SIGCHLD, libc::CLD_EXITED, Some(9)).raised_by_pyinit(OWN_PID));
+    }
+
+    #[test]
+    fn only_faults_of_pyinits_own_code_end_it_in_the_handler() {
+        const SYS_SECCOMP: c_int = 1;
+        assert!(is_own_fault(libc::SIGSYS, SYS_SECCOMP));
+        assert!(is_own_fault(libc::SIGTRAP, libc::TRAP_BRKPT));
+        assert!(is_own_fault(libc::SIGTRAP, libc::SI_KERNEL));
+        assert!(!is_own_fault(libc::SIGSYS, libc::SI_USER));
+        assert!(!is_own_fault(libc::SIGTRAP, libc::SI_TKILL));
+        assert!(!is_own_fault(libc::SIGSYS, libc::SI_KERNEL));
+        // Only the guarded signals: a SIGPIPE is never fatal here.
+        assert!(!is_own_fault(libc::SIGPIPE, 1));
+    }
+
+    #[test]
+    fn every_signal_number_has_a_name_as_kill_l_prints_it() {
+        assert_eq!(signal_name(15), "TERM");
+        assert_eq!(signal_name(31), "SYS");
+        assert_eq!(signal_name(34), "RTMIN");
+        assert_eq!(signal_name(35), "RTMIN+1");
+        assert_eq!(signal_name(36), "RTMIN+2");
+        assert_eq!(signal_name(49), "RTMIN+15");
+        assert_eq!(signal_name(50), "RTMAX-14");
+        assert_eq!(signal_name(63), "RTMAX-1");
+        assert_eq!(signal_name(64), "RTMAX");
+        assert_eq!(signal_name(32), "SIG32");
+        assert_eq!(signal_name(33), "SIG33");
+        assert_eq!(signal_name(0), "SIG0");
+        assert_eq!(signal_name(65), "SIG65");
     }
 
     #[test]

@@ -4,23 +4,26 @@
 //! at its default disposition (including any that pyinit's own parent ignored), and with the
 //! environment built on its `Command`, never by changing pyinit's own. If stdin is pyinit's
 //! controlling terminal, the app's group takes the terminal foreground, so Ctrl-C and job control
-//! reach it as they would without pyinit. Exec failures come back synchronously through std's
-//! CLOEXEC pipe and map to 126/127 before the child ever runs. The caller registers the returned
-//! pid with the reaper before its next `.await`; this module never waits for a child.
+//! reach it as they would without pyinit. A child starts in pyinit's working directory unless its
+//! spec names one: exec probes name the app's, since pyinit moves to `/` once the app runs (see
+//! `main`). Exec failures come back synchronously through std's CLOEXEC pipe and map to 126/127
+//! before the child ever runs. The caller registers the returned pid with the reaper before its
+//! next `.await`; this module never waits for a child.
 //!
 //! The app inherits pyinit's stdin, stdout and stderr. An exec probe gets stdin from /dev/null
 //! and one pipe for both stdout and stderr, so its output keeps the order it was written in;
 //! the read end comes back with the pid, and pyinit's copy of the write end is closed before
 //! `spawn_child` returns, so the reader sees the end once the child's side is closed.
 //!
-//! This file holds the crate's only `unsafe`: the `pre_exec` call and the raw rt_sigaction its
-//! closure makes.
+//! This file is one of the syscall owners that may hold `unsafe`: the `pre_exec` call and the
+//! raw rt_sigaction its closure makes.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -29,12 +32,15 @@ use tokio::net::unix::pipe;
 
 use crate::exit;
 
-/// What to start: argv, extra environment, and where its standard streams go.
+/// What to start: argv, extra environment, working directory, and where its standard streams go.
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
     pub argv: Vec<OsString>,
     /// Variables set on top of pyinit's own environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Where the child starts; `None` keeps pyinit's own (the app's, at its spawn). Exec probes
+    /// start where the app did, since pyinit itself leaves for `/` once the app runs.
+    pub working_dir: Option<PathBuf>,
     pub stdio: ChildStdio,
     /// Hand the terminal foreground to the child's group if stdin is pyinit's terminal.
     pub take_terminal: bool,
@@ -74,6 +80,12 @@ pub enum SpawnError {
     },
     /// The pipe for the child's output could not be made (out of file descriptors).
     OutputPipe(io::Error),
+    /// The working directory is gone or cannot be entered (it is checked before the spawn, so
+    /// that this is not reported as a missing command).
+    WorkingDirectory {
+        dir: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl SpawnError {
@@ -81,7 +93,9 @@ impl SpawnError {
         match self {
             SpawnError::EmptyCommand => exit::USAGE,
             SpawnError::NotFound { .. } => exit::NOT_FOUND,
-            SpawnError::NotExecutable { .. } => exit::NOT_EXECUTABLE,
+            SpawnError::NotExecutable { .. } | SpawnError::WorkingDirectory { .. } => {
+                exit::NOT_EXECUTABLE
+            }
             SpawnError::OutputPipe(_) => exit::SETUP_FAILED,
         }
     }
@@ -104,6 +118,9 @@ impl fmt::Display for SpawnError {
             SpawnError::OutputPipe(source) => {
                 write!(f, "cannot make a pipe for the command's output: {source}")
             }
+            SpawnError::WorkingDirectory { dir, source } => {
+                write!(f, "cannot start in {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -114,7 +131,8 @@ impl std::error::Error for SpawnError {
             SpawnError::EmptyCommand => None,
             SpawnError::NotFound { source, .. }
             | SpawnError::NotExecutable { source, .. }
-            | SpawnError::OutputPipe(source) => Some(source),
+            | SpawnError::OutputPipe(source)
+            | SpawnError::WorkingDirectory { source, .. } => Some(source),
         }
     }
 }
@@ -178,6 +196,22 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<SpawnedChild, SpawnError> {
         .args(args)
         .envs(spec.env.iter().map(|(key, value)| (key, value)));
     command.process_group(0);
+    if let Some(dir) = &spec.working_dir {
+        let entered = std::fs::metadata(dir).and_then(|metadata| {
+            if metadata.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::from(io::ErrorKind::NotADirectory))
+            }
+        });
+        if let Err(source) = entered {
+            return Err(SpawnError::WorkingDirectory {
+                dir: dir.clone(),
+                source,
+            });
+        }
+        command.current_dir(dir);
+    }
     let output = match spec.stdio {
         ChildStdio::Inherit => None,
         ChildStdio::Pipe => {
@@ -240,5 +274,33 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<SpawnedChild, SpawnError> {
             program: program.clone(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_working_directory_is_named_and_nothing_starts() {
+        let spec = SpawnSpec {
+            argv: vec!["/bin/true".into()],
+            env: Vec::new(),
+            working_dir: Some("/nonexistent/pyinit-workdir".into()),
+            stdio: ChildStdio::Inherit,
+            take_terminal: false,
+        };
+        let failure = spawn_child(&spec).unwrap_err();
+        assert!(
+            matches!(failure, SpawnError::WorkingDirectory { .. }),
+            "{failure:?}"
+        );
+        assert!(
+            failure
+                .to_string()
+                .starts_with("cannot start in /nonexistent/pyinit-workdir: "),
+            "{failure}"
+        );
+        assert_eq!(failure.exit_code(), exit::NOT_EXECUTABLE);
     }
 }

@@ -34,6 +34,44 @@ fn death_by_signal_is_128_plus_n() {
 }
 
 #[test]
+fn every_real_time_signal_death_is_128_plus_n() {
+    // SIGRTMIN..SIGRTMAX as the kernel numbers them (32..=64), whatever the C library reserves.
+    for signal in 32..=64 {
+        let finished = Pyinit::new().app(sh(&format!("kill -{signal} $$"))).run();
+        finished.assert_exit_code(128 + signal);
+        assert!(
+            finished
+                .stderr_text()
+                .contains(&format!("killed by signal {signal} (")),
+            "{}",
+            finished.stderr_text()
+        );
+    }
+}
+
+#[test]
+fn a_real_time_death_ends_pyinit_at_once_while_a_leftover_lives() {
+    // The app's own child outlives it by far: pyinit must not wait for it to learn of the death.
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .app(sh("sleep 100 & echo \"left pid=$!\"; kill -36 $$"))
+        .start();
+    running.stdout.wait_for("left pid=", PATIENCE);
+    let started = Instant::now();
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(164));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exited {:?} after the app's death",
+        started.elapsed()
+    );
+    let exited = running.stderr.wait_for("app exited", PATIENCE);
+    assert!(
+        exited.contains("code=164") && exited.contains("RTMIN+2"),
+        "{exited}"
+    );
+}
+
+#[test]
 fn remap_exit_rewrites_the_final_code() {
     Pyinit::new()
         .app(sh("kill -TERM $$"))
@@ -84,13 +122,30 @@ fn non_executable_file_is_126_with_its_path() {
 }
 
 #[test]
-fn processes_left_behind_are_stopped_and_the_app_code_kept() {
-    let mut running = Pyinit::new()
-        .app(python_fixture("leave_behind.py", &["3"]))
-        .start();
-    running.stdout.wait_for("left pid=", PATIENCE);
-    assert_eq!(running.wait_exit(PATIENCE).code(), Some(3));
-    assert!(running.descendants().is_empty());
+fn processes_left_behind_get_sigterm_and_the_app_code_is_kept() {
+    for as_pid1 in [false, true] {
+        let pyinit = if as_pid1 {
+            Pyinit::new().as_pid1()
+        } else {
+            Pyinit::new()
+        };
+        let mut running = pyinit
+            .app(python_fixture("leave_behind.py", &["3"]))
+            .start();
+        running.stdout.wait_for("left pid=", PATIENCE);
+        // The leftover says so itself when SIGTERM reaches it, before it exits.
+        running.stdout.wait_for("left signal TERM", PATIENCE);
+        assert_eq!(
+            running.wait_exit(PATIENCE).code(),
+            Some(3),
+            "PID 1: {as_pid1}"
+        );
+        assert!(
+            !running.stderr.contains("ignored SIGTERM: killing them"),
+            "the leftover should have ended on SIGTERM:\n{}",
+            running.stderr.joined()
+        );
+    }
 }
 
 #[test]

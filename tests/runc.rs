@@ -331,6 +331,29 @@ fn an_app_that_ignores_sigterm_is_killed_at_the_drain_deadline() {
 }
 
 #[test]
+fn an_app_killed_by_a_real_time_signal_exits_128_plus_n_while_its_child_lives() {
+    let mut container = Bundle::new()
+        .app([
+            "/bin/sh",
+            "-c",
+            "sleep 100 & echo \"left pid=$!\"; kill -36 $$",
+        ])
+        .start();
+    container.stdout.wait_for("left pid=", PATIENCE);
+    let started = Instant::now();
+    // The child sleeps for 100 s: an exit well before shows that pyinit did not wait for it.
+    let exit_code = container.wait_exit(PATIENCE);
+    assert_eq!(exit_code, 164, "stderr:\n{}", container.stderr.joined());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the container exited {:?} after the app's death",
+        started.elapsed()
+    );
+    let exited = container.stderr.wait_for("app exited", Duration::ZERO);
+    assert!(exited.contains("RTMIN+2"), "{exited}");
+}
+
+#[test]
 fn orphaned_zombies_in_the_container_are_reaped() {
     let mut container = Bundle::new()
         .args(["--log-level", "debug"])

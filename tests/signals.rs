@@ -2,12 +2,79 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{PATIENCE, Pyinit, python_fixture};
+use crate::common::{PATIENCE, Pyinit, Running, poll_until, python_fixture};
 
+/// Every signal of 1..=31 that pyinit forwards when another process sends it: all but TERM (the
+/// drain, below), CHLD, KILL, STOP and the faults it leaves uncaught (SEGV, BUS, ILL, FPE).
 const FORWARDED: &[&str] = &[
     "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "TTIN", "TTOU", "CONT", "TSTP", "ALRM",
-    "VTALRM", "PROF", "URG", "IO", "PWR", "XCPU", "XFSZ",
+    "VTALRM", "PROF", "URG", "IO", "PWR", "XCPU", "XFSZ", "STKFLT", "PIPE", "ABRT", "SYS", "TRAP",
 ];
+
+/// How many times the app printed exactly `line`.
+fn count_lines(running: &Running, line: &str) -> usize {
+    running
+        .stdout
+        .all()
+        .iter()
+        .filter(|seen| seen.as_str() == line)
+        .count()
+}
+
+#[test]
+fn a_sigpipe_the_kernel_raises_for_pyinits_own_write_is_not_forwarded() {
+    // Nobody reads pyinit's stderr: each line it logs fails with EPIPE and raises SIGPIPE in it.
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .stderr_closed()
+        .args(["--log-level", "debug"])
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    // Each forwarded signal is logged before it is sent: its SIGPIPE comes before the app sees it.
+    for sent in 1..=3 {
+        running.signal("USR1");
+        poll_until(PATIENCE, &format!("the app's USR1 number {sent}"), || {
+            count_lines(&running, "signal USR1") >= sent
+        });
+    }
+    // One SIGPIPE sent by another process is the app's.
+    running.signal("PIPE");
+    running.stdout.wait_for("signal PIPE", PATIENCE);
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert_eq!(
+        count_lines(&running, "signal PIPE"),
+        1,
+        "the app got pyinit's own SIGPIPEs:\n{}",
+        running.stdout.joined()
+    );
+}
+
+/// A seccomp filter that traps a syscall of pyinit's own (here kill(2), 62 on x86_64, which pyinit
+/// makes to forward a signal and the app never makes) skips the syscall and raises SIGSYS in
+/// pyinit: pyinit must end at once, as that SIGSYS would end it without a handler, rather than
+/// forward it or go on as though the skipped kill had worked.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_seccomp_trap_of_pyinits_own_syscall_ends_it_with_128_plus_sigsys() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .wrapped_by(python_fixture("seccomp_trap.py", &["62", "--"]))
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    running.signal("USR1");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(128 + 31));
+    running
+        .stderr
+        .wait_for("seccomp trapped one of pyinit's own syscalls", PATIENCE);
+    assert!(
+        !running.stdout.contains("signal"),
+        "{}",
+        running.stdout.joined()
+    );
+}
 
 #[test]
 fn every_forwarded_signal_reaches_the_app() {

@@ -23,6 +23,7 @@
 
 use std::ffi::OsString;
 use std::io::Read as _;
+use std::path::Path;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -44,12 +45,14 @@ const MAX_OUTPUT: usize = 10 * 1024;
 pub async fn probe_exec(
     argv: &[OsString],
     env: &[(OsString, OsString)],
+    working_dir: Option<&Path>,
     timeout: Duration,
     reaper: &Reaper,
 ) -> ProbeAnswer {
     let spec = SpawnSpec {
         argv: argv.to_vec(),
         env: env.to_vec(),
+        working_dir: working_dir.map(Path::to_path_buf),
         stdio: ChildStdio::Pipe,
         take_terminal: false,
     };

@@ -23,6 +23,7 @@ pub mod threshold;
 
 use std::ffi::OsString;
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,12 +88,13 @@ pub fn describe_io_error(error: &io::Error) -> String {
 }
 
 /// What exec probes need beyond their argv: the reaper that owns their exit, and the
-/// environment the app got (HOME, USER, WEB_CONCURRENCY, ...), as the kubelet runs an exec probe
-/// in the container's own environment.
+/// environment and working directory the app got (HOME, USER, WEB_CONCURRENCY, ...), as the
+/// kubelet runs an exec probe in the container's own environment and working directory.
 #[derive(Debug, Clone)]
 pub struct ExecContext {
     pub reaper: Arc<Reaper>,
     pub env: Arc<[(OsString, OsString)]>,
+    pub working_dir: Option<Arc<Path>>,
 }
 
 /// Starts one task per configured probe on the current runtime.
@@ -176,7 +178,15 @@ async fn probe_once(
         }
         ProbeTarget::Tcp { addr } => tcp::probe_tcp(*addr, timeout).await,
         ProbeTarget::Exec { argv } => {
-            exec::probe_exec(argv, &exec_context.env, timeout, &exec_context.reaper).await
+            let working_dir = exec_context.working_dir.as_deref();
+            exec::probe_exec(
+                argv,
+                &exec_context.env,
+                working_dir,
+                timeout,
+                &exec_context.reaper,
+            )
+            .await
         }
         ProbeTarget::File { path, max_age } => {
             file::probe_file(path, *max_age, std::time::SystemTime::now())
@@ -227,6 +237,7 @@ mod tests {
             ExecContext {
                 reaper: Arc::new(Reaper::new()),
                 env: Arc::from([]),
+                working_dir: None,
             },
         ));
         let first = report_rx.recv().await.unwrap();
@@ -257,6 +268,7 @@ mod tests {
             ExecContext {
                 reaper: Arc::new(Reaper::new()),
                 env: Arc::from([]),
+                working_dir: None,
             },
         ));
         let nothing = tokio::time::timeout(Duration::from_secs(60), report_rx.recv()).await;

@@ -25,7 +25,7 @@ use crate::container::{self, ContainerFacts};
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
-use crate::signals::{self, ForwardTarget, Signal, SignalStream, short_name};
+use crate::signals::{self, CaughtSignal, ForwardTarget, Signal, SignalStream, short_name};
 use crate::status::Status;
 
 /// Runs the supervisor until it decides to exit, and returns the exit code.
@@ -48,15 +48,15 @@ pub async fn run_supervisor(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
+    let mut own_signals_logged = 0u64;
     loop {
         let deadline = supervisor.next_deadline();
         let event = tokio::select! {
             biased;
-            signal = next_signal(&mut signal_stream) => {
+            signal = next_signal(&mut signal_stream, &mut own_signals_logged) => {
                 if signal == Signal::SIGCHLD {
                     reap_zombies(&reaper, supervisor.status().app_pid, &mut oom_monitor)
                 } else {
-                    debug!(signal = short_name(signal), "signal received");
                     Event::Signal(signal)
                 }
             }
@@ -95,14 +95,50 @@ pub async fn run_supervisor(
     }
 }
 
-/// The next caught signal; a closed stream (never expected) waits forever instead of spinning.
-async fn next_signal(signal_stream: &mut SignalStream) -> Signal {
+/// The next caught signal that is not pyinit's own; a closed stream (never expected) waits
+/// forever instead of spinning.
+///
+/// A signal the kernel raised for pyinit's own doing (SIGPIPE for a write to its closed stderr,
+/// say) is told apart by its origin and kept: never forwarded to the app, and logged once per
+/// signal, since with a broken stderr every log line raises one more SIGPIPE.
+async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut u64) -> Signal {
+    let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     loop {
         match poll_fn(|cx| Pin::new(&mut *signal_stream).poll_next(cx)).await {
-            Some(number) => match Signal::try_from(number) {
-                Ok(signal) => return signal,
-                Err(_) => warn!(signal = number, "ignoring a signal with no name"),
-            },
+            Some(info) => {
+                let caught = CaughtSignal::from_siginfo(&info);
+                let name = signals::signal_name(caught.number);
+                if caught.raised_by_pyinit(own_pid) {
+                    let bit = u32::try_from(caught.number)
+                        .ok()
+                        .and_then(|number| 1u64.checked_shl(number))
+                        .unwrap_or(0);
+                    if *own_signals_logged & bit == 0 {
+                        *own_signals_logged |= bit;
+                        debug!(
+                            signal = &*name,
+                            code = caught.code,
+                            "signal raised by the kernel for pyinit's own doing: not forwarded \
+                             (logged once)"
+                        );
+                    }
+                    continue;
+                }
+                match Signal::try_from(caught.number) {
+                    Ok(signal) => {
+                        if signal != Signal::SIGCHLD {
+                            debug!(
+                                signal = &*name,
+                                sender_pid = caught.sender_pid,
+                                code = caught.code,
+                                "signal received"
+                            );
+                        }
+                        return signal;
+                    }
+                    Err(_) => warn!(signal = caught.number, "ignoring a signal with no name"),
+                }
+            }
             None => {
                 error!("the signal stream closed; only timers can end pyinit now");
                 return pending().await;

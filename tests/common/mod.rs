@@ -85,6 +85,12 @@ pub struct Pyinit {
     private_network: bool,
     /// (uid, gid) pyinit starts as, the way a pod's securityContext starts it.
     pod_user: Option<(u32, u32)>,
+    /// A program that execs pyinit (its argv is appended), run as the last step before pyinit.
+    wrapper: Vec<OsString>,
+    /// Closes the reading end of pyinit's stderr as soon as it starts.
+    close_stderr: bool,
+    /// The directory pyinit is started in (the test's own by default).
+    current_dir: Option<PathBuf>,
 }
 
 /// The PATH of a pyinit started with a cleared environment, as container images set it.
@@ -106,7 +112,31 @@ impl Pyinit {
             clear_env: false,
             private_network: false,
             pod_user: None,
+            wrapper: Vec::new(),
+            close_stderr: false,
+            current_dir: None,
         }
+    }
+
+    /// Starts pyinit in `dir`, as a container runtime starts PID 1 in the image's WORKDIR.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts pyinit through `argv`, a program that execs the argv appended to it (so pyinit
+    /// keeps its pid, PID 1 included), such as a fixture that installs a seccomp filter first.
+    pub fn wrapped_by(mut self, argv: Vec<OsString>) -> Self {
+        self.wrapper = argv;
+        self
+    }
+
+    /// Gives pyinit a stderr pipe whose reader is gone as soon as it starts, as when the process
+    /// that collected its log died: every later write of pyinit's to stderr fails with EPIPE and
+    /// makes the kernel raise SIGPIPE in pyinit. `stderr` then holds no lines.
+    pub fn stderr_closed(mut self) -> Self {
+        self.close_stderr = true;
+        self
     }
 
     /// pyinit starts with the variables given by `.env` and a standard PATH alone: none of the
@@ -236,6 +266,7 @@ impl Pyinit {
                 ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"].map(Into::into),
             );
         }
+        argv.extend(self.wrapper.iter().cloned());
         argv.push(pyinit_bin().into());
         let (program, prefix_args) = argv.split_first().expect("argv has pyinit");
         let mut command = Command::new(program);
@@ -252,6 +283,9 @@ impl Pyinit {
             command.env_remove("PYINIT_ALLOW_ROOT");
         }
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -263,7 +297,13 @@ impl Pyinit {
     pub fn start(&self) -> Running {
         let mut child = self.command().spawn().expect("start pyinit");
         let stdout = Lines::collect(child.stdout.take().expect("stdout"));
-        let stderr = Lines::collect(child.stderr.take().expect("stderr"));
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = if self.close_stderr {
+            drop(stderr_pipe);
+            Lines::collect(std::io::empty())
+        } else {
+            Lines::collect(stderr_pipe)
+        };
         let outer_pid = child.id();
         let pyinit_pid = if self.as_pid1 {
             let mut found = None;
@@ -440,10 +480,6 @@ impl Running {
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test harness waits for its own child, not pyinit's"
-            )]
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
@@ -478,10 +514,6 @@ impl Drop for Running {
         }
         send_signal(self.pyinit_pid, "KILL");
         let _ = self.child.kill();
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the test harness reaps its own child"
-        )]
         let _ = self.child.wait();
     }
 }
@@ -490,10 +522,6 @@ impl Drop for Running {
 ///
 /// A direct kill(2), not the `kill` command: timing tests measure from the moment the signal is
 /// sent, and a process spawn on a loaded machine takes tens of milliseconds.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the test harness signals the processes it started, as the kubelet would"
-)]
 pub fn send_signal(pid: u32, signal: &str) {
     let signal: nix::sys::signal::Signal = format!("SIG{signal}")
         .parse()

@@ -133,12 +133,6 @@ impl Bundle {
         self
     }
 
-    /// One of pyinit's own arguments (before `--`).
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -194,16 +188,6 @@ impl Bundle {
         self
     }
 
-    /// Another host path mounted read-only at `container_path`.
-    pub fn bind(
-        mut self,
-        host_path: impl Into<PathBuf>,
-        container_path: impl Into<PathBuf>,
-    ) -> Self {
-        self.binds.push((host_path.into(), container_path.into()));
-        self
-    }
-
     /// `runc run --keep`: the stopped container and its cgroups stay until the guard's Drop, so a
     /// test can look at the cgroup after pyinit exited.
     pub fn keep_after_exit(mut self) -> Self {
@@ -242,9 +226,7 @@ impl Bundle {
 
         let mut init_pid = None;
         poll_until(PATIENCE, &format!("runc to create container {id}"), || {
-            init_pid = runc_state(&id)
-                .map(|state| state.pid)
-                .filter(|pid| *pid > 0);
+            init_pid = runc_init_pid(&id).filter(|pid| *pid > 0);
             init_pid.is_some() || guard.runc_exited()
         });
         let cgroup_dirs = init_pid.map(own_cgroup_dirs).unwrap_or_default();
@@ -273,16 +255,8 @@ fn unique_container_id() -> String {
     )
 }
 
-/// What `runc state ID` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct State {
-    /// The container's PID 1 as the host numbers it (0 once stopped).
-    pub pid: u32,
-    /// created, running, paused or stopped.
-    pub status: String,
-}
-
-fn runc_state(id: &str) -> Option<State> {
+/// The container's PID 1 as the host numbers it, from `runc state ID` (0 once stopped).
+fn runc_init_pid(id: &str) -> Option<u32> {
     let output = Command::new("runc")
         .args(["state", id])
         .stderr(Stdio::null())
@@ -292,9 +266,7 @@ fn runc_state(id: &str) -> Option<State> {
         return None;
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    let pid = json_field(&text, "pid")?.parse().ok()?;
-    let status = json_field(&text, "status")?.trim_matches('"').to_owned();
-    Some(State { pid, status })
+    json_field(&text, "pid")?.parse().ok()
 }
 
 /// The raw value of a top-level scalar field in runc's pretty-printed JSON (`"pid": 123,`).
@@ -361,10 +333,6 @@ struct Cleanup {
 
 impl Cleanup {
     fn runc_exited(&mut self) -> bool {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the test harness waits for its own runc child, not pyinit's"
-        )]
         self.runc
             .as_mut()
             .is_none_or(|child| child.try_wait().ok().flatten().is_some())
@@ -380,10 +348,6 @@ impl Drop for Cleanup {
             .status();
         if let Some(mut child) = self.runc.take() {
             let _ = child.kill();
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test harness reaps its own runc child"
-            )]
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.bundle_dir);
@@ -422,11 +386,6 @@ impl Container {
         );
     }
 
-    /// What `runc state` says now; None once the container is gone.
-    pub fn state(&self) -> Option<State> {
-        runc_state(self.id())
-    }
-
     /// The host pid of the container's PID 1 (pyinit), as runc reported it at start.
     pub fn init_pid(&self) -> u32 {
         self.init_pid
@@ -439,10 +398,6 @@ impl Container {
         let deadline = Instant::now() + timeout;
         let status = loop {
             let child = self.cleanup.runc.as_mut().expect("runc child");
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test harness waits for its own runc child, not pyinit's"
-            )]
             if let Some(status) = child.try_wait().expect("try_wait on runc") {
                 break status;
             }
