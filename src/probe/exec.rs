@@ -89,7 +89,7 @@ pub async fn probe_exec(
         Ok(Ok(status @ ChildStatus::Signaled(_))) => {
             ProbeAnswer::failure(with_output(status.to_string()))
         }
-        // The reaper dropped the waiter without a status: its wait status was unreadable.
+        // The waiter was dropped unanswered: only when the reaper itself is gone, as pyinit exits.
         Ok(Err(_)) => ProbeAnswer::failure(with_output("exit status lost".to_owned())),
         Err(_) => {
             let mut answer = ProbeAnswer::timed_out(timeout);
