@@ -10,6 +10,7 @@
 //! loopback device, so that whatever installs from it provably needs no other network.
 
 mod aarch64;
+mod podman;
 mod wheels;
 
 use std::collections::HashMap;
