@@ -10,8 +10,8 @@
 //! loopback device, so that whatever installs from it provably needs no other network.
 
 mod aarch64;
-mod podman;
-mod wheels;
+pub mod podman;
+pub mod wheels;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
