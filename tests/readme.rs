@@ -86,7 +86,7 @@ fn install_section() -> (String, Vec<(String, Vec<String>)>) {
 fn every_command_of_the_install_section_runs() {
     use crate::dist::{
         OfflineIndex, TempDir, base_image, cargo_version, fresh_venv, output_within, run_once,
-        static_binary, wheelhouse, wheels,
+        static_binary,
     };
     use std::time::Duration;
 
@@ -99,15 +99,7 @@ fn every_command_of_the_install_section_runs() {
     ] {
         assert!(section.contains(expected), "Install has no {expected:?}");
     }
-    let mut packages: Vec<std::path::PathBuf> = wheels().into_iter().map(|(_, w)| w).collect();
-    packages.extend(
-        std::fs::read_dir(wheelhouse())
-            .unwrap()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "whl")),
-    );
-    let index = OfflineIndex::start(&packages);
+    let index = OfflineIndex::of_wheels_and_wheelhouse();
     let scratch = TempDir::new("readme-install");
     let venv = fresh_venv(&scratch.path);
     let bin = venv.join("bin");

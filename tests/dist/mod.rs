@@ -258,6 +258,19 @@ impl OfflineIndex {
         index
     }
 
+    /// The index of pyinit's wheels just built and the wheelhouse (gunicorn, maturin).
+    pub fn of_wheels_and_wheelhouse() -> OfflineIndex {
+        let mut packages: Vec<PathBuf> = wheels().into_iter().map(|(_, wheel)| wheel).collect();
+        packages.extend(
+            std::fs::read_dir(wheelhouse())
+                .expect("read the wheelhouse")
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|extension| extension == "whl")),
+        );
+        OfflineIndex::start(&packages)
+    }
+
     /// The index's URL, as `PIP_INDEX_URL` takes it.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{INDEX_PORT}/simple/")

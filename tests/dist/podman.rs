@@ -9,13 +9,12 @@
 //! podman command names runc, the runtime that starts containers on these machines. Images and
 //! containers have unique names and are removed on every path.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{OfflineIndex, base_image, cargo_version, output_within, wheelhouse, wheels};
+use super::{OfflineIndex, base_image, cargo_version, output_within};
 use crate::common::runc::{free_port, http_get, repo};
 use crate::common::{PATIENCE, descendants_of, poll_until};
 use crate::examples::{deployment, dockerfile, health_addr_of, invocation};
@@ -169,9 +168,10 @@ impl Container {
         }
     }
 
-    /// `podman stop -t STOP_TIMEOUT_SECONDS` with a slow request in flight on `app_port`:
-    /// returns how long the stop took, the request's answer and the container's exit code.
-    fn stop_during_a_slow_request(&self, app_port: u16) -> (Duration, (u16, String), i32) {
+    /// `podman stop -t STOP_TIMEOUT_SECONDS` with a slow request in flight on `app_port`: the
+    /// request completes with 200 and the container exits 0 by itself, long before podman would
+    /// SIGKILL it. Returns the container's logs.
+    fn assert_stop_drains_a_slow_request(&self, app_port: u16) -> String {
         let slow = thread::spawn(move || {
             http_get(
                 app_port,
@@ -190,17 +190,30 @@ impl Container {
             &self.name,
         ]);
         let stop_took = stop_started.elapsed();
-        let answer = slow
-            .join()
-            .expect("the slow request's thread")
-            .unwrap_or_else(|error| {
-                panic!("the slow request failed: {error}; logs:\n{}", self.logs())
-            });
-        let exit_code = self
-            .inspect("{{.State.ExitCode}}")
-            .parse()
-            .expect("an exit code");
-        (stop_took, answer, exit_code)
+        let answer = slow.join().expect("the slow request's thread");
+        let logs = self.logs();
+        let exit_code = self.inspect("{{.State.ExitCode}}");
+        assert!(
+            matches!(&answer, Ok((200, _))),
+            "the slow request: {answer:?}; logs:\n{logs}"
+        );
+        assert_eq!(exit_code, "0", "logs:\n{logs}");
+        assert!(
+            stop_took < Duration::from_secs(STOP_TIMEOUT_SECONDS - 5),
+            "podman stop took {stop_took:?} of its {STOP_TIMEOUT_SECONDS}s; logs:\n{logs}"
+        );
+        logs
+    }
+
+    /// Asserts that the container's PID 1 (pyinit) and every process below it run as `uid`;
+    /// returns their argv.
+    fn assert_every_process_runs_as(&self, uid: u32) -> Vec<String> {
+        let processes = self.process_uids();
+        assert!(
+            processes.iter().all(|(process_uid, _)| *process_uid == uid),
+            "a process does not run as uid {uid}: {processes:?}"
+        );
+        processes.into_iter().map(|(_, argv)| argv).collect()
     }
 
     /// The uids of the container's PID 1 (pyinit) and of every process below it, with argv.
@@ -260,21 +273,9 @@ fn build_example_image(index: &OfflineIndex) -> Image {
     image
 }
 
-fn index_for_the_example() -> OfflineIndex {
-    let mut packages: Vec<PathBuf> = wheels().into_iter().map(|(_, wheel)| wheel).collect();
-    packages.extend(
-        std::fs::read_dir(wheelhouse())
-            .expect("read the wheelhouse")
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "whl")),
-    );
-    OfflineIndex::start(&packages)
-}
-
 #[test]
 fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
-    let index = index_for_the_example();
+    let index = OfflineIndex::of_wheels_and_wheelhouse();
     let image = build_example_image(&index);
     drop(index);
 
@@ -299,30 +300,18 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     // pyinit (PID 1, after its drop) and every gunicorn process run as the image's user.
     let uid = image_user_uid();
     assert_ne!(uid, 0);
-    let processes = container.process_uids();
+    let argvs = container.assert_every_process_runs_as(uid);
     assert!(
-        processes
+        argvs
             .iter()
-            .filter(|(_, argv)| argv.contains("gunicorn"))
+            .filter(|argv| argv.contains("gunicorn"))
             .count()
             >= 2,
-        "no gunicorn master and workers: {processes:?}"
-    );
-    assert!(
-        processes.iter().all(|(process_uid, _)| *process_uid == uid),
-        "a process does not run as uid {uid}: {processes:?}"
+        "no gunicorn master and workers: {argvs:?}"
     );
 
-    // `podman stop` sends the STOPSIGNAL: the request in flight completes, and the container
-    // exits 0 by itself, long before podman would SIGKILL it.
-    let (stop_took, answer, exit_code) = container.stop_during_a_slow_request(app_port);
-    let logs = container.logs();
-    assert_eq!(answer.0, 200, "the slow request: {answer:?}; logs:\n{logs}");
-    assert_eq!(exit_code, 0, "logs:\n{logs}");
-    assert!(
-        stop_took < Duration::from_secs(STOP_TIMEOUT_SECONDS - 5),
-        "podman stop took {stop_took:?} of its {STOP_TIMEOUT_SECONDS}s; logs:\n{logs}"
-    );
+    // `podman stop` sends the STOPSIGNAL: pyinit drains the app.
+    let logs = container.assert_stop_drains_a_slow_request(app_port);
     assert!(logs.contains("app exited code=0"), "{logs}");
     drop(container);
 
@@ -339,7 +328,7 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     let app_publish = format!("127.0.0.1:{app_port}:8000");
     let health_publish = format!("127.0.0.1:{health_port}:{health_container_port}");
     let user = format!("{uid}:{gid}");
-    let entrypoint = serde_free_json_array(
+    let entrypoint = exec_form(
         std::iter::once("pyinit".to_owned())
             .chain(pod.args.iter().cloned())
             .chain(std::iter::once("--".to_owned()))
@@ -377,24 +366,13 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     args.push(&image.name);
     let container = Container::run(&args);
     container.wait_ready(health_port);
-    let processes = container.process_uids();
-    assert!(
-        processes.iter().all(|(process_uid, _)| *process_uid == uid),
-        "a process does not run as the pod's uid {uid}: {processes:?}"
-    );
-    let (stop_took, answer, exit_code) = container.stop_during_a_slow_request(app_port);
-    let logs = container.logs();
-    assert_eq!(answer.0, 200, "the slow request: {answer:?}; logs:\n{logs}");
-    assert_eq!(exit_code, 0, "logs:\n{logs}");
-    assert!(
-        stop_took < Duration::from_secs(STOP_TIMEOUT_SECONDS - 5),
-        "podman stop took {stop_took:?} of its {STOP_TIMEOUT_SECONDS}s; logs:\n{logs}"
-    );
+    container.assert_every_process_runs_as(uid);
+    container.assert_stop_drains_a_slow_request(app_port);
 }
 
 /// A JSON array of strings, as `--entrypoint` takes an exec form (the words hold no quotes or
 /// backslashes, which this checks).
-fn serde_free_json_array(words: impl Iterator<Item = String>) -> String {
+fn exec_form(words: impl Iterator<Item = String>) -> String {
     let quoted: Vec<String> = words
         .map(|word| {
             assert!(
