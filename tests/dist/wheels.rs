@@ -12,7 +12,7 @@ use super::{ARCHITECTURES, TempDir, cargo_version, dist_venv_bin, fresh_venv, ou
 use super::{text_of, wheels};
 use crate::common::http::get;
 use crate::common::runc::{free_port, repo};
-use crate::common::{Lines, PATIENCE, poll_until, send_signal};
+use crate::common::{Lines, PATIENCE, descendants_of, poll_until, send_signal};
 
 /// The README's first command, after `cargo run --release --`: pyinit's flags and the app.
 pub fn readme_first_command() -> Vec<String> {
@@ -27,7 +27,7 @@ pub fn readme_first_command() -> Vec<String> {
         .collect()
 }
 
-/// A pyinit process that is SIGKILLed with its group on drop.
+/// A pyinit process that is SIGKILLed with everything below it on drop.
 struct Started {
     child: Child,
     stderr: Lines,
@@ -35,6 +35,9 @@ struct Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
+        for pid in descendants_of(self.child.id()) {
+            send_signal(pid, "KILL");
+        }
         send_signal(self.child.id(), "KILL");
         let _ = self.child.kill();
         #[allow(
