@@ -42,6 +42,10 @@ fn text_of(output: &Output) -> String {
     )
 }
 
+/// The longest a build script may take: cold release builds of both targets, or debootstrap, on a
+/// loaded 2-core machine.
+const BUILD_PATIENCE: Duration = Duration::from_secs(20 * 60);
+
 /// Runs `command_line` with `sh -c` in the repository's root, once per test process however many
 /// tests ask (the builds share target/), and returns its stdout; fails the test with its output
 /// if it fails.
@@ -55,12 +59,13 @@ pub fn run_once(command_line: &str) -> String {
             .or_default(),
     );
     let output = run.get_or_init(|| {
-        Command::new("sh")
-            .args(["-c", command_line])
-            .current_dir(repo())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|error| panic!("run {command_line:?}: {error}"))
+        output_within(
+            Command::new("sh")
+                .args(["-c", command_line])
+                .current_dir(repo())
+                .stdin(Stdio::null()),
+            BUILD_PATIENCE,
+        )
     });
     assert!(
         output.status.success(),
