@@ -1,23 +1,58 @@
 #!/usr/bin/env bash
-# Runs every check pyinit has, installing what they need first (idempotent, as root):
-# Debian packages (runc, file, python3-venv), the musl target and the end-to-end venv; then the
-# lint gate, the static release build and its checks, and the whole test suite.
+# Runs every check pyinit has, installing what they need first (idempotent, as root): Debian
+# packages (runc, podman, qemu-user-static, debootstrap, ...), the musl targets and the venvs;
+# then the lint gate, the static release binaries and the wheels for x86_64 and aarch64 with their
+# checks, podman's base image, and the whole test suite (the aarch64 binary under qemu and
+# Dockerfile.example in podman included). Each step's time is printed, and a summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n== %s\n' "$*" >&2; }
+timings=()
+started_at=$SECONDS
+step_started_at=$SECONDS
+step_name=""
+finish_step() {
+    if [ -n "$step_name" ]; then
+        timings+=("$(printf '%5ds  %s' $((SECONDS - step_started_at)) "$step_name")")
+    fi
+}
+step() {
+    finish_step
+    step_name=$*
+    step_started_at=$SECONDS
+    printf '\n== %s\n' "$*" >&2
+}
+test_log=target/test-output.log
+rm -f "$test_log"
+summary() {
+    finish_step
+    printf '\n== time per step\n' >&2
+    printf '%s\n' "${timings[@]}" >&2
+    printf '%5ds  total\n' $((SECONDS - started_at)) >&2
+    # The test runner's own verdicts close the output, after the summary.
+    if [ -f "$test_log" ]; then
+        grep -E '^test result: ' "$test_log" || true
+    fi
+}
+trap summary EXIT
 
-log "installing what the tests need"
+step "installing what the tests need"
 bash scripts/install-deps.sh
 
-log "cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --check
 
-log "cargo clippy"
+step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-log "static musl release build"
+step "static musl release builds, x86_64 and aarch64"
 bash scripts/build-static.sh
 
-log "cargo test"
-cargo test --locked
+step "wheels, x86_64 and aarch64"
+bash scripts/build-wheels.sh
+
+step "podman base image (debootstrap, once per recipe)"
+bash scripts/podman-base-image.sh
+
+step "cargo test"
+cargo test --locked 2>&1 | tee "$test_log"

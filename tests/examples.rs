@@ -1,7 +1,8 @@
 //! The files a user copies: `examples/kubernetes/deployment.yaml` must agree with the pyinit
 //! flags in it and pass the Kubernetes schemas (tests/kubernetes/check_deployment.py, run by the
-//! end-to-end venv's Python), and `Dockerfile.example` must pass hadolint. Each checker is also
-//! shown a broken copy, so a checker that accepts everything fails here.
+//! end-to-end venv's Python), and `Dockerfile.example` must pass hadolint and pin the pyinit that
+//! Cargo.toml builds on a tagged python image. Each checker is also shown a broken copy, so a
+//! checker that accepts everything fails here. (tests/dist/podman.rs builds and runs the image.)
 //!
 //! And the real pyinit must accept how both files start it: `tests/kubernetes/pyinit_argv.py`
 //! reads the manifest's command and env and the Dockerfile's ENTRYPOINT, ENV and users, and the
@@ -15,11 +16,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::common::runc::{repo, venv_bin};
 use crate::common::{Finished, Pyinit};
 
-fn deployment() -> PathBuf {
+pub fn deployment() -> PathBuf {
     repo().join("examples/kubernetes/deployment.yaml")
 }
 
-fn dockerfile() -> PathBuf {
+pub fn dockerfile() -> PathBuf {
     repo().join("Dockerfile.example")
 }
 
@@ -192,30 +193,61 @@ fn the_dockerfile_example_passes_hadolint() {
     let output = hadolint(&dockerfile());
     assert_eq!(output.status.code(), Some(0), "{}", text_of(&output));
 
-    // The control: an unpinned base image is a finding, so hadolint does read the file.
-    let mutant = Mutant::new(&dockerfile(), "FROM python:3.13-slim", "FROM python:latest");
+    // The control: an unpinned pip package is a finding, so hadolint does read the file.
+    let pin = format!("pyinit=={}", crate::dist::cargo_version());
+    let mutant = Mutant::new(&dockerfile(), &pin, "pyinit");
     let output = hadolint(&mutant.path);
     let text = text_of(&output);
     assert_ne!(output.status.code(), Some(0), "{text}");
-    assert!(text.contains("DL3007"), "{text}");
+    assert!(text.contains("DL3013"), "{text}");
+}
+
+/// What hadolint cannot see through the `ARG`: the default base image is a tagged python image,
+/// and pip installs exactly the pyinit that this Cargo.toml builds (the podman test builds it).
+#[test]
+fn the_dockerfile_installs_this_pyinit_on_a_tagged_python_image() {
+    let text = std::fs::read_to_string(dockerfile()).expect("read Dockerfile.example");
+    let lines: Vec<&str> = text.lines().collect();
+    let default_image = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("ARG PYTHON_IMAGE="))
+        .expect("ARG PYTHON_IMAGE=... with a default");
+    let (repository, tag) = default_image.split_once(':').expect("a tag");
+    assert_eq!(repository, "python");
+    assert!(
+        tag.starts_with("3.") && tag != "latest",
+        "not a pinned Python version: {default_image}"
+    );
+    assert!(lines.contains(&"FROM ${PYTHON_IMAGE}"), "{text}");
+    assert!(lines.contains(&"ARG PIP_INDEX_URL"), "{text}");
+    let pin = format!(
+        "pip install --no-cache-dir pyinit=={}",
+        crate::dist::cargo_version()
+    );
+    assert!(
+        lines.iter().any(|line| line.contains(&pin)),
+        "no `{pin}` in Dockerfile.example"
+    );
 }
 
 /// How a user's file starts pyinit, as `pyinit_argv.py` reads it.
 #[derive(Debug, Default)]
-struct Invocation {
+pub struct Invocation {
     /// pyinit's own arguments, before the `--`.
-    args: Vec<String>,
+    pub args: Vec<String>,
     /// The app's argv, which the tests replace.
-    app: Vec<String>,
-    env: Vec<(String, String)>,
+    pub app: Vec<String>,
+    pub env: Vec<(String, String)>,
     /// The pod's runAsUser and runAsGroup.
-    run_as: Option<(u32, u32)>,
+    pub run_as: Option<(u32, u32)>,
     /// /etc/passwd and /etc/group entries the image creates.
-    passwd: Vec<String>,
-    group: Vec<String>,
+    pub passwd: Vec<String>,
+    pub group: Vec<String>,
 }
 
-fn invocation(kind: &str, file: &Path) -> Invocation {
+/// How `file` (`kind` "deployment" or "dockerfile") starts pyinit; the podman tests run the
+/// image with it too.
+pub fn invocation(kind: &str, file: &Path) -> Invocation {
     let output = Command::new(venv_bin("python3"))
         .arg(repo().join("tests/kubernetes/pyinit_argv.py"))
         .arg(kind)
@@ -292,7 +324,7 @@ fn assert_accepted(finished: &Finished, invocation: &Invocation, how: &str) {
 }
 
 /// The --health-addr value pyinit must have bound.
-fn health_addr_of(invocation: &Invocation) -> String {
+pub fn health_addr_of(invocation: &Invocation) -> String {
     let args = &invocation.args;
     args.iter()
         .enumerate()

@@ -20,6 +20,7 @@ mod common;
 
 mod config_errors;
 mod container;
+mod dist;
 mod drill;
 mod examples;
 mod exit_codes;

@@ -1,10 +1,10 @@
-//! The README's flag table stays true: every flag and `PYINIT_*` variable that `--help` lists
-//! (for pyinit and for `pyinit drill`) appears in README.md.
+//! The README stays true: every flag and `PYINIT_*` variable that `--help` lists (for pyinit and
+//! for `pyinit drill`) appears in README.md, and every command of its Install section runs.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::common::pyinit_bin;
+use crate::common::{PATIENCE, pyinit_bin};
 
 fn flags_and_variables(args: &[&str]) -> BTreeSet<String> {
     let output = Command::new(pyinit_bin()).args(args).output().unwrap();
@@ -48,4 +48,148 @@ fn readme_lists_every_flag_and_variable() {
         .filter(|name| !readme.contains(&format!("`{name}")))
         .collect();
     assert!(missing.is_empty(), "README.md does not list: {missing:?}");
+}
+
+/// The README's `## Install` section: its text and its code blocks as (language, lines).
+fn install_section() -> (String, Vec<(String, Vec<String>)>) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("\n## Install\n").expect("an Install section");
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |at| at + 3);
+    let section = rest[..end].to_owned();
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in section.lines() {
+        match (current.take(), line.strip_prefix("```")) {
+            (None, Some(language)) => current = Some((language.to_owned(), Vec::new())),
+            (Some(block), Some("")) => blocks.push(block),
+            (Some((language, mut lines)), _) => {
+                lines.push(line.to_owned());
+                current = Some((language, lines));
+            }
+            (None, None) => {}
+        }
+    }
+    assert!(current.is_none(), "an unclosed code block in Install");
+    (section, blocks)
+}
+
+/// Every command of the README's Install section runs, in its order, as a user would run it:
+/// the pip commands in a fresh venv against the tests' offline index (which holds the wheels
+/// just built, gunicorn's and maturin's), the build scripts and cargo commands in the
+/// repository's root (through `dist::run_once`, shared with the tests that need their output),
+/// maturin's `--out dist` in a temporary folder instead of the clone's dist/. Each Dockerfile
+/// line is built in podman, offline, on the local base image, and the built image must run
+/// `pyinit --version`. A command this test does not know fails it, so none is left out.
+#[test]
+fn every_command_of_the_install_section_runs() {
+    use crate::dist::{
+        OfflineIndex, TempDir, base_image, cargo_version, fresh_venv, output_within, run_once,
+        static_binary,
+    };
+    use std::time::Duration;
+
+    let (section, blocks) = install_section();
+    for expected in [
+        "pip install pyinit",
+        "RUN pip install",
+        "COPY pyinit",
+        "cargo build",
+    ] {
+        assert!(section.contains(expected), "Install has no {expected:?}");
+    }
+    let index = OfflineIndex::of_wheels_and_wheelhouse();
+    let scratch = TempDir::new("readme-install");
+    let venv = fresh_venv(&scratch.path);
+    let bin = venv.join("bin");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let dist = scratch.path.join("dist");
+    let version = cargo_version();
+    let mut ran = Vec::new();
+
+    for (language, lines) in &blocks {
+        for line in lines.iter().map(|line| line.trim()) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match language.as_str() {
+                "sh" if line.starts_with("pip ") || line.starts_with("maturin ") => {
+                    let command_line = if line.starts_with("maturin ") {
+                        assert!(line.contains(" --out dist"), "{line}");
+                        line.replace(" --out dist", &format!(" --out {}", dist.display()))
+                    } else {
+                        line.to_owned()
+                    };
+                    // pip only reaches the offline index; maturin runs cargo, whose crates
+                    // are already on the machine.
+                    let mut command = if line.starts_with("pip ") {
+                        index.command("sh")
+                    } else {
+                        Command::new("sh")
+                    };
+                    let output = output_within(
+                        command
+                            .args(["-c", &command_line])
+                            .current_dir(crate::common::runc::repo())
+                            .env("PATH", &path)
+                            .env("VIRTUAL_ENV", &venv),
+                        Duration::from_secs(600),
+                    );
+                    assert!(
+                        output.status.success(),
+                        "`{command_line}` failed:\n{}{}",
+                        String::from_utf8_lossy(&output.stdout),
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                "sh" if line.starts_with("bash scripts/")
+                    || line.starts_with("cargo build ")
+                    || line.starts_with("rustup target add ") =>
+                {
+                    run_once(line);
+                }
+                "dockerfile" => {
+                    let context = TempDir::new("readme-docker");
+                    std::fs::copy(static_binary("x86_64"), context.path.join("pyinit")).unwrap();
+                    let dockerfile = context.path.join("Dockerfile");
+                    std::fs::write(
+                        &dockerfile,
+                        format!(
+                            "FROM {}\nARG PIP_INDEX_URL\n{line}\nRUN pyinit --version\n",
+                            base_image()
+                        ),
+                    )
+                    .unwrap();
+                    let (_image, log) = crate::dist::podman::build_offline(
+                        &index,
+                        &dockerfile,
+                        &context.path,
+                        &[format!("PIP_INDEX_URL={}", index.url())],
+                    );
+                    assert!(
+                        log.contains(&format!("pyinit {version}")),
+                        "`{line}` gave no working pyinit:\n{log}"
+                    );
+                }
+                _ => panic!("Install has a {language} command this test cannot run: {line}"),
+            }
+            ran.push(line.to_owned());
+        }
+    }
+
+    // What the commands left: pyinit in the venv, both wheels in dist/, both static binaries.
+    let installed = output_within(Command::new(bin.join("pyinit")).arg("--version"), PATIENCE);
+    assert_eq!(
+        String::from_utf8_lossy(&installed.stdout).trim(),
+        format!("pyinit {version}")
+    );
+    for arch in ["x86_64", "aarch64"] {
+        let wheel = dist.join(format!(
+            "pyinit-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl"
+        ));
+        assert!(wheel.is_file(), "no {}; ran {ran:#?}", wheel.display());
+        assert!(static_binary(arch).is_file());
+    }
+    assert!(ran.len() >= 10, "too few commands found: {ran:#?}");
 }
