@@ -24,7 +24,8 @@ Counted per trial: requests that failed (refused, reset before an answer, 5xx, c
 timed out), requests the deleted pod served that were sent after its SIGTERM (after `runc kill`
 returned), and the time from the deletion and from the SIGTERM to the pod's exit. Every init and
 server runs in the same run, interleaved (the order rotates each round), for --rounds rounds; the
-report gives medians. Everything is on 127.0.0.1, bounded in count and time (--max-minutes). It
+deletion falls at another point of the readiness probe's period in each round (the same for every
+row of a round), and the report gives medians. Everything is on 127.0.0.1, bounded in count and time (--max-minutes). It
 reports; it never fails CI. Run it through `bash bench/run.sh rollout`.
 """
 import argparse
@@ -232,8 +233,9 @@ def row_label(init, hook):
     return f"{init} + preStop sleep {hook:g}s" if hook else init
 
 
-async def trial(mode, server, init, hook, balancer, controller, args):
-    """One deletion of one pod under load; returns what the users and the kubelet saw."""
+async def trial(mode, server, init, hook, phase, balancer, controller, args):
+    """One deletion of one pod under load, `phase` seconds into a period of its readiness probe;
+    returns what the users and the kubelet saw."""
     loop = asyncio.get_running_loop()
     pod = Pod(init, server, free_port(), free_port() if init == "pyinit" else None)
     endpoint = Endpoint(f"{row_label(init, hook)} {server} pod", pod.app_port, pod.readiness_url()[1:])
@@ -246,7 +248,9 @@ async def trial(mode, server, init, hook, balancer, controller, args):
         if pod.process.returncode is not None:
             raise RuntimeError(f"the {init} {server} pod exited with {pod.process.returncode}:\n{pod.log_tail()}")
         load.start()
-        await asyncio.sleep(args.warm_up)  # the load's steady state before the deletion
+        # The pod joined the balancer one propagation delay after a probe: the deletion comes
+        # `phase` into a period (the warm-up is whole periods by default).
+        await asyncio.sleep(args.warm_up + phase)
         deleted_at = loop.time()
         controller.delete(endpoint, mode)
         await asyncio.sleep(hook)  # the preStop hook's `sleep`
@@ -288,6 +292,7 @@ async def trial(mode, server, init, hook, balancer, controller, args):
         "term_to_exit_s": exited_at - term_at,
         "exit_code": pod.exit_code,
         "killed_by_kubelet": killed_by_kubelet,
+        "phase_s": phase,
     }
 
 
@@ -325,8 +330,12 @@ async def run(args):
                 await wait_for(lambda: survivor in balancer.current, 60, f"the staying {server} to be ready")
                 # Rotate the order every round (and per group), so that no row always runs first.
                 shift = (round_number + group_index) % len(rows)
+                # Where the deletion falls in the readiness probe's period moves through the period
+                # over the rounds, the same for every row of a round: with the "readiness" balancer
+                # it decides how long a pod that stopped serving stays in the balancer.
+                phase = (round_number + 0.5) / args.rounds * args.period
                 for init, hook in rows[shift:] + rows[:shift]:
-                    result = await trial(mode, server, init, hook, balancer, controller, args)
+                    result = await trial(mode, server, init, hook, phase, balancer, controller, args)
                     results[mode][server][row_label(init, hook)].append(result)
                     print(f"  {mode:9} {server:8} {row_label(init, hook):32} failed {result['failed']:3} of "
                           f"{result['requests']:4}, served after SIGTERM {result['served_after_term']:3}, "
