@@ -137,13 +137,14 @@ class Pod:
     def log(self):
         return os.path.join(self.bundle, "output.log")
 
-    def readiness_url(self):
-        """What the endpoints controller probes: pyinit's /readyz for pyinit's pods (as its README
-        configures the readinessProbe), the app's own /healthz for the others (an httpGet
-        readinessProbe on the app's port, what a user of another init would configure)."""
+    def readiness(self):
+        """The (port, path) on 127.0.0.1 that the endpoints controller probes: pyinit's /readyz for
+        pyinit's pods (as its README configures the readinessProbe), the app's own /healthz for
+        the others (an httpGet readinessProbe on the app's port, what a user of another init
+        would configure)."""
         if self.init == "pyinit":
-            return ("127.0.0.1", self.health_port, "/readyz")
-        return ("127.0.0.1", self.app_port, "/healthz")
+            return self.health_port, "/readyz"
+        return self.app_port, "/healthz"
 
     async def start(self):
         app, cwd, env = server_argv(self.server, self.app_port)

@@ -32,7 +32,7 @@ import sys
 import time
 
 from bench import PYINIT, PYTHON, children, free_port, http_ok, machine, status_kib, stop, wait_until
-from pods import server_argv
+from pods import VENV, server_argv
 
 
 def cpu_ns(pid):
@@ -221,7 +221,6 @@ def report(rounds, args, pyinit_idle_ns, pyinit_rss, pyinit_hwm, worker_rss, sec
 
 
 def server_version():
-    from pods import VENV
     output = subprocess.run([os.path.join(VENV, "bin", "gunicorn"), "--version"], capture_output=True, text=True)
     return (output.stdout or output.stderr).split()[-1].strip(")")
 

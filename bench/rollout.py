@@ -21,7 +21,7 @@ readinessProbe; the other inits' pods on the app's own GET /healthz (an httpGet 
 the app's port: what their users configure); the staying backend on its /healthz.
 
 Counted per trial: requests that failed (refused, reset before an answer, 5xx, cut off mid-body,
-timed out), requests the deleted pod served that were sent after its SIGTERM (after `runc kill`
+timed out, or any other status than 200), requests the deleted pod served that were sent after its SIGTERM (after `runc kill`
 returned), and the time from the deletion and from the SIGTERM to the pod's exit. Every init and
 server runs in the same run, interleaved (the order rotates each round), for --rounds rounds; the
 deletion falls at another point of the readiness probe's period in each round (the same for every
@@ -162,10 +162,10 @@ class Controller:
         loop = asyncio.get_running_loop()
         next_probe = loop.time()
         while True:
-            host_port, path = endpoint.readiness
-            outcome, _status = await http_get(host_port, path, self.args.probe_timeout)
+            port, path = endpoint.readiness
+            outcome, status = await http_get(port, path, self.args.probe_timeout)
             # httpGet: a status from 200 to 399 within the timeout passes.
-            passed = outcome in ("ok", "other") and _status is not None and 200 <= _status < 400
+            passed = outcome in ("ok", "other") and status is not None and 200 <= status < 400
             if passed:
                 endpoint.successes, endpoint.failures = endpoint.successes + 1, 0
             else:
@@ -238,7 +238,7 @@ async def trial(mode, server, init, hook, phase, balancer, controller, args):
     returns what the users and the kubelet saw."""
     loop = asyncio.get_running_loop()
     pod = Pod(init, server, free_port(), free_port() if init == "pyinit" else None)
-    endpoint = Endpoint(f"{row_label(init, hook)} {server} pod", pod.app_port, pod.readiness_url()[1:])
+    endpoint = Endpoint(f"{row_label(init, hook)} {server} pod", pod.app_port, pod.readiness())
     load = Load(balancer, args)
     await pod.start()
     try:
