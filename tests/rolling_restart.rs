@@ -9,8 +9,8 @@
 //! The balancer hears of the deletion only through readiness, which is the harder case for
 //! pyinit (a Kubernetes Service also drops a deleted pod's endpoint at once): readiness must turn
 //! false at the SIGTERM, and the app must keep serving until the balancer has followed. The
-//! balancer is gone from the pod within two probe periods and a propagation delay, about 2 s;
-//! pyinit's delay is 5 s, so the margin is some 3 s. The benchmark (bench/rollout.py) measures
+//! balancer leaves the pod within a probe period and a propagation delay, about 2 s; pyinit's
+//! delay is 5 s, so the margin is some 3 s. The benchmark (bench/rollout.py) measures
 //! the same restart beside the other inits; this test only holds pyinit to it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
