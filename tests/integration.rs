@@ -29,6 +29,7 @@ mod privileges;
 mod probes;
 mod readme;
 mod reaping;
+mod rolling_restart;
 mod runc;
 mod runc_limits;
 mod signals;

@@ -188,6 +188,36 @@ impl Bundle {
         self
     }
 
+    /// The example gunicorn app (examples/gunicorn, two sync workers) as the app, on
+    /// 127.0.0.1:`port`.
+    pub fn gunicorn_example(self, port: u16) -> Self {
+        self.env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("WEB_CONCURRENCY", "2")
+            .cwd(example("gunicorn"))
+            .app([
+                venv_bin("gunicorn").into_os_string(),
+                "--config".into(),
+                example("gunicorn/gunicorn.conf.py").into_os_string(),
+                "app:app".into(),
+            ])
+    }
+
+    /// The example uvicorn app (examples/uvicorn, one process: `WEB_CONCURRENCY=1`, which pyinit
+    /// keeps) as the app, on 127.0.0.1:`port`.
+    pub fn uvicorn_example(self, port: u16) -> Self {
+        self.env("WEB_CONCURRENCY", "1").app([
+            venv_bin("uvicorn").into_os_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string().into(),
+            "--app-dir".into(),
+            example("uvicorn").into_os_string(),
+            "app:app".into(),
+        ])
+    }
+
     /// `runc run --keep`: the stopped container and its cgroups stay until the guard's Drop, so a
     /// test can look at the cgroup after pyinit exited.
     pub fn keep_after_exit(mut self) -> Self {
