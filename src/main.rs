@@ -18,6 +18,7 @@ mod status;
 mod supervisor;
 #[cfg(test)]
 mod tidy;
+mod units;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -309,7 +310,7 @@ async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
         info!(
             pid,
             argv = ?argv,
-            grace_period_ms = u64::try_from(config.grace_period.as_millis()).unwrap_or(u64::MAX),
+            grace_period_ms = units::millis(config.grace_period),
             "app started"
         );
         Some(pid)

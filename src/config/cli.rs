@@ -12,13 +12,14 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 
 use super::parse::{
-    GroupList, HealthAddr, IdOrName, RlimitSpec, Umask, UserSpec, parse_drill_url, parse_duration,
-    parse_exit_pair, parse_group_list, parse_health_addr, parse_id_or_name, parse_probe,
-    parse_rlimit, parse_threshold, parse_umask, parse_user_spec,
+    GroupList, HealthAddr, IdOrName, RlimitSpec, Umask, UserSpec, parse_drill_url, parse_exit_pair,
+    parse_group_list, parse_health_addr, parse_id_or_name, parse_probe, parse_rlimit,
+    parse_threshold, parse_umask, parse_user_spec,
 };
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::probe::spec::ProbeTarget;
 use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
+use crate::units::parse_duration;
 
 /// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
 /// probes, forwards signals and drains on SIGTERM within the grace period.

@@ -25,6 +25,7 @@ use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
 use crate::signals::{ForwardTarget, RewriteMap, Signal};
 use crate::supervisor::{HardStop, Policy};
+use crate::units::format_duration;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
@@ -425,18 +426,6 @@ impl DrillConfig {
     }
 }
 
-/// `30s`, `1500ms`, `2m`: the shortest exact form, for messages and logs.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis.is_multiple_of(60_000) && millis > 0 {
-        format!("{}m", millis / 60_000)
-    } else if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{millis}ms")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -699,14 +688,6 @@ mod tests {
             let error = parse(args).unwrap_err();
             assert!(error.contains(flag), "{args:?}: {error}");
         }
-    }
-
-    #[test]
-    fn durations_format_back() {
-        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{ContainerFacts, Limit};
-use crate::config::format_duration;
+use crate::units::format_duration;
 
 /// The least time pyinit wants between its own SIGKILL at the drain deadline and the kubelet's.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(1);

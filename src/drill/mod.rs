@@ -21,6 +21,7 @@ use crate::config::{Config, DrillConfig, DrillReadiness};
 use crate::probe::http::{BodyHandling, http_get};
 use crate::signals::{self, Signal};
 use crate::status::Status;
+use crate::units;
 use report::{Observations, Report};
 
 /// How long the drill polls `/readyz` for a 503 before it gives up on it.
@@ -83,7 +84,7 @@ pub async fn rehearse(
     };
     trace.ready_after = Some(ready_after.saturating_duration_since(started));
     info!(
-        ready_ms = duration_ms(trace.ready_after.unwrap_or_default()),
+        ready_ms = units::millis(trace.ready_after.unwrap_or_default()),
         "drill: app is ready"
     );
 
@@ -217,8 +218,4 @@ fn print_report(report: &Report, json: bool) {
     } else {
         print!("{}", report::render_table(report));
     }
-}
-
-fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::format_duration;
 use crate::exit::ChildStatus;
 use crate::signals::{Signal, short_name};
+use crate::units::{format_duration, millis};
 
 /// How long readiness may take to turn 503 after the SIGTERM before the check fails.
 pub const READINESS_DROP_LIMIT: Duration = Duration::from_secs(1);
@@ -107,9 +107,7 @@ fn ms(duration: Duration) -> String {
     if !duration.is_zero() && duration < Duration::from_millis(1) {
         return "<1ms".to_owned();
     }
-    format_duration(Duration::from_millis(
-        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-    ))
+    format_duration(Duration::from_millis(millis(duration)))
 }
 
 fn check(name: &'static str, verdict: Verdict, detail: String, hint: Option<&str>) -> Check {

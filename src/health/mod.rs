@@ -47,6 +47,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use crate::status::Status;
+use crate::units::now;
 
 /// Time a client has to send a request's headers, and to send the next request on a kept-alive
 /// connection: a slow or idle client cannot hold a connection longer.
@@ -151,11 +152,6 @@ async fn serve_connection(
     if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
         debug!(%error, "health connection closed");
     }
-}
-
-/// The runtime's clock (paused in tests), as a std `Instant` like every time in `Status`.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// The open connections, by id, with when each was last used.
