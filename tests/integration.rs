@@ -8,6 +8,10 @@
     dead_code,
     reason = "test code: a failed expectation is a failed test, and modules use different helpers"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time real processes from outside, on std's clock; the bans guard pyinit's code"
+)]
 
 mod common;
 

@@ -72,7 +72,7 @@ pub async fn rehearse(
     mut status_rx: watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
 ) -> Trace {
-    let started = Instant::now();
+    let started = units::now();
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
         warn!("drill: the app never became ready; sending SIGTERM anyway");
@@ -103,7 +103,7 @@ pub async fn rehearse(
             .wait_for(|status| !status.ready)
             .await
             .ok()
-            .map(|_| term_sent_at.elapsed()),
+            .map(|_| units::now().saturating_duration_since(term_sent_at)),
     };
 
     // New requests keep coming during the pre-stop delay, as from a load balancer that has not
@@ -147,13 +147,13 @@ async fn wait_until_ready(
         }
     };
     match tokio::time::timeout(drill.ready_timeout, ready).await {
-        Ok(true) => Some(Instant::now()),
+        Ok(true) => Some(units::now()),
         Ok(false) | Err(_) => None,
     }
 }
 
 fn send_sigterm() -> Instant {
-    let sent_at = Instant::now();
+    let sent_at = units::now();
     info!("drill: sending SIGTERM, as the kubelet does");
     if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
         warn!("drill: cannot send SIGTERM: {errno}");
@@ -164,9 +164,9 @@ fn send_sigterm() -> Instant {
 /// Asks pyinit's own `/readyz` until it answers 503, as the kubelet's next probe would see it.
 async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<Duration> {
     let host = addr.ip().to_string();
-    while term_sent_at.elapsed() < READINESS_DROP_WAIT {
+    while units::now().saturating_duration_since(term_sent_at) < READINESS_DROP_WAIT {
         if let Ok(503) = http_get(addr, &host, "/readyz", BodyHandling::Ignore).await {
-            return Some(term_sent_at.elapsed());
+            return Some(units::now().saturating_duration_since(term_sent_at));
         }
         tokio::time::sleep(READINESS_POLL).await;
     }
