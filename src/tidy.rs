@@ -16,6 +16,7 @@ const PURE_FILES: &[&str] = &[
     "src/container/env.rs",
     "src/container/checks.rs",
     "src/privileges/passwd.rs",
+    "src/privileges/spec.rs",
     "src/probe/spec.rs",
     "src/probe/threshold.rs",
     "src/health/routes.rs",

@@ -17,12 +17,12 @@ use cli::Switch;
 use cli::{ForwardTo, HealthArgs, LogFormat, LogLevel, PrivilegeArgs};
 use core::net::SocketAddr;
 use parse::HealthAddr;
-use parse::{IdOrName, RlimitSpec, Umask, UserSpec};
 
 use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
 
 use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
+use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::signals::{ForwardTarget, RewriteMap, Signal};
 use crate::supervisor::{HardStop, Policy};
 use crate::units::format_duration;
@@ -175,26 +175,6 @@ impl Config {
     }
 }
 
-/// The most supplementary groups Linux accepts (`NGROUPS_MAX`).
-pub const MAX_GROUPS: usize = 65536;
-
-/// Who pyinit and the app become, checked for shape; `privileges` resolves the names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrivilegeConfig {
-    pub user: Option<UserSpec>,
-    /// `--group`: overrides the primary group from `user` or /etc/passwd.
-    pub group: Option<IdOrName>,
-    /// `--groups`: exactly these supplementary groups (empty clears them); `None` means the
-    /// user's groups from /etc/group.
-    pub groups: Option<Vec<IdOrName>>,
-    pub umask: Option<Umask>,
-    pub allow_root: bool,
-    /// Set `PR_SET_NO_NEW_PRIVS` (unless `--allow-privilege-escalation`).
-    pub no_new_privs: bool,
-    /// At most one per resource.
-    pub rlimits: Vec<RlimitSpec>,
-}
-
 impl PrivilegeConfig {
     fn from_args(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
         let groups = args.groups.map(|list| {
@@ -222,7 +202,7 @@ impl PrivilegeConfig {
             if given_before {
                 return Err(ConfigError {
                     flag: "--rlimit",
-                    value: spec.resource.name().to_owned(),
+                    value: spec.name().to_owned(),
                     reason: "given more than once".to_owned(),
                 });
             }
@@ -732,7 +712,9 @@ mod tests {
 
     #[test]
     fn privilege_flags() {
-        use parse::{RlimitResource, RlimitValue};
+        use crate::privileges::rlimit::RlimitValue;
+        use crate::privileges::spec::{Umask, UserSpec};
+        use nix::sys::resource::Resource;
         let privileges = parse(&[
             "--user",
             "nobody:nogroup",
@@ -768,7 +750,7 @@ mod tests {
         assert!(privileges.allow_root);
         assert!(!privileges.no_new_privs);
         assert_eq!(privileges.rlimits.len(), 2);
-        assert_eq!(privileges.rlimits[0].resource, RlimitResource::Nofile);
+        assert_eq!(privileges.rlimits[0].resource, Resource::RLIMIT_NOFILE);
         assert_eq!(privileges.rlimits[0].hard, RlimitValue::Limited(2048));
         assert_eq!(privileges.rlimits[1].soft, RlimitValue::Limited(0));
     }

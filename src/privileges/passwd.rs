@@ -8,8 +8,7 @@
 //! numeric `--user` then still works, as Kubernetes' arbitrary `runAsUser` needs.
 
 use super::PrivilegeError;
-use crate::config::PrivilegeConfig;
-use crate::config::parse::IdOrName;
+use super::spec::{IdOrName, PrivilegeConfig};
 
 /// One line of /etc/passwd: `name:password:uid:gid:gecos:home:shell`.
 #[derive(Clone, Debug, PartialEq, Eq)]
