@@ -11,16 +11,14 @@ use std::num::NonZeroU32;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 
-use super::parse::{
-    HealthAddr, parse_drill_url, parse_exit_pair, parse_health_addr, parse_probe, parse_threshold,
-};
+use super::parse::{HealthAddr, parse_drill_url, parse_exit_pair, parse_health_addr};
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::privileges::rlimit::{RlimitSpec, parse_rlimit};
 use crate::privileges::spec::{
     GroupList, IdOrName, Umask, UserSpec, parse_group_list, parse_id_or_name, parse_umask,
     parse_user_spec,
 };
-use crate::probe::spec::ProbeTarget;
+use crate::probe::spec::{ProbeTarget, parse_probe, parse_threshold};
 use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
 use crate::units::parse_duration;
 
