@@ -12,6 +12,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 
 use super::parse::{HealthAddr, parse_drill_url, parse_exit_pair, parse_health_addr};
+use super::probe_flags::ProbeTuningArgs;
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::privileges::rlimit::{RlimitSpec, parse_rlimit};
 use crate::privileges::spec::{
@@ -202,80 +203,10 @@ pub struct HealthArgs {
     #[arg(long, env = "PYINIT_STARTUP", value_name = "PROBE", value_parser = parse_probe)]
     pub startup: Option<ProbeTarget>,
 
-    /// Time between readiness probes, start to start.
-    #[arg(long, env = "PYINIT_READINESS_PERIOD", value_name = "DURATION", default_value = "10s",
-          value_parser = parse_duration)]
-    pub readiness_period: Duration,
-
-    /// Time a readiness probe may take before it counts as failed.
-    #[arg(long, env = "PYINIT_READINESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
-          value_parser = parse_duration)]
-    pub readiness_timeout: Duration,
-
-    /// Consecutive successes that make the app ready.
-    #[arg(long, env = "PYINIT_READINESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
-          value_parser = parse_threshold)]
-    pub readiness_success_threshold: NonZeroU32,
-
-    /// Consecutive failures that make the app not ready.
-    #[arg(long, env = "PYINIT_READINESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
-          value_parser = parse_threshold)]
-    pub readiness_failure_threshold: NonZeroU32,
-
-    /// Time from the start until the first readiness probe.
-    #[arg(long, env = "PYINIT_READINESS_INITIAL_DELAY", value_name = "DURATION",
-          default_value = "0s", value_parser = parse_duration)]
-    pub readiness_initial_delay: Duration,
-
-    /// Time between liveness probes, start to start.
-    #[arg(long, env = "PYINIT_LIVENESS_PERIOD", value_name = "DURATION", default_value = "10s",
-          value_parser = parse_duration)]
-    pub liveness_period: Duration,
-
-    /// Time a liveness probe may take before it counts as failed.
-    #[arg(long, env = "PYINIT_LIVENESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
-          value_parser = parse_duration)]
-    pub liveness_timeout: Duration,
-
-    /// Consecutive successes that make the app live again (must be 1, as in Kubernetes).
-    #[arg(long, env = "PYINIT_LIVENESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
-          value_parser = parse_threshold)]
-    pub liveness_success_threshold: NonZeroU32,
-
-    /// Consecutive failures that make the app not live (the kubelet then restarts it).
-    #[arg(long, env = "PYINIT_LIVENESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
-          value_parser = parse_threshold)]
-    pub liveness_failure_threshold: NonZeroU32,
-
-    /// Time from the start until the first liveness probe.
-    #[arg(long, env = "PYINIT_LIVENESS_INITIAL_DELAY", value_name = "DURATION",
-          default_value = "0s", value_parser = parse_duration)]
-    pub liveness_initial_delay: Duration,
-
-    /// Time between startup probes, start to start.
-    #[arg(long, env = "PYINIT_STARTUP_PERIOD", value_name = "DURATION", default_value = "10s",
-          value_parser = parse_duration)]
-    pub startup_period: Duration,
-
-    /// Time a startup probe may take before it counts as failed.
-    #[arg(long, env = "PYINIT_STARTUP_TIMEOUT", value_name = "DURATION", default_value = "1s",
-          value_parser = parse_duration)]
-    pub startup_timeout: Duration,
-
-    /// Consecutive successes that end startup (must be 1, as in Kubernetes).
-    #[arg(long, env = "PYINIT_STARTUP_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
-          value_parser = parse_threshold)]
-    pub startup_success_threshold: NonZeroU32,
-
-    /// Consecutive failures after which startup has failed and liveness is false.
-    #[arg(long, env = "PYINIT_STARTUP_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
-          value_parser = parse_threshold)]
-    pub startup_failure_threshold: NonZeroU32,
-
-    /// Time from the start until the first startup probe.
-    #[arg(long, env = "PYINIT_STARTUP_INITIAL_DELAY", value_name = "DURATION",
-          default_value = "0s", value_parser = parse_duration)]
-    pub startup_initial_delay: Duration,
+    /// `--{kind}-period`, `-timeout`, `-success-threshold`, `-failure-threshold` and
+    /// `-initial-delay` for each kind, from one table.
+    #[command(flatten)]
+    pub tuning: ProbeTuningArgs,
 }
 
 /// `pyinit drill`: the supervisor's own flags, plus the rehearsal's.

@@ -6,10 +6,10 @@
 
 pub mod cli;
 pub mod parse;
+mod probe_flags;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub use cli::Cli;
@@ -18,7 +18,7 @@ use cli::{ForwardTo, HealthArgs, LogFormat, LogLevel, PrivilegeArgs};
 use core::net::SocketAddr;
 use parse::HealthAddr;
 
-use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
+use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget};
 
 use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
@@ -219,110 +219,28 @@ impl PrivilegeConfig {
     }
 }
 
-/// The flags of one probe kind, with their names for messages.
-struct ProbeFlags {
-    kind: ProbeKind,
-    target: Option<ProbeTarget>,
-    timing: ProbeTiming,
-}
-
-fn health_config(health: HealthArgs) -> Result<HealthConfig, ConfigError> {
+fn health_config(mut health: HealthArgs) -> Result<HealthConfig, ConfigError> {
     let addr = match health.health_addr {
         HealthAddr::Off => None,
         HealthAddr::Listen(addr) => Some(addr),
     };
-    let kinds = [
-        ProbeFlags {
-            kind: ProbeKind::Startup,
-            target: health.startup,
-            timing: ProbeTiming {
-                period: health.startup_period,
-                timeout: health.startup_timeout,
-                success_threshold: health.startup_success_threshold,
-                failure_threshold: health.startup_failure_threshold,
-                initial_delay: health.startup_initial_delay,
-            },
-        },
-        ProbeFlags {
-            kind: ProbeKind::Liveness,
-            target: health.liveness,
-            timing: ProbeTiming {
-                period: health.liveness_period,
-                timeout: health.liveness_timeout,
-                success_threshold: health.liveness_success_threshold,
-                failure_threshold: health.liveness_failure_threshold,
-                initial_delay: health.liveness_initial_delay,
-            },
-        },
-        ProbeFlags {
-            kind: ProbeKind::Readiness,
-            target: health.readiness,
-            timing: ProbeTiming {
-                period: health.readiness_period,
-                timeout: health.readiness_timeout,
-                success_threshold: health.readiness_success_threshold,
-                failure_threshold: health.readiness_failure_threshold,
-                initial_delay: health.readiness_initial_delay,
-            },
-        },
-    ];
     let mut probes = Vec::new();
-    for flags in kinds {
-        check_probe_timing(&flags)?;
-        if let Some(target) = flags.target {
+    for kind in ProbeKind::ALL {
+        let timing = health.tuning.checked_timing(kind)?;
+        let target = match kind {
+            ProbeKind::Startup => health.startup.take(),
+            ProbeKind::Liveness => health.liveness.take(),
+            ProbeKind::Readiness => health.readiness.take(),
+        };
+        if let Some(target) = target {
             probes.push(ProbeConfig {
-                kind: flags.kind,
+                kind,
                 target,
-                timing: flags.timing,
+                timing,
             });
         }
     }
     Ok(HealthConfig { addr, probes })
-}
-
-/// Kubernetes' own limits: a period and a timeout of at least a moment, and a success threshold
-/// of 1 for liveness and startup probes.
-fn check_probe_timing(flags: &ProbeFlags) -> Result<(), ConfigError> {
-    let (period_flag, timeout_flag, success_flag) = match flags.kind {
-        ProbeKind::Startup => (
-            "--startup-period",
-            "--startup-timeout",
-            "--startup-success-threshold",
-        ),
-        ProbeKind::Liveness => (
-            "--liveness-period",
-            "--liveness-timeout",
-            "--liveness-success-threshold",
-        ),
-        ProbeKind::Readiness => (
-            "--readiness-period",
-            "--readiness-timeout",
-            "--readiness-success-threshold",
-        ),
-    };
-    for (flag, value) in [
-        (period_flag, flags.timing.period),
-        (timeout_flag, flags.timing.timeout),
-    ] {
-        if value.is_zero() {
-            return Err(ConfigError {
-                flag,
-                value: format_duration(value),
-                reason: "must be longer than 0s".to_owned(),
-            });
-        }
-    }
-    if flags.kind != ProbeKind::Readiness && flags.timing.success_threshold != NonZeroU32::MIN {
-        return Err(ConfigError {
-            flag: success_flag,
-            value: flags.timing.success_threshold.to_string(),
-            reason: format!(
-                "must be 1 for {} probes, as in Kubernetes",
-                flags.kind.name()
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// The health server's default address, as `--health-addr`'s default spells it.
@@ -411,6 +329,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::probe::spec::ProbeTiming;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         parse_in(args, Environment::default())

@@ -313,8 +313,7 @@ pub fn resolve_host(host: &str) -> Result<IpAddr, String> {
     })
 }
 
-/// Kubernetes' defaults; the flags' defaults in `config/cli.rs` spell the same values.
-#[cfg(test)]
+/// Kubernetes' defaults; the flags' defaults in `config/probe_flags.rs` spell the same values.
 impl ProbeTiming {
     pub const KUBERNETES_DEFAULT: ProbeTiming = ProbeTiming {
         period: Duration::from_secs(10),
