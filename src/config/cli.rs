@@ -8,19 +8,20 @@ use std::time::Duration;
 
 use std::num::NonZeroU32;
 
-use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, ValueEnum};
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, Parser};
 
 use super::parse::{HealthAddr, parse_drill_url, parse_exit_pair, parse_health_addr};
 use super::probe_flags::ProbeTuningArgs;
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
+use crate::log::{LogFormat, LogLevel};
 use crate::privileges::rlimit::{RlimitSpec, parse_rlimit};
 use crate::privileges::spec::{
     GroupList, IdOrName, Umask, UserSpec, parse_group_list, parse_id_or_name, parse_umask,
     parse_user_spec,
 };
 use crate::probe::spec::{ProbeTarget, parse_probe, parse_threshold};
-use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
+use crate::signals::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
 use crate::units::parse_duration;
 
 /// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
@@ -34,8 +35,8 @@ use crate::units::parse_duration;
 )]
 pub struct Cli {
     /// Where forwarded signals go: the app's main process, or its whole process group.
-    #[arg(long, env = "PYINIT_FORWARD_TO", value_enum, default_value_t = ForwardTo::Child)]
-    pub forward_to: ForwardTo,
+    #[arg(long, env = "PYINIT_FORWARD_TO", value_enum, default_value_t = ForwardTarget::Child)]
+    pub forward_to: ForwardTarget,
 
     /// Rewrite a signal before it is forwarded (repeatable): TERM=INT, HUP=none.
     #[arg(long, env = "PYINIT_SIGNAL_MAP", value_name = "FROM=TO", value_delimiter = ',',
@@ -100,29 +101,6 @@ pub struct Cli {
     pub command: Vec<OsString>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ForwardTo {
-    /// The app's main process only.
-    Child,
-    /// The app's whole process group.
-    Group,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
 /// Resource limits: what the app is told about the container's CPUs and memory.
 #[derive(Args, Debug)]
 pub struct ResourceArgs {
@@ -133,14 +111,9 @@ pub struct ResourceArgs {
     pub web_concurrency: WebConcurrency,
 
     /// Set PYTHONUNBUFFERED=1 and PYTHON_CPU_COUNT for the app, unless already set.
-    #[arg(long, env = "PYINIT_PYTHON_ENV", value_enum, default_value_t = Switch::On)]
-    pub python_env: Switch,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
+    #[arg(long, env = "PYINIT_PYTHON_ENV", default_value = "on", action = ArgAction::Set,
+          value_parser = PossibleValuesParser::new(["on", "off"]).map(|value| value == "on"))]
+    pub python_env: bool,
 }
 
 /// Who the app runs as, and the process limits it inherits: the privilege drop.

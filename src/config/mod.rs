@@ -13,8 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use cli::Cli;
-use cli::Switch;
-use cli::{ForwardTo, HealthArgs, LogFormat, LogLevel, PrivilegeArgs};
+use cli::{HealthArgs, PrivilegeArgs};
 use core::net::SocketAddr;
 use parse::HealthAddr;
 
@@ -22,8 +21,9 @@ use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget};
 
 use crate::container::env::AppEnvSettings;
 use crate::exit::ExitRemap;
+use crate::log::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
-use crate::signals::{ForwardTarget, RewriteMap, Signal};
+use crate::signals::{RewriteMap, Signal};
 use crate::supervisor::{HardStop, Policy};
 use crate::units::format_duration;
 
@@ -142,12 +142,8 @@ impl Config {
             // clap's `requires` makes a lone flag a usage error before this point.
             _ => None,
         };
-        let forward_to = match cli.forward_to {
-            ForwardTo::Child => ForwardTarget::Child,
-            ForwardTo::Group => ForwardTarget::Group,
-        };
         let policy = Policy {
-            forward_to,
+            forward_to: cli.forward_to,
             rewrite: RewriteMap::new(cli.signal_map),
             pre_stop_delay,
             drain_timeout,
@@ -169,7 +165,7 @@ impl Config {
             log_level: cli.log_level,
             app_env: AppEnvSettings {
                 web_concurrency: cli.resources.web_concurrency,
-                python_env: cli.resources.python_env == Switch::On,
+                python_env: cli.resources.python_env,
             },
         })
     }
@@ -330,6 +326,7 @@ mod tests {
 
     use super::*;
     use crate::probe::spec::ProbeTiming;
+    use crate::signals::ForwardTarget;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         parse_in(args, Environment::default())
