@@ -138,11 +138,8 @@ fn run() -> Result<u8, SetupError> {
     // Limits: read once, before the app starts, so that it can be sized to them.
     let facts = ContainerFacts::read(Path::new("/"));
     let current_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let app_env = if config.command.is_empty() {
-        container::env::AppEnvironment::default()
-    } else {
-        container::env::app_environment(&facts, config.app_env, &current_env)
-    };
+    let has_app = !config.command.is_empty();
+    let app_env = container::env::app_environment(&facts, config.app_env, &current_env, has_app);
     // The OOM-kill counter's value before the app exists: only later rises are the app's.
     let oom_monitor = OomMonitor::new(&facts);
 
@@ -188,7 +185,12 @@ fn run() -> Result<u8, SetupError> {
 
     // Start-up checks: warnings only, logged with the facts once the app has started, so that a
     // set-up failure stays a single line.
-    let warnings = startup_warnings(&config, &facts, dropped.uid);
+    let app_facts = has_app.then_some(container::checks::AppFacts {
+        uid: dropped.uid,
+        grace_period: config.grace_period,
+        drain_timeout: config.policy.drain_timeout,
+    });
+    let warnings = container::checks::startup_warnings(&facts, std::process::id(), app_facts);
     let startup = StartupReport {
         facts,
         app_env,
@@ -234,20 +236,6 @@ struct Prepared {
     oom_monitor: OomMonitor,
     parent_already_gone: bool,
     drill: Option<DrillConfig>,
-}
-
-/// Each start-up check is one warning line; none of them stops pyinit.
-fn startup_warnings(config: &Config, facts: &ContainerFacts, app_uid: u32) -> Vec<String> {
-    let mut warnings = container::checks::check_limits(facts);
-    warnings.extend(container::checks::check_pid1(std::process::id()));
-    if !config.command.is_empty() {
-        warnings.extend(container::checks::check_app_user(app_uid));
-        warnings.extend(container::checks::check_drain_margin(
-            config.grace_period,
-            config.policy.drain_timeout,
-        ));
-    }
-    warnings
 }
 
 async fn supervise(prepared: Prepared) -> Result<u8, SetupError> {
