@@ -8,7 +8,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::probe::spec::{ProbeTarget, parse_probe, resolve_host, split_host_port};
+use crate::probe::spec::{resolve_host, split_host_port};
 
 /// Parses one `--remap-exit FROM=TO` pair of exit codes (0..=255).
 pub fn parse_exit_pair(text: &str) -> Result<(u8, u8), String> {
@@ -47,14 +47,6 @@ pub fn parse_health_addr(text: &str) -> Result<HealthAddr, String> {
         resolve_host(host)?,
         port,
     )))
-}
-
-/// `--drill-request`: an `http://HOST:PORT/PATH` URL, parsed as an http probe's target is.
-pub fn parse_drill_url(text: &str) -> Result<ProbeTarget, String> {
-    if !text.trim().starts_with("http://") {
-        return Err("expected a URL such as http://127.0.0.1:8000/slow?s=3".to_owned());
-    }
-    parse_probe(text)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::report::RequestTally;
-use crate::config::DrillRequest;
+use super::spec::DrillRequest;
 use crate::probe::http::{BodyHandling, http_get};
 use crate::units;
 
