@@ -109,45 +109,36 @@ fn a_flag_on_the_command_line_wins_over_its_variable() {
 }
 
 #[test]
-fn a_lone_hard_stop_signal_names_the_missing_flag() {
-    let marker = marker("hard-stop");
-    assert_usage_error(
-        Pyinit::new().args(["--hard-stop-signal", "QUIT"]),
-        &marker,
-        "--hard-stop-after",
-        "--hard-stop-after",
-    );
-}
-
-#[test]
-fn the_drills_usage_errors_are_one_line_too() {
-    let bogus = marker("drill-bogus");
-    assert_usage_error(
-        Pyinit::new().args(["drill", "--bogus"]),
-        &bogus,
-        "--bogus",
-        "bogus",
-    );
-    let without_drill = marker("drill-flag-without-drill");
-    assert_usage_error(
-        Pyinit::new().args(["--drill-ready-after", "1s"]),
-        &without_drill,
-        "--drill-ready-after",
-        "drill-ready-after",
-    );
-    let concurrency = marker("drill-concurrency");
-    assert_usage_error(
-        Pyinit::new().args([
-            "drill",
+fn usage_errors_of_both_modes_name_the_flag_on_one_line() {
+    for (name, args, flag, value) in [
+        (
+            "hard-stop",
+            &["--hard-stop-signal", "QUIT"][..],
+            "--hard-stop-after",
+            "--hard-stop-after",
+        ),
+        ("drill-bogus", &["drill", "--bogus"][..], "--bogus", "bogus"),
+        (
+            "drill-flag-alone",
+            &["--drill-ready-after", "1s"][..],
             "--drill-ready-after",
-            "1s",
+            "drill-ready-after",
+        ),
+        (
+            "drill-concurrency",
+            &[
+                "drill",
+                "--drill-ready-after",
+                "1s",
+                "--drill-concurrency",
+                "0",
+            ][..],
             "--drill-concurrency",
             "0",
-        ]),
-        &concurrency,
-        "--drill-concurrency",
-        "0",
-    );
+        ),
+    ] {
+        assert_usage_error(Pyinit::new().args(args), &marker(name), flag, value);
+    }
 }
 
 #[test]

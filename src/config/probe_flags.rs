@@ -37,46 +37,63 @@ struct ProbeFlags {
     initial_delay: Flag,
 }
 
+/// One flag of a kind: `--{name}-{suffix}` and `PYINIT_{ENV}_{ENV_SUFFIX}`.
+macro_rules! flag {
+    ($name:literal, $env:literal, $suffix:literal, $env_suffix:literal, $help:expr) => {
+        Flag {
+            long: concat!($name, "-", $suffix),
+            dashed: concat!("--", $name, "-", $suffix),
+            env: concat!("PYINIT_", $env, "_", $env_suffix),
+            help: $help,
+        }
+    };
+}
+
 /// A row of [`PROBE_FLAGS`]: the kind, its name in flags and in variables, and the two help lines
 /// that differ between kinds.
 macro_rules! probe_flags {
     ($kind:expr, $name:literal, $env:literal, success: $success:literal, failure: $failure:literal $(,)?) => {
         ProbeFlags {
             kind: $kind,
-            period: Flag {
-                long: concat!($name, "-period"),
-                dashed: concat!("--", $name, "-period"),
-                env: concat!("PYINIT_", $env, "_PERIOD"),
-                help: concat!("Time between ", $name, " probes, start to start"),
-            },
-            timeout: Flag {
-                long: concat!($name, "-timeout"),
-                dashed: concat!("--", $name, "-timeout"),
-                env: concat!("PYINIT_", $env, "_TIMEOUT"),
-                help: concat!(
+            period: flag!(
+                $name,
+                $env,
+                "period",
+                "PERIOD",
+                concat!("Time between ", $name, " probes, start to start")
+            ),
+            timeout: flag!(
+                $name,
+                $env,
+                "timeout",
+                "TIMEOUT",
+                concat!(
                     "Time a ",
                     $name,
                     " probe may take before it counts as failed"
-                ),
-            },
-            success_threshold: Flag {
-                long: concat!($name, "-success-threshold"),
-                dashed: concat!("--", $name, "-success-threshold"),
-                env: concat!("PYINIT_", $env, "_SUCCESS_THRESHOLD"),
-                help: $success,
-            },
-            failure_threshold: Flag {
-                long: concat!($name, "-failure-threshold"),
-                dashed: concat!("--", $name, "-failure-threshold"),
-                env: concat!("PYINIT_", $env, "_FAILURE_THRESHOLD"),
-                help: $failure,
-            },
-            initial_delay: Flag {
-                long: concat!($name, "-initial-delay"),
-                dashed: concat!("--", $name, "-initial-delay"),
-                env: concat!("PYINIT_", $env, "_INITIAL_DELAY"),
-                help: concat!("Time from the start until the first ", $name, " probe"),
-            },
+                )
+            ),
+            success_threshold: flag!(
+                $name,
+                $env,
+                "success-threshold",
+                "SUCCESS_THRESHOLD",
+                $success
+            ),
+            failure_threshold: flag!(
+                $name,
+                $env,
+                "failure-threshold",
+                "FAILURE_THRESHOLD",
+                $failure
+            ),
+            initial_delay: flag!(
+                $name,
+                $env,
+                "initial-delay",
+                "INITIAL_DELAY",
+                concat!("Time from the start until the first ", $name, " probe")
+            ),
         }
     };
 }

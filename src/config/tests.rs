@@ -419,38 +419,14 @@ fn drill_after_the_double_dash_is_the_apps_command() {
 
 #[test]
 fn the_drill_takes_the_supervisors_flags_before_or_after_it() {
+    let grace = ["--grace-period", "8s"];
+    let ready = ["--drill-ready-after", "1s"];
     for args in [
-        &[
-            "drill",
-            "--grace-period",
-            "8s",
-            "--drill-ready-after",
-            "1s",
-            "--",
-            "app",
-            "-x",
-        ][..],
-        &[
-            "--grace-period",
-            "8s",
-            "drill",
-            "--drill-ready-after",
-            "1s",
-            "--",
-            "app",
-            "-x",
-        ][..],
-        &[
-            "--grace-period",
-            "8s",
-            "drill",
-            "--drill-ready-after",
-            "1s",
-            "app",
-            "-x",
-        ][..],
+        [&["drill"][..], &grace, &ready, &["--", "app", "-x"]].concat(),
+        [&grace[..], &["drill"], &ready, &["--", "app", "-x"]].concat(),
+        [&grace[..], &["drill"], &ready, &["app", "-x"]].concat(),
     ] {
-        let config = parse(args).unwrap();
+        let config = parse(&args).unwrap();
         let drill = drill_of(&config);
         assert_eq!(config.grace_period, Duration::from_secs(8), "{args:?}");
         assert_eq!(drill.grace_period, Duration::from_secs(8), "{args:?}");
