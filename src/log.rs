@@ -2,8 +2,9 @@
 //! belongs to the app.
 //!
 //! A small subscriber of pyinit's own rather than tracing-subscriber's: pyinit logs events and
-//! no spans, and the general one (its span registry and its serde-based JSON) cost a tenth of
-//! the static binary and 36 KiB of memory at start. The lines keep tracing-subscriber's shape:
+//! no spans, and the general one (its span registry and its serde-based JSON) cost binary size
+//! and memory at start (README's "Size and memory" has what bench/ measured). The lines keep
+//! tracing-subscriber's shape:
 //! text is `TIMESTAMP LEVEL message key=value ...` (string values quoted, a field named
 //! `message` shown bare); JSON is one flat object per line with `timestamp`, `level`, then every
 //! field in order (numbers and booleans as JSON values, everything else as strings).
