@@ -2,8 +2,9 @@
 //! belongs to the app.
 //!
 //! A small subscriber of pyinit's own rather than tracing-subscriber's: pyinit logs events and
-//! no spans, and the general one (its span registry and its serde-based JSON) cost a tenth of
-//! the static binary and 36 KiB of memory at start. The lines keep tracing-subscriber's shape:
+//! no spans, and the general one (its span registry and its serde-based JSON) cost binary size
+//! and memory at start (README's "Size and memory" has what bench/ measured). The lines keep
+//! tracing-subscriber's shape:
 //! text is `TIMESTAMP LEVEL message key=value ...` (string values quoted, a field named
 //! `message` shown bare); JSON is one flat object per line with `timestamp`, `level`, then every
 //! field in order (numbers and booleans as JSON values, everything else as strings).
@@ -17,7 +18,22 @@ use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-use crate::config::cli::{LogFormat, LogLevel};
+/// `--log-format`: the shape of each line on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--log-level`: the least severe level shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
 
 /// Installs the global subscriber. Called once, early in set-up.
 pub fn init_logging(format: LogFormat, level: LogLevel) {

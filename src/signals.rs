@@ -289,10 +289,11 @@ pub fn parse_rewrite_pair(text: &str) -> Result<(Signal, Option<Signal>), String
     Ok((from, to))
 }
 
-/// Where forwarded signals go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where forwarded signals go: `--forward-to child|group`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ForwardTarget {
-    /// The app's main process only: its workers are its own business.
+    /// The app's main process only.
+    // Its workers are its own business: gunicorn's die mid-request on the master's signals.
     Child,
     /// The app's whole process group.
     Group,

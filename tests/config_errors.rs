@@ -107,3 +107,83 @@ fn a_flag_on_the_command_line_wins_over_its_variable() {
     assert!(marker.exists());
     std::fs::remove_file(&marker).unwrap();
 }
+
+#[test]
+fn usage_errors_of_both_modes_name_the_flag_on_one_line() {
+    for (name, args, flag, value) in [
+        (
+            "hard-stop",
+            &["--hard-stop-signal", "QUIT"][..],
+            "--hard-stop-after",
+            "--hard-stop-after",
+        ),
+        ("drill-bogus", &["drill", "--bogus"][..], "--bogus", "bogus"),
+        (
+            "drill-flag-alone",
+            &["--drill-ready-after", "1s"][..],
+            "--drill-ready-after",
+            "drill-ready-after",
+        ),
+        (
+            "drill-concurrency",
+            &[
+                "drill",
+                "--drill-ready-after",
+                "1s",
+                "--drill-concurrency",
+                "0",
+            ][..],
+            "--drill-concurrency",
+            "0",
+        ),
+    ] {
+        assert_usage_error(Pyinit::new().args(args), &marker(name), flag, value);
+    }
+}
+
+#[test]
+fn a_command_named_drill_after_the_double_dash_runs() {
+    let dir = std::env::temp_dir().join(format!("pyinit-drill-cmd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = marker("named-drill");
+    let script = dir.join("drill");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n/usr/bin/touch '{}'\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), crate::common::STANDARD_PATH);
+    let finished = Pyinit::new()
+        .env("PATH", path)
+        .app(vec!["drill".into()])
+        .run();
+    std::fs::remove_dir_all(&dir).unwrap();
+    finished.assert_exit_code(0);
+    assert!(marker.exists(), "the program named drill did not run");
+    std::fs::remove_file(&marker).unwrap();
+}
+
+#[test]
+fn help_and_version_of_both_modes_answer_on_stdout() {
+    let version = format!("{}\n", env!("CARGO_PKG_VERSION"));
+    for (args, first_line) in [
+        (&["--help"][..], "A small PID 1 for Python services"),
+        (&["drill", "--help"][..], "Rehearse a Kubernetes shutdown"),
+        (&["--version"][..], "pyinit "),
+        (&["drill", "--version"][..], "pyinit drill "),
+    ] {
+        let output = std::process::Command::new(crate::common::pyinit_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert!(output.stderr.is_empty(), "{args:?} wrote to stderr");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(stdout.starts_with(first_line), "{args:?}: {stdout}");
+        if args.contains(&"--version") {
+            assert!(stdout.ends_with(&version), "{args:?}: {stdout}");
+            assert_eq!(stdout.lines().count(), 1, "{args:?}: {stdout}");
+        }
+    }
+}

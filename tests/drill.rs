@@ -225,3 +225,61 @@ fn requests_sent_during_the_pre_stop_delay_are_served() {
         "{in_flight}"
     );
 }
+
+#[test]
+fn a_health_addr_given_as_the_default_is_kept() {
+    // The drill moves its health server to a free loopback port only when --health-addr is left
+    // at its default; an address the user gives, even the default's own, is used as given. In a
+    // network namespace of its own the fixed port is free.
+    let finished = Pyinit::new()
+        .arg("drill")
+        .private_network()
+        .args(["--log-level", "info", "--health-addr", "0.0.0.0:8558"])
+        .args(["--drill-ready-after", "100ms"])
+        .app(vec!["/bin/true".into()])
+        .run();
+    let stderr = finished.stderr_text();
+    assert!(
+        stderr.contains("health server listening addr=0.0.0.0:8558"),
+        "{stderr}"
+    );
+    let finished = Pyinit::new()
+        .arg("drill")
+        .env_clear()
+        .env("PYINIT_ALLOW_ROOT", "true")
+        .private_network()
+        .args(["--log-level", "info", "--drill-ready-after", "100ms"])
+        .app(vec!["/bin/true".into()])
+        .run();
+    let stderr = finished.stderr_text();
+    let listening = stderr
+        .lines()
+        .find(|line| line.contains("health server listening"))
+        .unwrap_or_else(|| panic!("no listening line:\n{stderr}"));
+    assert!(
+        listening.contains("addr=127.0.0.1:") && !listening.contains(":8558"),
+        "{listening}"
+    );
+}
+
+#[test]
+fn the_supervisors_flags_may_come_before_drill() {
+    let finished = Pyinit::new()
+        .args(["--grace-period", "4s", "--drain-timeout", "2s"])
+        .args([
+            "drill",
+            "--log-level",
+            "warn",
+            "--drill-ready-after",
+            "100ms",
+        ])
+        .app(vec!["/bin/sleep".into(), "30".into()])
+        .run();
+    let stdout = finished.stdout.join("\n");
+    assert!(
+        stdout.contains("grace period 4s, drain deadline 2s"),
+        "{stdout}"
+    );
+    // sleep dies of its SIGTERM at once: a clean, if abrupt, drain.
+    finished.assert_exit_code(0);
+}

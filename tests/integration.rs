@@ -7,13 +7,14 @@
     clippy::indexing_slicing,
     reason = "test code: a failed expectation is a failed test"
 )]
-// clippy.toml's process bans (waitpid and Command::status/output outside the reaper, kill outside
-// signals.rs) guard pyinit's own ownership rules. They do not apply to this crate: the tests are
-// pyinit's users, and start, wait for and signal their own processes, pyinit among them. clippy's
+// clippy.toml's bans (waitpid and Command::status/output outside the reaper, kill outside
+// signals.rs, std's Instant::now outside units.rs) guard pyinit's own ownership rules. They do not
+// apply to this crate: the tests are pyinit's users, start, wait for and signal their own
+// processes, pyinit among them, and time them from outside on std's clock. clippy's
 // allow-*-in-tests keys do not cover disallowed-methods, hence this crate-wide allow.
 #![allow(
     clippy::disallowed_methods,
-    reason = "the test harness waits for and signals its own children; the bans are pyinit's"
+    reason = "the test harness waits for, signals and times its own children; the bans are pyinit's"
 )]
 
 mod common;

@@ -15,6 +15,8 @@ fn app_gets_the_terminal_foreground_and_ctrl_c() {
         .arg(PYTHON)
         .arg(fixture("print_terminal.py"))
         .env("PYINIT_ALLOW_ROOT", "true")
+        // Beside the other tests, a fixed port would be taken.
+        .env("PYINIT_HEALTH_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -80,6 +82,7 @@ fn parent_death_signal_drains_pyinit_when_its_parent_dies() {
         .arg(pyinit_bin())
         .args(python_fixture("print_signals.py", &[]))
         .env("PYINIT_ALLOW_ROOT", "true")
+        .env("PYINIT_HEALTH_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -1,24 +1,43 @@
 //! The command line as clap sees it: flags, their `PYINIT_*` variables, defaults and help text.
 //!
-//! No logic lives here. Each flag's value parser is in `parse.rs` or `signals`; checks between
-//! flags, and defaults that depend on other flags, are in `Config::from_cli`.
+//! Two modes: `pyinit [OPTIONS] [--] COMMAND...` supervises the app, `pyinit drill [OPTIONS]
+//! [--] COMMAND...` rehearses its shutdown. `drill` is a subcommand (so `pyinit -- drill` runs a
+//! program named drill), and `parse_command_line` makes every flag of [`Cli`] global, so the
+//! supervisor's flags may stand before or after `drill`. No logic lives here: each flag's value
+//! parser sits beside the type it produces; checks between flags, and defaults that depend on
+//! other flags, are in `Config::from_cli`.
 
 use std::ffi::OsString;
 use std::time::Duration;
 
-use std::num::NonZeroU32;
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
-use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, ValueEnum};
-
-use super::parse::{
-    GroupList, HealthAddr, IdOrName, RlimitSpec, Umask, UserSpec, parse_drill_url, parse_duration,
-    parse_exit_pair, parse_group_list, parse_health_addr, parse_id_or_name, parse_probe,
-    parse_rlimit, parse_threshold, parse_umask, parse_user_spec,
-};
+use super::parse::{HealthAddr, parse_exit_pair, parse_health_addr};
+use super::probe_flags::ProbeTuningArgs;
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
-use crate::probe::spec::ProbeTarget;
-use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
+use crate::drill::spec::{DrillRequest, parse_concurrency, parse_drill_url};
+use crate::log::{LogFormat, LogLevel};
+use crate::privileges::rlimit::{RlimitSpec, parse_rlimit};
+use crate::privileges::spec::{
+    GroupList, IdOrName, Umask, UserSpec, parse_group_list, parse_id_or_name, parse_umask,
+    parse_user_spec,
+};
+use crate::probe::spec::{ProbeTarget, parse_probe};
+use crate::signals::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
+use crate::units::parse_duration;
+
+/// clap's command for [`Cli`], with every flag global: `pyinit drill` takes the supervisor's
+/// flags too, before `drill` or after it, and they mean the same in both places.
+pub fn command() -> clap::Command {
+    Cli::command().mut_args(|arg| {
+        if arg.is_positional() {
+            arg
+        } else {
+            arg.global(true)
+        }
+    })
+}
 
 /// A small PID 1 for Python services: drops root, respects cgroup limits, answers the kubelet's
 /// probes, forwards signals and drains on SIGTERM within the grace period.
@@ -26,13 +45,15 @@ use crate::signals::{Signal, parse_rewrite_pair, parse_signal};
 #[command(
     name = "pyinit",
     version,
-    override_usage = "pyinit [OPTIONS] -- COMMAND [ARGS]...\n       pyinit [OPTIONS]    (no command: health sidecar)",
-    after_help = "Every flag can also be set by its PYINIT_* variable, shown beside it."
+    override_usage = "pyinit [OPTIONS] -- COMMAND [ARGS]...\n       pyinit [OPTIONS]    (no command: health sidecar)\n       pyinit drill [OPTIONS] -- COMMAND [ARGS]...",
+    after_help = "Every flag can also be set by its PYINIT_* variable, shown beside it.",
+    // `pyinit help` runs a program named help, as it always has.
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// Where forwarded signals go: the app's main process, or its whole process group.
-    #[arg(long, env = "PYINIT_FORWARD_TO", value_enum, default_value_t = ForwardTo::Child)]
-    pub forward_to: ForwardTo,
+    #[arg(long, env = "PYINIT_FORWARD_TO", value_enum, default_value_t = ForwardTarget::Child)]
+    pub forward_to: ForwardTarget,
 
     /// Rewrite a signal before it is forwarded (repeatable): TERM=INT, HUP=none.
     #[arg(long, env = "PYINIT_SIGNAL_MAP", value_name = "FROM=TO", value_delimiter = ',',
@@ -95,29 +116,25 @@ pub struct Cli {
     // unknown flag is a usage error rather than a command that is not found.
     #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<OsString>,
+
+    #[command(subcommand)]
+    pub mode: Option<ModeCommand>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ForwardTo {
-    /// The app's main process only.
-    Child,
-    /// The app's whole process group.
-    Group,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
+/// The modes other than supervising, each a subcommand.
+#[derive(Subcommand, Debug)]
+pub enum ModeCommand {
+    /// Rehearse a Kubernetes shutdown against the app, and report how it drained.
+    ///
+    /// The drill runs the app under pyinit, waits until it is ready, keeps requests in flight,
+    /// sends SIGTERM as the kubelet does, and reports whether it drained in time. It exits 0 if
+    /// every check passed, 1 if the app failed the drill, 2 on usage errors.
+    #[command(
+        display_name = "pyinit drill",
+        version,
+        override_usage = "pyinit drill [OPTIONS] -- COMMAND [ARGS]..."
+    )]
+    Drill(DrillArgs),
 }
 
 /// Resource limits: what the app is told about the container's CPUs and memory.
@@ -130,14 +147,9 @@ pub struct ResourceArgs {
     pub web_concurrency: WebConcurrency,
 
     /// Set PYTHONUNBUFFERED=1 and PYTHON_CPU_COUNT for the app, unless already set.
-    #[arg(long, env = "PYINIT_PYTHON_ENV", value_enum, default_value_t = Switch::On)]
-    pub python_env: Switch,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
+    #[arg(long, env = "PYINIT_PYTHON_ENV", default_value = "on", action = ArgAction::Set,
+          value_parser = PossibleValuesParser::new(["on", "off"]).map(|value| value == "on"))]
+    pub python_env: bool,
 }
 
 /// Who the app runs as, and the process limits it inherits: the privilege drop.
@@ -181,10 +193,10 @@ pub struct PrivilegeArgs {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Liveness and readiness")]
 pub struct HealthArgs {
-    /// Where the health server listens (the kubelet probes the pod IP); `off` disables it.
-    #[arg(long, env = "PYINIT_HEALTH_ADDR", value_name = "ADDR", default_value = "0.0.0.0:8558",
-          value_parser = parse_health_addr)]
-    pub health_addr: HealthAddr,
+    /// Where the health server listens (the kubelet probes the pod IP); `off` disables it
+    /// [default: 0.0.0.0:8558; for pyinit drill a free port on 127.0.0.1].
+    #[arg(long, env = "PYINIT_HEALTH_ADDR", value_name = "ADDR", value_parser = parse_health_addr)]
+    pub health_addr: Option<HealthAddr>,
 
     /// Readiness probe: http://HOST:PORT/PATH, tcp://HOST:PORT, exec:COMMAND ARGS... or
     /// file:///PATH?max-age=DURATION.
@@ -200,99 +212,10 @@ pub struct HealthArgs {
     #[arg(long, env = "PYINIT_STARTUP", value_name = "PROBE", value_parser = parse_probe)]
     pub startup: Option<ProbeTarget>,
 
-    /// Time between readiness probes, start to start.
-    #[arg(long, env = "PYINIT_READINESS_PERIOD", value_name = "DURATION", default_value = "10s",
-          value_parser = parse_duration)]
-    pub readiness_period: Duration,
-
-    /// Time a readiness probe may take before it counts as failed.
-    #[arg(long, env = "PYINIT_READINESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
-          value_parser = parse_duration)]
-    pub readiness_timeout: Duration,
-
-    /// Consecutive successes that make the app ready.
-    #[arg(long, env = "PYINIT_READINESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
-          value_parser = parse_threshold)]
-    pub readiness_success_threshold: NonZeroU32,
-
-    /// Consecutive failures that make the app not ready.
-    #[arg(long, env = "PYINIT_READINESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
-          value_parser = parse_threshold)]
-    pub readiness_failure_threshold: NonZeroU32,
-
-    /// Time from the start until the first readiness probe.
-    #[arg(long, env = "PYINIT_READINESS_INITIAL_DELAY", value_name = "DURATION",
-          default_value = "0s", value_parser = parse_duration)]
-    pub readiness_initial_delay: Duration,
-
-    /// Time between liveness probes, start to start.
-    #[arg(long, env = "PYINIT_LIVENESS_PERIOD", value_name = "DURATION", default_value = "10s",
-          value_parser = parse_duration)]
-    pub liveness_period: Duration,
-
-    /// Time a liveness probe may take before it counts as failed.
-    #[arg(long, env = "PYINIT_LIVENESS_TIMEOUT", value_name = "DURATION", default_value = "1s",
-          value_parser = parse_duration)]
-    pub liveness_timeout: Duration,
-
-    /// Consecutive successes that make the app live again (must be 1, as in Kubernetes).
-    #[arg(long, env = "PYINIT_LIVENESS_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
-          value_parser = parse_threshold)]
-    pub liveness_success_threshold: NonZeroU32,
-
-    /// Consecutive failures that make the app not live (the kubelet then restarts it).
-    #[arg(long, env = "PYINIT_LIVENESS_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
-          value_parser = parse_threshold)]
-    pub liveness_failure_threshold: NonZeroU32,
-
-    /// Time from the start until the first liveness probe.
-    #[arg(long, env = "PYINIT_LIVENESS_INITIAL_DELAY", value_name = "DURATION",
-          default_value = "0s", value_parser = parse_duration)]
-    pub liveness_initial_delay: Duration,
-
-    /// Time between startup probes, start to start.
-    #[arg(long, env = "PYINIT_STARTUP_PERIOD", value_name = "DURATION", default_value = "10s",
-          value_parser = parse_duration)]
-    pub startup_period: Duration,
-
-    /// Time a startup probe may take before it counts as failed.
-    #[arg(long, env = "PYINIT_STARTUP_TIMEOUT", value_name = "DURATION", default_value = "1s",
-          value_parser = parse_duration)]
-    pub startup_timeout: Duration,
-
-    /// Consecutive successes that end startup (must be 1, as in Kubernetes).
-    #[arg(long, env = "PYINIT_STARTUP_SUCCESS_THRESHOLD", value_name = "N", default_value = "1",
-          value_parser = parse_threshold)]
-    pub startup_success_threshold: NonZeroU32,
-
-    /// Consecutive failures after which startup has failed and liveness is false.
-    #[arg(long, env = "PYINIT_STARTUP_FAILURE_THRESHOLD", value_name = "N", default_value = "3",
-          value_parser = parse_threshold)]
-    pub startup_failure_threshold: NonZeroU32,
-
-    /// Time from the start until the first startup probe.
-    #[arg(long, env = "PYINIT_STARTUP_INITIAL_DELAY", value_name = "DURATION",
-          default_value = "0s", value_parser = parse_duration)]
-    pub startup_initial_delay: Duration,
-}
-
-/// `pyinit drill`: the supervisor's own flags, plus the rehearsal's.
-#[derive(Parser, Debug)]
-#[command(
-    name = "pyinit drill",
-    version,
-    about = "Rehearse a Kubernetes shutdown: run the app under pyinit, wait until it is ready, keep \
-             requests in flight, send SIGTERM as the kubelet does, and report whether it drained \
-             in time. Exits 0 if every check passed, 1 if the app failed the drill, 2 on usage \
-             errors.",
-    override_usage = "pyinit drill [OPTIONS] -- COMMAND [ARGS]..."
-)]
-pub struct DrillCli {
+    /// `--{kind}-period`, `-timeout`, `-success-threshold`, `-failure-threshold` and
+    /// `-initial-delay` for each kind, from one table.
     #[command(flatten)]
-    pub drill: DrillArgs,
-
-    #[command(flatten)]
-    pub pyinit: Cli,
+    pub tuning: ProbeTuningArgs,
 }
 
 /// What the drill does beside supervising the app.
@@ -311,14 +234,18 @@ pub struct DrillArgs {
     /// A URL to keep requests in flight on across the SIGTERM (repeatable): http://HOST:PORT/PATH.
     #[arg(long, env = "PYINIT_DRILL_REQUEST", value_name = "URL", value_delimiter = ',',
           value_parser = parse_drill_url)]
-    pub drill_request: Vec<ProbeTarget>,
+    pub drill_request: Vec<DrillRequest>,
 
     /// Requests kept in flight at once, per URL.
     #[arg(long, env = "PYINIT_DRILL_CONCURRENCY", value_name = "N", default_value = "2",
-          value_parser = parse_threshold)]
-    pub drill_concurrency: NonZeroU32,
+          value_parser = parse_concurrency)]
+    pub drill_concurrency: usize,
 
     /// Print the report as JSON instead of a table.
     #[arg(long, env = "PYINIT_DRILL_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
+
+    /// The app to rehearse with, with its arguments.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
+    pub command: Vec<OsString>,
 }

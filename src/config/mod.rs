@@ -1,35 +1,50 @@
 //! The validated configuration: what pyinit will do, with every default resolved.
 //!
-//! `cli.rs` holds the raw flags as clap parses them; [`Config::from_cli`] checks them against each
-//! other, fills the defaults that depend on other flags, and produces types that cannot hold a bad
-//! state. Nothing here touches the OS: facts such as "running in Kubernetes" are parameters.
+//! `cli.rs` holds the raw flags as clap parses them, and `probe_flags.rs` the probe kinds' tuning
+//! flags from one table. [`parse_command_line`] parses them (every usage error is one line) and
+//! [`Config::from_cli`] checks them against each other, fills the defaults that depend on other
+//! flags, and produces types that cannot hold a bad state, among them the [`Mode`]. Nothing
+//! here touches the OS: the arguments and facts such as "running in Kubernetes" are
+//! parameters. The types come from the modules they configure (`privileges`, `probe`, `drill`,
+//! `supervisor`, `signals`, `container`, `log`); none of those imports `config`.
 
 pub mod cli;
 pub mod parse;
+mod probe_flags;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-pub use cli::Cli;
-use cli::Switch;
-use cli::{ForwardTo, HealthArgs, LogFormat, LogLevel, PrivilegeArgs};
-use core::net::SocketAddr;
-use parse::HealthAddr;
-use parse::{IdOrName, RlimitSpec, Umask, UserSpec};
+use clap::FromArgMatches;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
+use cli::{Cli, DrillArgs, HealthArgs, ModeCommand, PrivilegeArgs};
+use parse::HealthAddr;
 
 use crate::container::env::AppEnvSettings;
+use crate::drill::spec::{DrillConfig, DrillReadiness};
 use crate::exit::ExitRemap;
-use crate::signals::{ForwardTarget, RewriteMap, Signal};
+use crate::log::{LogFormat, LogLevel};
+use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
+use crate::probe::spec::{ProbeConfig, ProbeKind};
+use crate::signals::{RewriteMap, Signal};
 use crate::supervisor::{HardStop, Policy};
+use crate::units::format_duration;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 /// How long pyinit waits for SIGKILLed processes to be reaped before it exits anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(1);
+/// The health server's address when `--health-addr` is not given: every interface, since the
+/// kubelet probes the pod's IP.
+pub const DEFAULT_HEALTH_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8558);
+/// A drill's instead: a free port on loopback, so that a drill on a laptop or in CI never fights
+/// over the port.
+pub const DRILL_HEALTH_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// A flag whose value cannot be used, named with its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +66,89 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Why the command line cannot be used: bad usage (exit 2), always one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// clap's own message (an unknown flag, a value its parser refused), cut to its first line.
+    Clap(String),
+    /// A value, or a combination of flags, that `Config::from_cli` refused.
+    Invalid(ConfigError),
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::Clap(message) => f.write_str(message),
+            UsageError::Invalid(failure) => write!(f, "{failure}"),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum CommandLine {
+    Run(Box<Config>),
+    /// `--help` or `--version`: the text for stdout, and nothing to run.
+    Print(String),
+}
+
+/// Parses and validates the whole command line (`args` includes the program name) and the
+/// `PYINIT_*` variables clap reads beside it.
+pub fn parse_command_line(
+    args: impl IntoIterator<Item = OsString>,
+    environment: Environment,
+) -> Result<CommandLine, UsageError> {
+    let matches = match cli::command().try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(clap_error) if !clap_error.use_stderr() => {
+            return Ok(CommandLine::Print(clap_error.to_string()));
+        }
+        Err(clap_error) => return Err(UsageError::Clap(one_line(&clap_error))),
+    };
+    let cli = Cli::from_arg_matches(&matches)
+        .map_err(|clap_error| UsageError::Clap(one_line(&clap_error)))?;
+    match Config::from_cli(cli, environment) {
+        Ok(config) => Ok(CommandLine::Run(Box::new(config))),
+        Err(failure) => Err(UsageError::Invalid(failure)),
+    }
+}
+
+/// For unit tests: the `Config` of `pyinit ARGS...`, or the usage error's line.
+#[cfg(test)]
+pub fn parse_args(args: &[&str], environment: Environment) -> Result<Config, String> {
+    let argv = std::iter::once("pyinit").chain(args.iter().copied());
+    match parse_command_line(argv.map(OsString::from), environment) {
+        Ok(CommandLine::Run(config)) => Ok(*config),
+        Ok(CommandLine::Print(text)) => Err(format!("printed: {text}")),
+        Err(failure) => Err(failure.to_string()),
+    }
+}
+
+/// clap's message on one line: its first paragraph (the tip and the usage after it are left
+/// out), with the lines that list the missing flags joined onto it.
+fn one_line(clap_error: &clap::Error) -> String {
+    let rendered = clap_error.to_string();
+    let mut line = String::new();
+    for part in rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|part| !part.is_empty())
+    {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(part.strip_prefix("error: ").unwrap_or(part));
+    }
+    if line.is_empty() {
+        line.push_str("invalid usage");
+    }
+    line
+}
+
 /// Everything pyinit was asked to do, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub mode: Mode,
     /// The app's argv; empty in sidecar mode.
     pub command: Vec<OsString>,
     pub grace_period: Duration,
@@ -65,6 +160,15 @@ pub struct Config {
     pub app_env: AppEnvSettings,
     pub privileges: PrivilegeConfig,
     pub health: HealthConfig,
+}
+
+/// What pyinit does with the app; both modes run it under the same supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `pyinit`: supervise the app (or, without one, serve health as a sidecar).
+    Supervise,
+    /// `pyinit drill`: also play the kubelet against it, and report how it drained.
+    Drill(DrillConfig),
 }
 
 /// The health server and the probes behind it.
@@ -84,7 +188,21 @@ pub struct Environment {
 }
 
 impl Config {
-    pub fn from_cli(cli: Cli, environment: Environment) -> Result<Config, ConfigError> {
+    /// The signals pyinit must catch besides the forwarded set: the sources of `--signal-map`
+    /// and the parent-death signal.
+    pub fn extra_signals(&self) -> Vec<Signal> {
+        (self.policy.rewrite.sources())
+            .chain(self.parent_death_signal)
+            .collect()
+    }
+
+    /// Checks the flags against each other and fills the defaults that depend on other flags.
+    pub fn from_cli(mut cli: Cli, environment: Environment) -> Result<Config, ConfigError> {
+        let mut drill_args = cli.mode.take().map(|ModeCommand::Drill(args)| args);
+        let command = match drill_args.as_mut() {
+            Some(args) => std::mem::take(&mut args.command),
+            None => std::mem::take(&mut cli.command),
+        };
         let grace_period = cli.grace_period;
         if grace_period.is_zero() {
             return Err(ConfigError {
@@ -141,12 +259,8 @@ impl Config {
             // clap's `requires` makes a lone flag a usage error before this point.
             _ => None,
         };
-        let forward_to = match cli.forward_to {
-            ForwardTo::Child => ForwardTarget::Child,
-            ForwardTo::Group => ForwardTarget::Group,
-        };
         let policy = Policy {
-            forward_to,
+            forward_to: cli.forward_to,
             rewrite: RewriteMap::new(cli.signal_map),
             pre_stop_delay,
             drain_timeout,
@@ -155,12 +269,23 @@ impl Config {
             kill_wait: KILL_WAIT,
             remap: ExitRemap::new(cli.remap_exit),
         };
-        let privileges = PrivilegeConfig::from_args(cli.privileges)?;
-        let health = health_config(cli.health)?;
+        let privileges = privilege_config(cli.privileges)?;
+        let health = health_config(cli.health, drill_args.is_some())?;
+        let mode = match drill_args {
+            Some(args) => Mode::Drill(drill_config(
+                args,
+                &command,
+                &health,
+                grace_period,
+                &policy,
+            )?),
+            None => Mode::Supervise,
+        };
         Ok(Config {
+            mode,
             privileges,
             health,
-            command: cli.command,
+            command,
             grace_period,
             policy,
             parent_death_signal: cli.parent_death_signal,
@@ -168,667 +293,122 @@ impl Config {
             log_level: cli.log_level,
             app_env: AppEnvSettings {
                 web_concurrency: cli.resources.web_concurrency,
-                python_env: cli.resources.python_env == Switch::On,
+                python_env: cli.resources.python_env,
             },
         })
     }
 }
 
-/// The most supplementary groups Linux accepts (`NGROUPS_MAX`).
-pub const MAX_GROUPS: usize = 65536;
-
-/// Who pyinit and the app become, checked for shape; `privileges` resolves the names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrivilegeConfig {
-    pub user: Option<UserSpec>,
-    /// `--group`: overrides the primary group from `user` or /etc/passwd.
-    pub group: Option<IdOrName>,
-    /// `--groups`: exactly these supplementary groups (empty clears them); `None` means the
-    /// user's groups from /etc/group.
-    pub groups: Option<Vec<IdOrName>>,
-    pub umask: Option<Umask>,
-    pub allow_root: bool,
-    /// Set `PR_SET_NO_NEW_PRIVS` (unless `--allow-privilege-escalation`).
-    pub no_new_privs: bool,
-    /// At most one per resource.
-    pub rlimits: Vec<RlimitSpec>,
-}
-
-impl PrivilegeConfig {
-    fn from_args(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
-        let groups = args.groups.map(|list| {
-            let mut unique: Vec<IdOrName> = Vec::new();
-            for group in list.0 {
-                if !unique.contains(&group) {
-                    unique.push(group);
-                }
+fn privilege_config(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
+    let groups = args.groups.map(|list| {
+        let mut unique: Vec<IdOrName> = Vec::new();
+        for group in list.0 {
+            if !unique.contains(&group) {
+                unique.push(group);
             }
-            unique
+        }
+        unique
+    });
+    if let Some(groups) = groups.as_ref().filter(|groups| groups.len() > MAX_GROUPS) {
+        return Err(ConfigError {
+            flag: "--groups",
+            value: format!("{} groups", groups.len()),
+            reason: format!("Linux allows at most {MAX_GROUPS}"),
         });
-        if let Some(groups) = groups.as_ref().filter(|groups| groups.len() > MAX_GROUPS) {
+    }
+    for (index, spec) in args.rlimit.iter().enumerate() {
+        let given_before = args
+            .rlimit
+            .iter()
+            .take(index)
+            .any(|earlier| earlier.resource == spec.resource);
+        if given_before {
             return Err(ConfigError {
-                flag: "--groups",
-                value: format!("{} groups", groups.len()),
-                reason: format!("Linux allows at most {MAX_GROUPS}"),
+                flag: "--rlimit",
+                value: spec.name().to_owned(),
+                reason: "given more than once".to_owned(),
             });
         }
-        for (index, spec) in args.rlimit.iter().enumerate() {
-            let given_before = args
-                .rlimit
-                .iter()
-                .take(index)
-                .any(|earlier| earlier.resource == spec.resource);
-            if given_before {
-                return Err(ConfigError {
-                    flag: "--rlimit",
-                    value: spec.resource.name().to_owned(),
-                    reason: "given more than once".to_owned(),
-                });
-            }
-        }
-        Ok(PrivilegeConfig {
-            user: args.user,
-            group: args.group,
-            groups,
-            umask: args.umask,
-            allow_root: args.allow_root,
-            no_new_privs: !args.allow_privilege_escalation,
-            rlimits: args.rlimit,
-        })
     }
+    Ok(PrivilegeConfig {
+        user: args.user,
+        group: args.group,
+        groups,
+        umask: args.umask,
+        allow_root: args.allow_root,
+        no_new_privs: !args.allow_privilege_escalation,
+        rlimits: args.rlimit,
+    })
 }
 
-/// The flags of one probe kind, with their names for messages.
-struct ProbeFlags {
-    kind: ProbeKind,
-    target: Option<ProbeTarget>,
-    timing: ProbeTiming,
-}
-
-fn health_config(health: HealthArgs) -> Result<HealthConfig, ConfigError> {
+/// The probes, and where the health server listens: as given, or the mode's default.
+fn health_config(mut health: HealthArgs, drill: bool) -> Result<HealthConfig, ConfigError> {
     let addr = match health.health_addr {
-        HealthAddr::Off => None,
-        HealthAddr::Listen(addr) => Some(addr),
+        Some(HealthAddr::Off) => None,
+        Some(HealthAddr::Listen(addr)) => Some(addr),
+        None if drill => Some(DRILL_HEALTH_ADDR),
+        None => Some(DEFAULT_HEALTH_ADDR),
     };
-    let kinds = [
-        ProbeFlags {
-            kind: ProbeKind::Startup,
-            target: health.startup,
-            timing: ProbeTiming {
-                period: health.startup_period,
-                timeout: health.startup_timeout,
-                success_threshold: health.startup_success_threshold,
-                failure_threshold: health.startup_failure_threshold,
-                initial_delay: health.startup_initial_delay,
-            },
-        },
-        ProbeFlags {
-            kind: ProbeKind::Liveness,
-            target: health.liveness,
-            timing: ProbeTiming {
-                period: health.liveness_period,
-                timeout: health.liveness_timeout,
-                success_threshold: health.liveness_success_threshold,
-                failure_threshold: health.liveness_failure_threshold,
-                initial_delay: health.liveness_initial_delay,
-            },
-        },
-        ProbeFlags {
-            kind: ProbeKind::Readiness,
-            target: health.readiness,
-            timing: ProbeTiming {
-                period: health.readiness_period,
-                timeout: health.readiness_timeout,
-                success_threshold: health.readiness_success_threshold,
-                failure_threshold: health.readiness_failure_threshold,
-                initial_delay: health.readiness_initial_delay,
-            },
-        },
-    ];
     let mut probes = Vec::new();
-    for flags in kinds {
-        check_probe_timing(&flags)?;
-        if let Some(target) = flags.target {
+    for kind in ProbeKind::ALL {
+        let timing = health.tuning.checked_timing(kind)?;
+        let target = match kind {
+            ProbeKind::Startup => health.startup.take(),
+            ProbeKind::Liveness => health.liveness.take(),
+            ProbeKind::Readiness => health.readiness.take(),
+        };
+        if let Some(target) = target {
             probes.push(ProbeConfig {
-                kind: flags.kind,
+                kind,
                 target,
-                timing: flags.timing,
+                timing,
             });
         }
     }
     Ok(HealthConfig { addr, probes })
 }
 
-/// Kubernetes' own limits: a period and a timeout of at least a moment, and a success threshold
-/// of 1 for liveness and startup probes.
-fn check_probe_timing(flags: &ProbeFlags) -> Result<(), ConfigError> {
-    let (period_flag, timeout_flag, success_flag) = match flags.kind {
-        ProbeKind::Startup => (
-            "--startup-period",
-            "--startup-timeout",
-            "--startup-success-threshold",
-        ),
-        ProbeKind::Liveness => (
-            "--liveness-period",
-            "--liveness-timeout",
-            "--liveness-success-threshold",
-        ),
-        ProbeKind::Readiness => (
-            "--readiness-period",
-            "--readiness-timeout",
-            "--readiness-success-threshold",
-        ),
-    };
-    for (flag, value) in [
-        (period_flag, flags.timing.period),
-        (timeout_flag, flags.timing.timeout),
-    ] {
-        if value.is_zero() {
-            return Err(ConfigError {
-                flag,
-                value: format_duration(value),
-                reason: "must be longer than 0s".to_owned(),
-            });
-        }
-    }
-    if flags.kind != ProbeKind::Readiness && flags.timing.success_threshold != NonZeroU32::MIN {
+/// The drill's flags, checked against the supervisor's: it needs an app, and a way to know when
+/// the app is ready.
+fn drill_config(
+    args: DrillArgs,
+    command: &[OsString],
+    health: &HealthConfig,
+    grace_period: Duration,
+    policy: &Policy,
+) -> Result<DrillConfig, ConfigError> {
+    if command.is_empty() {
         return Err(ConfigError {
-            flag: success_flag,
-            value: flags.timing.success_threshold.to_string(),
-            reason: format!(
-                "must be 1 for {} probes, as in Kubernetes",
-                flags.kind.name()
-            ),
+            flag: "COMMAND",
+            value: String::new(),
+            reason: "pyinit drill needs the app's command after --".to_owned(),
         });
     }
-    Ok(())
-}
-
-/// The health server's default address, as `--health-addr`'s default spells it.
-pub const DEFAULT_HEALTH_ADDR: SocketAddr = SocketAddr::new(
-    core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
-    8558,
-);
-
-/// One URL the drill keeps requests in flight on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DrillRequest {
-    pub addr: SocketAddr,
-    /// For the `Host:` header, as written in the URL.
-    pub host: String,
-    pub path: String,
-}
-
-/// How the drill knows the app is ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DrillReadiness {
-    /// The readiness probe passed (pyinit's `/readyz` is 200).
-    Probe,
-    /// This long after the app started.
-    After(Duration),
-}
-
-/// `pyinit drill`'s own settings, checked against the supervisor's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DrillConfig {
-    pub readiness: DrillReadiness,
-    pub ready_timeout: Duration,
-    pub requests: Vec<DrillRequest>,
-    /// Requests in flight at once, per URL.
-    pub concurrency: usize,
-    pub json: bool,
-}
-
-impl DrillConfig {
-    pub fn from_args(args: cli::DrillArgs, config: &Config) -> Result<DrillConfig, ConfigError> {
-        if config.command.is_empty() {
+    let has_readiness_probe = health
+        .probes
+        .iter()
+        .any(|probe| probe.kind == ProbeKind::Readiness);
+    let readiness = match args.drill_ready_after {
+        Some(after) => DrillReadiness::After(after),
+        None if has_readiness_probe => DrillReadiness::Probe,
+        None => {
             return Err(ConfigError {
-                flag: "COMMAND",
-                value: String::new(),
-                reason: "pyinit drill needs the app's command after --".to_owned(),
+                flag: "--drill-ready-after",
+                value: "(none)".to_owned(),
+                reason: "pyinit drill needs --readiness PROBE or --drill-ready-after DURATION \
+                         to know when the app is ready"
+                    .to_owned(),
             });
         }
-        let has_readiness_probe = config
-            .health
-            .probes
-            .iter()
-            .any(|probe| probe.kind == ProbeKind::Readiness);
-        let readiness = match args.drill_ready_after {
-            Some(after) => DrillReadiness::After(after),
-            None if has_readiness_probe => DrillReadiness::Probe,
-            None => {
-                return Err(ConfigError {
-                    flag: "--drill-ready-after",
-                    value: "(none)".to_owned(),
-                    reason: "pyinit drill needs --readiness PROBE or --drill-ready-after DURATION \
-                             to know when the app is ready"
-                        .to_owned(),
-                });
-            }
-        };
-        let requests = args
-            .drill_request
-            .into_iter()
-            .filter_map(|target| match target {
-                ProbeTarget::Http { addr, host, path } => Some(DrillRequest { addr, host, path }),
-                // parse_drill_url accepts http:// URLs only.
-                _ => None,
-            })
-            .collect();
-        Ok(DrillConfig {
-            readiness,
-            ready_timeout: args.drill_ready_timeout,
-            requests,
-            concurrency: usize::try_from(args.drill_concurrency.get()).unwrap_or(usize::MAX),
-            json: args.json,
-        })
-    }
-}
-
-/// `30s`, `1500ms`, `2m`: the shortest exact form, for messages and logs.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis.is_multiple_of(60_000) && millis > 0 {
-        format!("{}m", millis / 60_000)
-    } else if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{millis}ms")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Config, String> {
-        parse_in(args, Environment::default())
-    }
-
-    fn parse_in(args: &[&str], environment: Environment) -> Result<Config, String> {
-        let cli = Cli::try_parse_from(std::iter::once("pyinit").chain(args.iter().copied()))
-            .map_err(|error| error.to_string())?;
-        Config::from_cli(cli, environment).map_err(|error| error.to_string())
-    }
-
-    #[test]
-    fn defaults_outside_kubernetes() {
-        let config = parse(&["--", "app"]).unwrap();
-        assert_eq!(config.grace_period, Duration::from_secs(30));
-        assert_eq!(config.policy.drain_timeout, Duration::from_secs(25));
-        assert_eq!(config.policy.pre_stop_delay, Duration::ZERO);
-        assert_eq!(config.policy.forward_to, ForwardTarget::Child);
-        assert_eq!(config.command, vec![OsString::from("app")]);
-    }
-
-    #[test]
-    fn defaults_in_kubernetes_add_a_pre_stop_delay() {
-        let kubernetes = Environment {
-            in_kubernetes: true,
-        };
-        let config = parse_in(&["app"], kubernetes).unwrap();
-        assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(5));
-        let config = parse_in(&["--grace-period", "8s", "app"], kubernetes).unwrap();
-        assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(2));
-        // A short drain timeout caps the defaulted delay instead of failing.
-        let config = parse_in(&["--drain-timeout", "2s", "app"], kubernetes).unwrap();
-        assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn default_drain_timeout_leaves_a_margin() {
-        let config = parse(&["--grace-period", "10s", "app"]).unwrap();
-        assert_eq!(config.policy.drain_timeout, Duration::from_secs(8));
-        let config = parse(&["--grace-period", "2m", "app"]).unwrap();
-        assert_eq!(config.policy.drain_timeout, Duration::from_secs(115));
-    }
-
-    #[test]
-    fn an_unknown_flag_before_the_command_is_a_usage_error() {
-        let error = parse(&["--bogus", "app"]).unwrap_err();
-        assert!(error.contains("--bogus"), "{error}");
-        let config = parse(&["--", "--weird-command-name", "x"]).unwrap();
-        assert_eq!(config.command[0], OsString::from("--weird-command-name"));
-    }
-
-    #[test]
-    fn command_without_double_dash_and_with_hyphen_args() {
-        let config = parse(&["gunicorn", "--bind", ":8000", "app:app"]).unwrap();
-        assert_eq!(config.command.len(), 4);
-        assert!(parse(&[]).unwrap().command.is_empty());
-    }
-
-    #[test]
-    fn drain_timeout_must_be_shorter_than_grace_period() {
-        let error = parse(&["--grace-period", "10s", "--drain-timeout", "10s", "app"]).unwrap_err();
-        assert!(
-            error.contains("--drain-timeout") && error.contains("'10s'"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn pre_stop_delay_must_be_shorter_than_drain_timeout() {
-        let error = parse(&["--drain-timeout", "5s", "--pre-stop-delay", "5s", "app"]).unwrap_err();
-        assert!(error.contains("--pre-stop-delay"), "{error}");
-    }
-
-    #[test]
-    fn hard_stop_must_fall_inside_the_drain() {
-        let config = parse(&[
-            "--hard-stop-signal",
-            "QUIT",
-            "--hard-stop-after",
-            "1s",
-            "app",
-        ])
-        .unwrap();
-        assert_eq!(
-            config.policy.hard_stop,
-            Some(HardStop {
-                signal: Signal::SIGQUIT,
-                after: Duration::from_secs(1)
-            })
-        );
-        let error = parse(&[
-            "--hard-stop-signal",
-            "QUIT",
-            "--hard-stop-after",
-            "40s",
-            "app",
-        ])
-        .unwrap_err();
-        assert!(error.contains("--hard-stop-after"), "{error}");
-        let error = parse(&["--hard-stop-signal", "QUIT", "app"]).unwrap_err();
-        assert!(error.contains("--hard-stop-after"), "{error}");
-    }
-
-    #[test]
-    fn bad_values_name_the_flag_and_value() {
-        for (args, flag, value) in [
-            (
-                &["--grace-period", "abc", "app"][..],
-                "--grace-period",
-                "abc",
-            ),
-            (
-                &["--signal-map", "TERM=NOPE", "app"][..],
-                "--signal-map",
-                "TERM=NOPE",
-            ),
-            (
-                &["--remap-exit", "300=0", "app"][..],
-                "--remap-exit",
-                "300=0",
-            ),
-            (
-                &["--forward-to", "everyone", "app"][..],
-                "--forward-to",
-                "everyone",
-            ),
-            (&["--grace-period", "0", "app"][..], "--grace-period", "0s"),
-        ] {
-            let error = parse(args).unwrap_err();
-            assert!(
-                error.contains(flag) && error.contains(value),
-                "{args:?}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn repeatable_flags_collect() {
-        let config = parse(&[
-            "--signal-map",
-            "TERM=INT",
-            "--signal-map",
-            "HUP=none",
-            "--remap-exit",
-            "143=0",
-            "app",
-        ])
-        .unwrap();
-        assert_eq!(
-            config.policy.rewrite.rewrite(Signal::SIGTERM),
-            Some(Signal::SIGINT)
-        );
-        assert_eq!(config.policy.rewrite.rewrite(Signal::SIGHUP), None);
-        assert_eq!(config.policy.remap.apply(143), 0);
-    }
-
-    #[test]
-    fn health_defaults_are_kubernetes_defaults() {
-        let config = parse(&["app"]).unwrap();
-        assert_eq!(config.health.addr, Some("0.0.0.0:8558".parse().unwrap()));
-        assert_eq!(config.health.addr, Some(DEFAULT_HEALTH_ADDR));
-        assert!(config.health.probes.is_empty());
-        let config = parse(&["--readiness", "tcp://127.0.0.1:80", "app"]).unwrap();
-        assert_eq!(
-            config.health.probes,
-            vec![ProbeConfig {
-                kind: ProbeKind::Readiness,
-                target: ProbeTarget::Tcp {
-                    addr: "127.0.0.1:80".parse().unwrap()
-                },
-                timing: ProbeTiming::KUBERNETES_DEFAULT,
-            }]
-        );
-        assert_eq!(
-            parse(&["--health-addr", "off", "app"]).unwrap().health.addr,
-            None
-        );
-    }
-
-    #[test]
-    fn probe_tuning_flags_reach_their_probe() {
-        let config = parse(&[
-            "--startup",
-            "file:///tmp/started",
-            "--liveness",
-            "exec:true",
-            "--readiness",
-            "http://localhost:8000/ready",
-            "--startup-period",
-            "1s",
-            "--startup-failure-threshold",
-            "30",
-            "--liveness-timeout",
-            "5s",
-            "--liveness-initial-delay",
-            "20s",
-            "--readiness-period",
-            "500ms",
-            "--readiness-success-threshold",
-            "2",
-            "app",
-        ])
-        .unwrap();
-        let timing_of = |kind: ProbeKind| {
-            config
-                .health
-                .probes
-                .iter()
-                .find(|probe| probe.kind == kind)
-                .unwrap()
-                .timing
-        };
-        let startup = timing_of(ProbeKind::Startup);
-        assert_eq!(startup.period, Duration::from_secs(1));
-        assert_eq!(startup.failure_threshold.get(), 30);
-        let liveness = timing_of(ProbeKind::Liveness);
-        assert_eq!(liveness.timeout, Duration::from_secs(5));
-        assert_eq!(liveness.initial_delay, Duration::from_secs(20));
-        assert_eq!(liveness.period, Duration::from_secs(10));
-        let readiness = timing_of(ProbeKind::Readiness);
-        assert_eq!(readiness.period, Duration::from_millis(500));
-        assert_eq!(readiness.success_threshold.get(), 2);
-        assert_eq!(readiness.failure_threshold.get(), 3);
-    }
-
-    #[test]
-    fn bad_probe_settings_name_the_flag() {
-        for (args, flag) in [
-            (
-                &["--liveness-success-threshold", "2", "app"][..],
-                "--liveness-success-threshold",
-            ),
-            (
-                &["--startup-success-threshold", "3", "app"][..],
-                "--startup-success-threshold",
-            ),
-            (
-                &["--readiness-period", "0", "app"][..],
-                "--readiness-period",
-            ),
-            (
-                &["--liveness-timeout", "0s", "app"][..],
-                "--liveness-timeout",
-            ),
-            (
-                &["--readiness-failure-threshold", "0", "app"][..],
-                "--readiness-failure-threshold",
-            ),
-            (
-                &["--readiness", "http://example.com/", "app"][..],
-                "--readiness",
-            ),
-            (&["--health-addr", "everywhere", "app"][..], "--health-addr"),
-        ] {
-            let error = parse(args).unwrap_err();
-            assert!(error.contains(flag), "{args:?}: {error}");
-        }
-    }
-
-    #[test]
-    fn durations_format_back() {
-        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-    }
-
-    #[test]
-    fn web_concurrency_and_python_env_flags() {
-        use crate::container::env::WebConcurrency;
-        let config = parse(&["app"]).unwrap();
-        assert_eq!(config.app_env, AppEnvSettings::default());
-        let config = parse(&["--web-concurrency", "7", "--python-env", "off", "app"]).unwrap();
-        assert_eq!(
-            config.app_env.web_concurrency,
-            WebConcurrency::Fixed(std::num::NonZeroU32::new(7).unwrap())
-        );
-        assert!(!config.app_env.python_env);
-        let config = parse(&["--web-concurrency", "off", "app"]).unwrap();
-        assert_eq!(config.app_env.web_concurrency, WebConcurrency::Off);
-        for (args, value) in [
-            (&["--web-concurrency", "0", "app"][..], "0"),
-            (&["--web-concurrency", "lots", "app"][..], "lots"),
-            (&["--python-env", "maybe", "app"][..], "maybe"),
-        ] {
-            let error = parse(args).unwrap_err();
-            assert!(error.contains(value) && error.contains("--"), "{error}");
-        }
-    }
-
-    #[test]
-    fn privilege_defaults_drop_nothing_and_forbid_escalation() {
-        let privileges = parse(&["app"]).unwrap().privileges;
-        assert_eq!(
-            privileges,
-            PrivilegeConfig {
-                user: None,
-                group: None,
-                groups: None,
-                umask: None,
-                allow_root: false,
-                no_new_privs: true,
-                rlimits: Vec::new(),
-            }
-        );
-    }
-
-    #[test]
-    fn privilege_flags() {
-        use parse::{RlimitResource, RlimitValue};
-        let privileges = parse(&[
-            "--user",
-            "nobody:nogroup",
-            "--group",
-            "100",
-            "--groups",
-            "users,27,users",
-            "--umask",
-            "0027",
-            "--allow-root",
-            "--allow-privilege-escalation",
-            "--rlimit",
-            "nofile=1024:2048",
-            "--rlimit",
-            "core=0",
-            "app",
-        ])
-        .unwrap()
-        .privileges;
-        assert_eq!(
-            privileges.user,
-            Some(UserSpec {
-                user: IdOrName::Name("nobody".into()),
-                group: Some(IdOrName::Name("nogroup".into())),
-            })
-        );
-        assert_eq!(privileges.group, Some(IdOrName::Id(100)));
-        assert_eq!(
-            privileges.groups,
-            Some(vec![IdOrName::Name("users".into()), IdOrName::Id(27)])
-        );
-        assert_eq!(privileges.umask, Some(Umask(0o027)));
-        assert!(privileges.allow_root);
-        assert!(!privileges.no_new_privs);
-        assert_eq!(privileges.rlimits.len(), 2);
-        assert_eq!(privileges.rlimits[0].resource, RlimitResource::Nofile);
-        assert_eq!(privileges.rlimits[0].hard, RlimitValue::Limited(2048));
-        assert_eq!(privileges.rlimits[1].soft, RlimitValue::Limited(0));
-    }
-
-    #[test]
-    fn an_empty_groups_value_clears_them() {
-        let privileges = parse(&["--groups", "", "app"]).unwrap().privileges;
-        assert_eq!(privileges.groups, Some(Vec::new()));
-        let privileges = parse(&["--groups=", "app"]).unwrap().privileges;
-        assert_eq!(privileges.groups, Some(Vec::new()));
-    }
-
-    #[test]
-    fn bad_privilege_values_name_the_flag_and_value() {
-        for (args, flag, value) in [
-            (&["--user", "4294967295", "app"][..], "--user", "4294967295"),
-            (&["--user", "app:", "app"][..], "--user", "app:"),
-            (&["--group", "a b", "app"][..], "--group", "a b"),
-            (&["--groups", "users,,x", "app"][..], "--groups", "users,,x"),
-            (&["--umask", "0888", "app"][..], "--umask", "0888"),
-            (
-                &["--rlimit", "nofiles=1", "app"][..],
-                "--rlimit",
-                "nofiles=1",
-            ),
-            (
-                &["--rlimit", "nofile=2:1", "app"][..],
-                "--rlimit",
-                "nofile=2:1",
-            ),
-            (
-                &["--rlimit", "core=0", "--rlimit", "core=1", "app"][..],
-                "--rlimit",
-                "core",
-            ),
-        ] {
-            let error = parse(args).unwrap_err();
-            assert!(
-                error.contains(flag) && error.contains(value),
-                "{args:?}: {error}"
-            );
-        }
-    }
+    };
+    Ok(DrillConfig {
+        readiness,
+        ready_timeout: args.drill_ready_timeout,
+        requests: args.drill_request,
+        concurrency: args.drill_concurrency,
+        json: args.json,
+        grace_period,
+        drain_timeout: policy.drain_timeout,
+        pre_stop_delay: policy.pre_stop_delay,
+    })
 }

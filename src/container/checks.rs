@@ -1,13 +1,35 @@
 //! Start-up checks: one warning line each, saying what to do, never fatal.
 //!
 //! Pure: every check takes the facts it judges (the app's final uid, whether pyinit is PID 1, the
-//! container's limits, the grace period and drain timeout) and returns the line, if any. `main`
-//! logs them at warn; nothing here decides to stop.
+//! container's limits, the grace period and drain timeout) and returns the line, if any;
+//! [`startup_warnings`] says which checks apply. `main` logs them at warn; nothing here decides
+//! to stop.
 
 use std::time::Duration;
 
 use super::{ContainerFacts, Limit};
-use crate::config::format_duration;
+use crate::units::format_duration;
+
+/// What the checks of an app judge; a health sidecar has no app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppFacts {
+    /// The uid the app runs as, after any privilege drop.
+    pub uid: u32,
+    pub grace_period: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// Every start-up warning that applies: the limits and PID 1 always; the app's user and the
+/// drain margin only when there is an app (`app` is `None` for a health sidecar).
+pub fn startup_warnings(facts: &ContainerFacts, pid: u32, app: Option<AppFacts>) -> Vec<String> {
+    let mut warnings = check_limits(facts);
+    warnings.extend(check_pid1(pid));
+    if let Some(app) = app {
+        warnings.extend(check_app_user(app.uid));
+        warnings.extend(check_drain_margin(app.grace_period, app.drain_timeout));
+    }
+    warnings
+}
 
 /// The least time pyinit wants between its own SIGKILL at the drain deadline and the kubelet's.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(1);
@@ -81,6 +103,22 @@ mod tests {
             cpu_cgroup: None,
             memory_cgroup: None,
         }
+    }
+
+    #[test]
+    fn a_sidecar_is_not_checked_as_an_app() {
+        let unlimited = facts(Limit::Unlimited, Limit::Unlimited);
+        let root_app = AppFacts {
+            uid: 0,
+            grace_period: Duration::from_secs(30),
+            drain_timeout: Duration::from_millis(29500),
+        };
+        let warnings = startup_warnings(&unlimited, 7, Some(root_app));
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        let warnings = startup_warnings(&unlimited, 7, None);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[2].contains("not PID 1"), "{warnings:?}");
+        assert!(startup_warnings(&unlimited, 1, None).len() == 2);
     }
 
     #[test]

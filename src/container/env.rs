@@ -102,13 +102,19 @@ pub fn format_millicpus(millicpus: u64) -> String {
 }
 
 /// The app's extra environment. `current_env` is pyinit's own environment: a variable already in it
-/// is never overridden (it reaches the app unchanged), whatever the flags say.
+/// is never overridden (it reaches the app unchanged), whatever the flags say. A health sidecar
+/// (`has_app` false) has no app to size, so it sets none: its exec probes see pyinit's own
+/// environment.
 pub fn app_environment(
     facts: &ContainerFacts,
     settings: AppEnvSettings,
     current_env: &[(OsString, OsString)],
+    has_app: bool,
 ) -> AppEnvironment {
     let mut environment = AppEnvironment::default();
+    if !has_app {
+        return environment;
+    }
     let mut offer = |name: &'static str, value: Option<String>| {
         let Some(value) = value else { return };
         if current_env.iter().any(|(key, _)| key == name) {
@@ -213,6 +219,7 @@ mod tests {
             &facts(Some((150000, 100000)), Some(268435456), 8),
             AppEnvSettings::default(),
             &[],
+            true,
         );
         assert_eq!(
             environment.describe(),
@@ -225,6 +232,7 @@ mod tests {
                 &facts(Some((quota_us, 100000)), None, 8),
                 AppEnvSettings::default(),
                 &[],
+                true,
             );
             assert_eq!(value(&environment, "WEB_CONCURRENCY"), Some(workers));
         }
@@ -232,7 +240,8 @@ mod tests {
 
     #[test]
     fn without_quota_the_host_cpus_count() {
-        let environment = app_environment(&facts(None, None, 2), AppEnvSettings::default(), &[]);
+        let environment =
+            app_environment(&facts(None, None, 2), AppEnvSettings::default(), &[], true);
         assert_eq!(
             environment.describe(),
             "WEB_CONCURRENCY=5 PYTHON_CPU_COUNT=2 PYTHONUNBUFFERED=1"
@@ -241,8 +250,15 @@ mod tests {
         let mut unknown = facts(None, None, 2);
         unknown.host_cpus = None;
         unknown.cpu_limit = Limit::Unknown;
-        let environment = app_environment(&unknown, AppEnvSettings::default(), &[]);
+        let environment = app_environment(&unknown, AppEnvSettings::default(), &[], true);
         assert_eq!(environment.describe(), "PYTHONUNBUFFERED=1");
+    }
+
+    #[test]
+    fn a_health_sidecar_gets_no_variables() {
+        let limited = facts(Some((150000, 100000)), Some(1 << 30), 8);
+        let environment = app_environment(&limited, AppEnvSettings::default(), &[], false);
+        assert_eq!(environment, AppEnvironment::default());
     }
 
     #[test]
@@ -256,6 +272,7 @@ mod tests {
             &facts(Some((150000, 100000)), None, 8),
             AppEnvSettings::default(),
             &current_env,
+            true,
         );
         assert_eq!(
             environment.describe(),
@@ -267,7 +284,7 @@ mod tests {
             web_concurrency: WebConcurrency::Fixed(NonZeroU32::new(7).unwrap()),
             python_env: true,
         };
-        let environment = app_environment(&facts(None, None, 2), settings, &current_env);
+        let environment = app_environment(&facts(None, None, 2), settings, &current_env, true);
         assert_eq!(value(&environment, "WEB_CONCURRENCY"), None);
     }
 
@@ -279,14 +296,17 @@ mod tests {
             python_env: true,
         };
         assert_eq!(
-            value(&app_environment(&limited, fixed, &[]), "WEB_CONCURRENCY"),
+            value(
+                &app_environment(&limited, fixed, &[], true),
+                "WEB_CONCURRENCY"
+            ),
             Some("7")
         );
         let off = AppEnvSettings {
             web_concurrency: WebConcurrency::Off,
             python_env: true,
         };
-        let environment = app_environment(&limited, off, &[]);
+        let environment = app_environment(&limited, off, &[], true);
         assert_eq!(value(&environment, "WEB_CONCURRENCY"), None);
         assert_eq!(value(&environment, "PYINIT_CPU_LIMIT"), Some("1.5"));
         let no_python_env = AppEnvSettings {
@@ -294,7 +314,7 @@ mod tests {
             python_env: false,
         };
         assert_eq!(
-            app_environment(&limited, no_python_env, &[]).describe(),
+            app_environment(&limited, no_python_env, &[], true).describe(),
             "WEB_CONCURRENCY=4 PYINIT_CPU_LIMIT=1.5 PYINIT_MEMORY_LIMIT_BYTES=1073741824"
         );
     }

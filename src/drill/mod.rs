@@ -1,27 +1,33 @@
 //! `pyinit drill`: a rehearsed Kubernetes shutdown, driven through the real supervisor.
 //!
-//! `main` runs the app exactly as `pyinit` does (same flags, same supervisor and driver); the
-//! drill is one more task beside them, the part of the kubelet: it waits until the app is ready,
-//! keeps requests in flight (`traffic.rs`), sends pyinit the SIGTERM, watches `/readyz` turn
-//! 503, and keeps sending new requests through the pre-stop delay (a load balancer with stale
-//! endpoints sends them until then), stopping a tenth of the delay before the stop signal. Everything else it needs, when the stop signal went
-//! out, how the app ended, whether it was killed at the deadline, it reads from the status the
-//! supervisor publishes. `report.rs` judges it all.
+//! `main` runs the app exactly as `pyinit` does (same flags, same supervisor and driver) and
+//! meets the drill twice: [`attach`] starts it beside a supervisor that is starting, and
+//! [`Rehearsal::finish`] judges it once the supervisor is done and gives pyinit's exit code.
+//! In between, the drill is one more task, the part of the kubelet: it waits until the app is
+//! ready, keeps requests in flight (`traffic.rs`), sends pyinit the SIGTERM, watches `/readyz`
+//! turn 503, and keeps sending new requests through the pre-stop delay (a load balancer with
+//! stale endpoints sends them until then), stopping a tenth of the delay before the stop signal.
+//! Everything else it needs, when the stop signal went out, how the app ended, whether it was
+//! killed at the deadline, it reads from the status the supervisor publishes. `report.rs` judges
+//! it all; `spec.rs` is the drill as configured.
 
 pub mod report;
+pub mod spec;
 mod traffic;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{Config, DrillConfig, DrillReadiness};
 use crate::probe::http::{BodyHandling, http_get};
 use crate::signals::{self, Signal};
 use crate::status::Status;
+use crate::units;
 use report::{Observations, Report};
+use spec::{DrillConfig, DrillReadiness};
 
 /// How long the drill polls `/readyz` for a 503 before it gives up on it.
 const READINESS_DROP_WAIT: Duration = Duration::from_secs(5);
@@ -31,22 +37,10 @@ const READINESS_POLL: Duration = Duration::from_millis(2);
 const IN_FLIGHT_SETTLE: Duration = Duration::from_millis(300);
 
 /// How much longer than the drain deadline one drill request may take before it counts as hung.
-pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
-
-/// The health address for a drill: pyinit's default (all interfaces, port 8558) becomes a free
-/// port on loopback, so that a drill on a laptop or in CI never fights over the port; any other
-/// address, and `off`, stay as given.
-pub fn health_addr_for_drill(addr: Option<SocketAddr>) -> Option<SocketAddr> {
-    match addr {
-        Some(addr) if addr == crate::config::DEFAULT_HEALTH_ADDR => {
-            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
-        }
-        other => other,
-    }
-}
+const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
 /// Where the drill itself reaches a listener: a wildcard address is asked on loopback.
-pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -54,9 +48,56 @@ pub fn loopback_of(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A drill running beside the supervisor.
+#[derive(Debug)]
+pub struct Rehearsal {
+    drill: DrillConfig,
+    kubelet: JoinHandle<Trace>,
+    status_rx: watch::Receiver<Status>,
+}
+
+/// Starts the drill beside a supervisor that is starting: one more task, which reads the
+/// supervisor's status and plays the kubelet. `health_addr` is where the health server listens.
+pub fn attach(
+    drill: DrillConfig,
+    status_rx: &watch::Receiver<Status>,
+    health_addr: Option<SocketAddr>,
+) -> Rehearsal {
+    let kubelet = tokio::spawn(rehearse(
+        drill.clone(),
+        status_rx.clone(),
+        health_addr.map(loopback_of),
+    ));
+    Rehearsal {
+        drill,
+        kubelet,
+        status_rx: status_rx.clone(),
+    }
+}
+
+impl Rehearsal {
+    /// Once the supervisor is done (`exit_code` is pyinit's): waits for the drill's last
+    /// requests, judges the shutdown, prints the report on stdout, and gives the drill's exit
+    /// code.
+    pub async fn finish(self, exit_code: u8) -> u8 {
+        let trace = tokio::time::timeout(request_timeout(&self.drill), self.kubelet)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let final_status = self.status_rx.borrow().clone();
+        judge(trace, &final_status, exit_code, &self.drill)
+    }
+}
+
+/// How long one drill request may take: past the drain deadline it can only hang.
+fn request_timeout(drill: &DrillConfig) -> Duration {
+    drill.drain_timeout + REQUEST_TIMEOUT_MARGIN
+}
+
 /// What the drill task saw; the rest comes from the final status.
 #[derive(Debug, Default)]
-pub struct Trace {
+struct Trace {
     ready_after: Option<Duration>,
     term_sent_at: Option<Instant>,
     readiness_dropped_after: Option<Duration>,
@@ -64,14 +105,12 @@ pub struct Trace {
 }
 
 /// The kubelet's part of the drill. Ends once the app has exited and every request has ended.
-pub async fn rehearse(
+async fn rehearse(
     drill: DrillConfig,
-    pre_stop_delay: Duration,
-    request_timeout: Duration,
     mut status_rx: watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
 ) -> Trace {
-    let started = Instant::now();
+    let started = units::now();
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
         warn!("drill: the app never became ready; sending SIGTERM anyway");
@@ -83,11 +122,12 @@ pub async fn rehearse(
     };
     trace.ready_after = Some(ready_after.saturating_duration_since(started));
     info!(
-        ready_ms = duration_ms(trace.ready_after.unwrap_or_default()),
+        ready_ms = units::millis(trace.ready_after.unwrap_or_default()),
         "drill: app is ready"
     );
 
-    let traffic = traffic::Traffic::start(&drill.requests, drill.concurrency, request_timeout);
+    let traffic =
+        traffic::Traffic::start(&drill.requests, drill.concurrency, request_timeout(&drill));
     if !drill.requests.is_empty() {
         traffic.wait_until_all_started().await;
         // Give the server a moment to accept the requests, so they are really in flight.
@@ -102,13 +142,13 @@ pub async fn rehearse(
             .wait_for(|status| !status.ready)
             .await
             .ok()
-            .map(|_| term_sent_at.elapsed()),
+            .map(|_| units::now().saturating_duration_since(term_sent_at)),
     };
 
     // New requests keep coming during the pre-stop delay, as from a load balancer that has not
     // yet seen the endpoint removed; they stop a tenth of the delay before the stop signal, the
     // margin that the delay exists to give.
-    let keep_sending = pre_stop_delay - pre_stop_delay / 10;
+    let keep_sending = drill.pre_stop_delay - drill.pre_stop_delay / 10;
     let app_exited = status_rx.wait_for(|status| status.shutdown.app_exited_at.is_some());
     let _ = tokio::time::timeout(keep_sending, app_exited).await;
     traffic.stop_sending();
@@ -146,13 +186,13 @@ async fn wait_until_ready(
         }
     };
     match tokio::time::timeout(drill.ready_timeout, ready).await {
-        Ok(true) => Some(Instant::now()),
+        Ok(true) => Some(units::now()),
         Ok(false) | Err(_) => None,
     }
 }
 
 fn send_sigterm() -> Instant {
-    let sent_at = Instant::now();
+    let sent_at = units::now();
     info!("drill: sending SIGTERM, as the kubelet does");
     if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
         warn!("drill: cannot send SIGTERM: {errno}");
@@ -163,9 +203,9 @@ fn send_sigterm() -> Instant {
 /// Asks pyinit's own `/readyz` until it answers 503, as the kubelet's next probe would see it.
 async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<Duration> {
     let host = addr.ip().to_string();
-    while term_sent_at.elapsed() < READINESS_DROP_WAIT {
+    while units::now().saturating_duration_since(term_sent_at) < READINESS_DROP_WAIT {
         if let Ok(503) = http_get(addr, &host, "/readyz", BodyHandling::Ignore).await {
-            return Some(term_sent_at.elapsed());
+            return Some(units::now().saturating_duration_since(term_sent_at));
         }
         tokio::time::sleep(READINESS_POLL).await;
     }
@@ -173,13 +213,7 @@ async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<
 }
 
 /// Judges the drill and prints the report on stdout; returns the drill's exit code.
-pub fn finish(
-    trace: Trace,
-    status: &Status,
-    exit_code: u8,
-    config: &Config,
-    drill: &DrillConfig,
-) -> u8 {
+fn judge(trace: Trace, status: &Status, exit_code: u8, drill: &DrillConfig) -> u8 {
     let record = &status.shutdown;
     let since_term = |at: Option<Instant>| -> Option<Duration> {
         Some(at?.saturating_duration_since(trace.term_sent_at?))
@@ -197,9 +231,9 @@ pub fn finish(
         exit_code,
         killed_at_deadline: record.killed_at_deadline,
         left_behind: record.left_behind,
-        pre_stop_delay: config.policy.pre_stop_delay,
-        drain_timeout: config.policy.drain_timeout,
-        grace_period: config.grace_period,
+        pre_stop_delay: drill.pre_stop_delay,
+        drain_timeout: drill.drain_timeout,
+        grace_period: drill.grace_period,
         requests: trace.requests,
     };
     let report = Report::judge(observations);
@@ -217,8 +251,4 @@ fn print_report(report: &Report, json: bool) {
     } else {
         print!("{}", report::render_table(report));
     }
-}
-
-fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::format_duration;
 use crate::exit::ChildStatus;
 use crate::signals::{Signal, short_name};
+use crate::units::{format_duration, millis};
 
 /// How long readiness may take to turn 503 after the SIGTERM before the check fails.
 pub const READINESS_DROP_LIMIT: Duration = Duration::from_secs(1);
@@ -52,29 +52,30 @@ pub struct Observations {
     pub requests: Option<RequestTally>,
 }
 
+/// How one check of the drill came out; the JSON report names it the check's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Grade {
     Pass,
     Fail,
     /// Not judged: nothing to judge (no requests asked for, or the app never became ready).
     Skip,
 }
 
-impl Verdict {
+impl Grade {
     fn as_str(self) -> &'static str {
         match self {
-            Verdict::Pass => "PASS",
-            Verdict::Fail => "FAIL",
-            Verdict::Skip => "SKIP",
+            Grade::Pass => "PASS",
+            Grade::Fail => "FAIL",
+            Grade::Skip => "SKIP",
         }
     }
 }
 
-/// One line of the report.
+/// One check of the drill: one line of the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
+pub struct DrillCheck {
     pub name: &'static str,
-    pub verdict: Verdict,
+    pub grade: Grade,
     pub detail: String,
     pub hint: Option<String>,
 }
@@ -83,7 +84,7 @@ pub struct Check {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     pub observations: Observations,
-    pub checks: Vec<Check>,
+    pub checks: Vec<DrillCheck>,
 }
 
 impl Report {
@@ -97,9 +98,7 @@ impl Report {
 
     /// True when no check failed.
     pub fn passed(&self) -> bool {
-        self.checks
-            .iter()
-            .all(|check| check.verdict != Verdict::Fail)
+        self.checks.iter().all(|check| check.grade != Grade::Fail)
     }
 }
 
@@ -107,15 +106,13 @@ fn ms(duration: Duration) -> String {
     if !duration.is_zero() && duration < Duration::from_millis(1) {
         return "<1ms".to_owned();
     }
-    format_duration(Duration::from_millis(
-        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-    ))
+    format_duration(Duration::from_millis(millis(duration)))
 }
 
-fn check(name: &'static str, verdict: Verdict, detail: String, hint: Option<&str>) -> Check {
-    Check {
+fn check(name: &'static str, grade: Grade, detail: String, hint: Option<&str>) -> DrillCheck {
+    DrillCheck {
         name,
-        verdict,
+        grade,
         detail,
         hint: hint.map(str::to_owned),
     }
@@ -130,13 +127,13 @@ fn died_by_its_stop_signal(observations: &Observations) -> bool {
     ) && !observations.killed_at_deadline
 }
 
-fn judge_checks(observations: &Observations) -> Vec<Check> {
+fn judge_checks(observations: &Observations) -> Vec<DrillCheck> {
     let mut checks = Vec::new();
     checks.push(match observations.ready_after {
-        Some(after) => check("ready", Verdict::Pass, format!("ready after {}", ms(after)), None),
+        Some(after) => check("ready", Grade::Pass, format!("ready after {}", ms(after)), None),
         None => check(
             "ready",
-            Verdict::Fail,
+            Grade::Fail,
             format!("not ready within {}", ms(observations.ready_timeout)),
             Some("the readiness probe never passed: check --readiness, or raise --drill-ready-timeout"),
         ),
@@ -144,19 +141,19 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
     checks.push(match observations.readiness_dropped_after {
         Some(after) if after <= READINESS_DROP_LIMIT => check(
             "readiness drops at SIGTERM",
-            Verdict::Pass,
+            Grade::Pass,
             format!("/readyz 503 after {}", ms(after)),
             None,
         ),
         Some(after) => check(
             "readiness drops at SIGTERM",
-            Verdict::Fail,
+            Grade::Fail,
             format!("/readyz 503 only after {}", ms(after)),
             Some("pyinit was too busy to answer: report this as a pyinit bug"),
         ),
         None => check(
             "readiness drops at SIGTERM",
-            Verdict::Fail,
+            Grade::Fail,
             "/readyz never answered 503".to_owned(),
             Some("pyinit's health server did not answer: report this as a pyinit bug"),
         ),
@@ -164,19 +161,19 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
     checks.push(match observations.stop_signal {
         Some((signal, after)) => check(
             "app got its stop signal",
-            Verdict::Pass,
+            Grade::Pass,
             format!("SIG{} after {}", short_name(signal), ms(after)),
             None,
         ),
         None if observations.app_exited_after.is_some() && !observations.killed_at_deadline => check(
             "app got its stop signal",
-            Verdict::Pass,
+            Grade::Pass,
             "the app exited before its stop signal was due".to_owned(),
             None,
         ),
         None => check(
             "app got its stop signal",
-            Verdict::Fail,
+            Grade::Fail,
             "no stop signal was sent".to_owned(),
             Some("--signal-map drops SIGTERM: map it to the app's graceful stop signal instead of none"),
         ),
@@ -187,7 +184,7 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
         let after = observations.app_exited_after.unwrap_or_default();
         check(
             "drains before the deadline",
-            Verdict::Pass,
+            Grade::Pass,
             format!(
                 "exited {} after SIGTERM (deadline {})",
                 ms(after),
@@ -198,7 +195,7 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
     } else {
         check(
             "drains before the deadline",
-            Verdict::Fail,
+            Grade::Fail,
             format!(
                 "still running at the {} deadline: SIGKILLed",
                 ms(observations.drain_timeout)
@@ -217,19 +214,19 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
     checks.push(match &observations.requests {
         None => check(
             "in-flight requests complete",
-            Verdict::Skip,
+            Grade::Skip,
             "no --drill-request given".to_owned(),
             None,
         ),
         Some(tally) if tally.in_flight_at_term + tally.sent_during_drain == 0 => check(
             "in-flight requests complete",
-            Verdict::Skip,
+            Grade::Skip,
             "no request was in flight at SIGTERM".to_owned(),
             None,
         ),
         Some(tally) if tally.failed == 0 => check(
             "in-flight requests complete",
-            Verdict::Pass,
+            Grade::Pass,
             format!(
                 "{} of {} succeeded ({} in flight at SIGTERM, {} sent during the drain)",
                 tally.succeeded,
@@ -258,14 +255,14 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
                 "requests sent during the pre-stop delay failed: the app stopped serving before its \
                  stop signal, or --pre-stop-delay is shorter than the load balancer needs"
             };
-            check("in-flight requests complete", Verdict::Fail, detail, Some(hint))
+            check("in-flight requests complete", Grade::Fail, detail, Some(hint))
         }
     });
     checks.push(exit_code_check(observations));
     checks.push(if observations.left_behind {
         check(
             "no processes left behind",
-            Verdict::Fail,
+            Grade::Fail,
             "the app exited but left processes running; pyinit stopped them".to_owned(),
             Some(
                 "the app's workers outlived it: make the app wait for its children, or use \
@@ -275,7 +272,7 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
     } else {
         check(
             "no processes left behind",
-            Verdict::Pass,
+            Grade::Pass,
             "none".to_owned(),
             None,
         )
@@ -283,18 +280,18 @@ fn judge_checks(observations: &Observations) -> Vec<Check> {
     checks
 }
 
-fn exit_code_check(observations: &Observations) -> Check {
+fn exit_code_check(observations: &Observations) -> DrillCheck {
     let code = observations.exit_code;
     if observations.killed_at_deadline {
         return check(
             "clean exit code",
-            Verdict::Fail,
+            Grade::Fail,
             format!("{code} (SIGKILLed at the deadline)"),
             None,
         );
     }
     if code == 0 {
-        return check("clean exit code", Verdict::Pass, "0".to_owned(), None);
+        return check("clean exit code", Grade::Pass, "0".to_owned(), None);
     }
     if died_by_its_stop_signal(observations) {
         let dropped_requests = observations
@@ -309,11 +306,11 @@ fn exit_code_check(observations: &Observations) -> Check {
                  later do; --remap-exit {code}=0 makes it 0"
             )
         };
-        return check("clean exit code", Verdict::Pass, detail, None);
+        return check("clean exit code", Grade::Pass, detail, None);
     }
     check(
         "clean exit code",
-        Verdict::Fail,
+        Grade::Fail,
         format!("{code}"),
         Some("the app exited with an error during its shutdown: read its log above"),
     )
@@ -344,12 +341,12 @@ pub fn render_table(report: &Report) -> String {
         let _ = writeln!(
             text,
             "  {}  {:width$}  {}",
-            check.verdict.as_str(),
+            check.grade.as_str(),
             check.name,
             check.detail
         );
         if let Some(hint) = &check.hint
-            && check.verdict == Verdict::Fail
+            && check.grade == Grade::Fail
         {
             let _ = writeln!(text, "        hint: {hint}");
         }
@@ -448,7 +445,7 @@ pub fn render_json(report: &Report) -> String {
             json,
             "{{\"name\":{},\"verdict\":{},\"detail\":{},\"hint\":{}}}",
             json_string(check.name),
-            json_string(check.verdict.as_str()),
+            json_string(check.grade.as_str()),
             json_string(&check.detail),
             check.hint.as_deref().map_or("null".to_owned(), json_string)
         );
@@ -492,13 +489,13 @@ mod tests {
         }
     }
 
-    fn verdict_of(report: &Report, name: &str) -> Verdict {
+    fn grade_of(report: &Report, name: &str) -> Grade {
         report
             .checks
             .iter()
             .find(|check| check.name == name)
             .unwrap()
-            .verdict
+            .grade
     }
 
     #[test]
@@ -516,10 +513,7 @@ mod tests {
         observations.exit_code = 137;
         let report = Report::judge(observations);
         assert!(!report.passed());
-        assert_eq!(
-            verdict_of(&report, "drains before the deadline"),
-            Verdict::Fail
-        );
+        assert_eq!(grade_of(&report, "drains before the deadline"), Grade::Fail);
         let table = render_table(&report);
         assert!(table.contains("--signal-map TERM=INT"), "{table}");
         assert!(table.contains("--hard-stop-signal QUIT"), "{table}");
@@ -540,8 +534,8 @@ mod tests {
         });
         let report = Report::judge(observations);
         assert_eq!(
-            verdict_of(&report, "in-flight requests complete"),
-            Verdict::Fail
+            grade_of(&report, "in-flight requests complete"),
+            Grade::Fail
         );
         let table = render_table(&report);
         assert!(table.contains("died at once"), "{table}");
@@ -564,8 +558,8 @@ mod tests {
         observations.app_status = Some(ChildStatus::Exited(1));
         observations.exit_code = 1;
         assert_eq!(
-            verdict_of(&Report::judge(observations), "clean exit code"),
-            Verdict::Fail
+            grade_of(&Report::judge(observations), "clean exit code"),
+            Grade::Fail
         );
     }
 
@@ -573,10 +567,7 @@ mod tests {
     fn never_ready_fails() {
         let mut observations = clean();
         observations.ready_after = None;
-        assert_eq!(
-            verdict_of(&Report::judge(observations), "ready"),
-            Verdict::Fail
-        );
+        assert_eq!(grade_of(&Report::judge(observations), "ready"), Grade::Fail);
     }
 
     #[test]

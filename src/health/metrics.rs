@@ -245,6 +245,10 @@ fn write_resources(out: &mut Exposition, status: &Status) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a fake clock starts at some instant; which one does not matter"
+)]
 mod tests {
     use std::time::{Duration, Instant};
 

@@ -47,6 +47,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use crate::status::Status;
+use crate::units::now;
 
 /// Time a client has to send a request's headers, and to send the next request on a kept-alive
 /// connection: a slow or idle client cannot hold a connection longer.
@@ -153,11 +154,6 @@ async fn serve_connection(
     }
 }
 
-/// The runtime's clock (paused in tests), as a std `Instant` like every time in `Status`.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// The open connections, by id, with when each was last used.
 #[derive(Debug, Default)]
 struct Connections {
@@ -244,6 +240,10 @@ impl Drop for Departure {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a fake clock starts at some instant; which one does not matter"
+)]
 mod tests {
     use super::*;
 

@@ -224,6 +224,10 @@ fn text(code: StatusCode, body: String) -> Response<Body> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a fake clock starts at some instant; which one does not matter"
+)]
 mod tests {
     use std::time::Duration;
 

@@ -11,20 +11,23 @@
 //! environment (HOME, USER, LOGNAME) is returned to `main` for the spawn, never set on pyinit.
 
 pub mod passwd;
+pub mod rlimit;
+pub mod spec;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
 
 use nix::errno::Errno;
-use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, rlim_t, setrlimit};
+use nix::sys::resource::{getrlimit, setrlimit};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid, setuid};
 
-use crate::config::PrivilegeConfig;
-use crate::config::parse::{RlimitResource, RlimitSpec, RlimitValue, Umask};
 use crate::exit;
 use passwd::{CurrentIds, Target};
+use rlimit::RlimitSpec;
+pub use spec::PrivilegeConfig;
+use spec::Umask;
 
 /// Where user names are resolved.
 pub const PASSWD_PATH: &str = "/etc/passwd";
@@ -231,13 +234,12 @@ fn verify(config: &PrivilegeConfig, target: &Target) -> Result<(), PrivilegeErro
         ));
     }
     for spec in &config.rlimits {
-        let resource = nix_resource(spec.resource);
-        let limits = getrlimit(resource).map_err(|source| PrivilegeError::Syscall {
-            step: format!("getrlimit({})", spec.resource.name()),
+        let limits = getrlimit(spec.resource).map_err(|source| PrivilegeError::Syscall {
+            step: format!("getrlimit({})", spec.name()),
             source,
         })?;
-        if limits != (raw_limit(spec.soft), raw_limit(spec.hard)) {
-            return failed(format!("rlimit {} is {limits:?}", spec.resource.name()));
+        if limits != (spec.soft.raw(), spec.hard.raw()) {
+            return failed(format!("rlimit {} is {limits:?}", spec.name()));
         }
     }
     if target.uid != 0 {
@@ -260,18 +262,11 @@ fn verify(config: &PrivilegeConfig, target: &Target) -> Result<(), PrivilegeErro
 )]
 fn set_resource_limits(rlimits: &[RlimitSpec]) -> Result<(), PrivilegeError> {
     for spec in rlimits {
-        setrlimit(
-            nix_resource(spec.resource),
-            raw_limit(spec.soft),
-            raw_limit(spec.hard),
-        )
-        .map_err(|source| PrivilegeError::Syscall {
-            step: format!(
-                "setrlimit({}={})",
-                spec.resource.name(),
-                describe_rlimit(spec)
-            ),
-            source,
+        setrlimit(spec.resource, spec.soft.raw(), spec.hard.raw()).map_err(|source| {
+            PrivilegeError::Syscall {
+                step: format!("setrlimit({spec})"),
+                source,
+            }
         })?;
     }
     Ok(())
@@ -340,42 +335,6 @@ fn forbid_new_privileges() -> Result<(), PrivilegeError> {
 )]
 fn root_is_regainable() -> bool {
     setuid(Uid::from_raw(0)).is_ok()
-}
-
-fn nix_resource(resource: RlimitResource) -> Resource {
-    match resource {
-        RlimitResource::As => Resource::RLIMIT_AS,
-        RlimitResource::Core => Resource::RLIMIT_CORE,
-        RlimitResource::Cpu => Resource::RLIMIT_CPU,
-        RlimitResource::Data => Resource::RLIMIT_DATA,
-        RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
-        RlimitResource::Locks => Resource::RLIMIT_LOCKS,
-        RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
-        RlimitResource::Msgqueue => Resource::RLIMIT_MSGQUEUE,
-        RlimitResource::Nice => Resource::RLIMIT_NICE,
-        RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
-        RlimitResource::Nproc => Resource::RLIMIT_NPROC,
-        RlimitResource::Rss => Resource::RLIMIT_RSS,
-        RlimitResource::Rtprio => Resource::RLIMIT_RTPRIO,
-        RlimitResource::Rttime => Resource::RLIMIT_RTTIME,
-        RlimitResource::Sigpending => Resource::RLIMIT_SIGPENDING,
-        RlimitResource::Stack => Resource::RLIMIT_STACK,
-    }
-}
-
-fn raw_limit(value: RlimitValue) -> rlim_t {
-    match value {
-        RlimitValue::Limited(limit) => limit,
-        RlimitValue::Unlimited => RLIM_INFINITY,
-    }
-}
-
-fn describe_rlimit(spec: &RlimitSpec) -> String {
-    let side = |value: RlimitValue| match value {
-        RlimitValue::Limited(limit) => limit.to_string(),
-        RlimitValue::Unlimited => "unlimited".to_owned(),
-    };
-    format!("{}:{}", side(spec.soft), side(spec.hard))
 }
 
 /// The lines of /proc/self/status that the drop checks.
@@ -502,20 +461,6 @@ Seccomp:\t0
             let text = ROOT_STATUS.replace(from, to);
             assert_eq!(parse_proc_status(&text), Err(field), "{from}");
         }
-    }
-
-    #[test]
-    fn every_rlimit_name_maps_to_its_resource() {
-        let distinct: std::collections::HashSet<_> = RlimitResource::ALL
-            .into_iter()
-            .map(|resource| format!("{:?}", nix_resource(resource)))
-            .collect();
-        assert_eq!(distinct.len(), RlimitResource::ALL.len());
-        assert_eq!(
-            nix_resource(RlimitResource::Nofile),
-            Resource::RLIMIT_NOFILE
-        );
-        assert_eq!(raw_limit(RlimitValue::Unlimited), RLIM_INFINITY);
     }
 
     #[test]

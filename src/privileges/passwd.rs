@@ -8,8 +8,7 @@
 //! numeric `--user` then still works, as Kubernetes' arbitrary `runAsUser` needs.
 
 use super::PrivilegeError;
-use crate::config::PrivilegeConfig;
-use crate::config::parse::IdOrName;
+use super::spec::{IdOrName, PrivilegeConfig};
 
 /// One line of /etc/passwd: `name:password:uid:gid:gecos:home:shell`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,10 +245,8 @@ fn describe_ids(uid: u32, gid: u32, groups: Option<&[u32]>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::config::{Cli, Config, Environment};
+    use crate::config::Environment;
 
     const PASSWD: &str = "\
 root:x:0:0:root:/root:/bin/bash
@@ -275,13 +272,8 @@ dup:x:35:
 ";
 
     fn privileges(args: &[&str]) -> PrivilegeConfig {
-        let cli = Cli::try_parse_from(
-            std::iter::once("pyinit")
-                .chain(args.iter().copied())
-                .chain(["app"]),
-        )
-        .unwrap();
-        Config::from_cli(cli, Environment::default())
+        let args: Vec<&str> = args.iter().copied().chain(["app"]).collect();
+        crate::config::parse_args(&args, Environment::default())
             .unwrap()
             .privileges
     }

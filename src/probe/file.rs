@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::{ProbeAnswer, describe_io_error};
-use crate::config::format_duration;
+use crate::units::format_duration;
 
 /// Checks `path` against `max_age` as of `now` (wall-clock time, as file times are).
 pub fn probe_file(path: &Path, max_age: Option<Duration>, now: SystemTime) -> ProbeAnswer {

@@ -32,9 +32,9 @@ use tracing::{debug, warn};
 
 use self::spec::{ProbeConfig, ProbeTarget};
 use self::threshold::{Outcome, ProbeReport, Schedule};
-use crate::config::format_duration;
 use crate::reaper::Reaper;
 use crate::status::Status;
+use crate::units::{format_duration, now};
 
 /// What one probe run found, before it is stamped with its kind and times.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,11 +192,6 @@ async fn probe_once(
             file::probe_file(path, *max_age, std::time::SystemTime::now())
         }
     }
-}
-
-/// The runtime's clock (paused in tests), as a std `Instant` like every time in `Status`.
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]

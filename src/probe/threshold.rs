@@ -266,6 +266,10 @@ impl Schedule {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a fake clock starts at some instant; which one does not matter"
+)]
 mod tests {
     use std::num::NonZeroU32;
 

@@ -1,0 +1,138 @@
+//! The spawn phase, in its two halves: starting the app, then the tasks beside the supervisor
+//! (the health server, one prober per probe and, for `pyinit drill`, the drill); and what the
+//! app starts with, the start-up report (its environment, and the warnings that apply).
+//!
+//! `main` starts both once the signal handlers are registered, inside the runtime. Starting the
+//! app is the last step that can fail (exec errors give 126 or 127); starting the tasks cannot,
+//! since from then on only the supervisor decides when pyinit exits. The decisions themselves
+//! are pure and live with their modules: `container::env` (which variables, and none for a
+//! health sidecar) and `container::checks` (which warnings apply).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::{Config, Mode};
+use crate::container::checks::{AppFacts, startup_warnings};
+use crate::container::env::app_environment;
+use crate::container::{ContainerFacts, StartupReport};
+use crate::drill::{self, Rehearsal};
+use crate::probe::threshold::ProbeReport;
+use crate::reaper::Reaper;
+use crate::spawn::{self, SpawnError, SpawnSpec};
+use crate::status::Status;
+use crate::{health, probe, units};
+
+/// The facts, the app's environment and the start-up warnings that apply.
+pub fn startup_report(config: &Config, facts: ContainerFacts, app_uid: u32) -> StartupReport {
+    let current_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let has_app = !config.command.is_empty();
+    let app_env = app_environment(&facts, config.app_env, &current_env, has_app);
+    let app = has_app.then_some(AppFacts {
+        uid: app_uid,
+        grace_period: config.grace_period,
+        drain_timeout: config.policy.drain_timeout,
+    });
+    let warnings = startup_warnings(&facts, std::process::id(), app);
+    StartupReport {
+        facts,
+        app_env,
+        warnings,
+    }
+}
+
+/// Spawns the app with `app_env` on top of pyinit's environment and logs the start-up report;
+/// without a command pyinit is a health sidecar, and there is no app (`None`).
+pub fn start_app(
+    config: &Config,
+    app_env: &[(OsString, OsString)],
+    startup: &StartupReport,
+) -> Result<Option<i32>, SpawnError> {
+    if config.command.is_empty() {
+        startup.log();
+        info!("no command: running as a health sidecar");
+        return Ok(None);
+    }
+    let spec = SpawnSpec {
+        argv: config.command.clone(),
+        env: app_env.to_vec(),
+        working_dir: None,
+        stdio: spawn::ChildStdio::Inherit,
+        take_terminal: true,
+    };
+    let pid = spawn::spawn_child(&spec)?.pid;
+    // Logged only now, so that a set-up failure before the spawn stays a single line.
+    startup.log();
+    let argv: Vec<_> = config
+        .command
+        .iter()
+        .map(|arg| arg.to_string_lossy())
+        .collect();
+    let grace_period_ms = units::millis(config.grace_period);
+    info!(pid, argv = ?argv, grace_period_ms, "app started");
+    Ok(Some(pid))
+}
+
+/// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume
+/// mounted where the container started could not be unmounted while PID 1 sat in it. The app
+/// keeps its own working directory. Not fatal: pyinit then only stays where it was.
+pub fn leave_working_directory() {
+    if let Err(error) = std::env::set_current_dir("/") {
+        warn!(%error, "cannot change pyinit's working directory to /");
+    }
+}
+
+/// What the tasks need from set-up.
+#[derive(Debug)]
+pub struct Tasks<'a> {
+    pub config: &'a Config,
+    pub health_listener: Option<TcpListener>,
+    pub status_rx: &'a watch::Receiver<Status>,
+    pub probe_tx: mpsc::Sender<ProbeReport>,
+    pub reaper: &'a Arc<Reaper>,
+    /// The app's environment, which its exec probes see too.
+    pub app_env: Arc<[(OsString, OsString)]>,
+    /// Where the app started, and its exec probes start.
+    pub app_working_dir: Option<Arc<Path>>,
+}
+
+/// Starts the health server, the probers and, for `pyinit drill`, the drill; returns the drill,
+/// which gives pyinit's exit code once the supervisor is done.
+pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
+    let Tasks {
+        config,
+        health_listener,
+        status_rx,
+        probe_tx,
+        reaper,
+        app_env,
+        app_working_dir,
+    } = tasks;
+    let health_addr = (health_listener.as_ref()).and_then(|listener| listener.local_addr().ok());
+    if let Some(listener) = health_listener {
+        if let Some(addr) = health_addr {
+            info!(addr = %addr, "health server listening");
+        }
+        tokio::spawn(health::serve_health(listener, status_rx.clone()));
+    }
+    let exec_context = probe::ExecContext {
+        reaper: Arc::clone(reaper),
+        env: app_env,
+        working_dir: app_working_dir,
+    };
+    probe::spawn_probers(
+        config.health.probes.clone(),
+        status_rx,
+        &probe_tx,
+        &exec_context,
+    );
+    // The drill plays the kubelet beside the supervisor; the supervisor does not know it is there.
+    match &config.mode {
+        Mode::Drill(drill) => Some(drill::attach(drill.clone(), status_rx, health_addr)),
+        Mode::Supervise => None,
+    }
+}
