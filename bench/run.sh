@@ -5,16 +5,17 @@
 #   bench.py     size and memory (the default suite)
 #   rollout.py   a rolling restart under load, in runc containers with gunicorn and uvicorn
 #   probing.py   what a readiness check costs, by exec, by httpGet on the app, by pyinit's /readyz
+#   floor.py     pyinit's idle and loaded memory beside the floor of its dependencies (bench/ceiling)
 # The rollout and probing suites also need runc and the end-to-end venv (scripts/install-deps.sh).
 # Everything runs on this machine over loopback, and every step is bounded in count and time.
-# Usage: bash bench/run.sh [rollout|probing] [--rounds N] [--json FILE] ...   (SUITE.py --help)
+# Usage: bash bench/run.sh [rollout|probing|floor] [--rounds N] [--json FILE] ...   (SUITE.py --help)
 # Builds go to $CARGO_TARGET_DIR when set, else to the repository's target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 suite=bench
 case "${1:-}" in
-    rollout | probing) suite=$1; shift ;;
+    rollout | probing | floor) suite=$1; shift ;;
 esac
 
 # Debian packages (apt-get only when one is missing) and the musl target.
@@ -26,9 +27,11 @@ fi
 
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --release --locked --target x86_64-unknown-linux-musl --target-dir "$target_dir"
-if [ "$suite" = bench ]; then
+if [ "$suite" = bench ] || [ "$suite" = floor ]; then
     cargo build --release --locked --manifest-path bench/ceiling/Cargo.toml \
         --target x86_64-unknown-linux-musl --target-dir "$target_dir/bench-ceiling"
+fi
+if [ "$suite" = bench ]; then
     mkdir -p "$target_dir/bench"
     gcc -O2 -Wall -o "$target_dir/bench/sigchild" bench/src/sigchild.c
     gcc -O2 -Wall -o "$target_dir/bench/orphans" bench/src/orphans.c
