@@ -119,9 +119,11 @@ fn run() -> Result<u8, SetupError> {
     let health_listener = (config.health.addr.map(health::bind_listener))
         .transpose()
         .map_err(SetupError::Bind)?;
+    // Who the app will be, resolved once, before anything is changed for it.
+    let app_ids = privileges::resolve_target(&config.privileges).map_err(SetupError::Privileges)?;
     // Drop root while pyinit has one thread: the set-id calls and no_new_privs act per thread.
-    let dropped =
-        privileges::drop_privileges(&config.privileges).map_err(SetupError::Privileges)?;
+    let dropped = privileges::drop_privileges(&config.privileges, &app_ids)
+        .map_err(SetupError::Privileges)?;
     debug!(uid = dropped.uid, gid = dropped.gid, groups = ?dropped.groups, "privileges set");
     // The parent-death signal is cleared by a credential change, so it is armed after the drop.
     let parent_already_gone = arm_parent_death_signal(&config, parent_pid)?;
