@@ -11,6 +11,7 @@ mod drill;
 mod exit;
 mod health;
 mod log;
+mod multiproc;
 mod privileges;
 mod probe;
 mod reaper;
@@ -47,6 +48,7 @@ use crate::supervisor::Supervisor;
 enum SetupError {
     Usage(config::UsageError),
     Privileges(privileges::PrivilegeError),
+    Multiproc(multiproc::MultiprocError),
     Spawn(spawn::SpawnError),
     Bind(health::BindError),
     Os {
@@ -60,6 +62,7 @@ impl SetupError {
         match self {
             SetupError::Usage(_) => exit::USAGE,
             SetupError::Privileges(failure) => failure.exit_code(),
+            SetupError::Multiproc(failure) => failure.exit_code(),
             SetupError::Spawn(failure) => failure.exit_code(),
             SetupError::Os { .. } | SetupError::Bind(_) => exit::SETUP_FAILED,
         }
@@ -79,6 +82,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Usage(failure) => write!(f, "{failure}"),
             SetupError::Privileges(failure) => write!(f, "{failure}"),
+            SetupError::Multiproc(failure) => write!(f, "{failure}"),
             SetupError::Spawn(failure) => write!(f, "{failure}"),
             SetupError::Bind(failure) => write!(f, "{failure}"),
             SetupError::Os { step, source } => write!(f, "{step}: {source}"),
@@ -119,15 +123,24 @@ fn run() -> Result<u8, SetupError> {
     let health_listener = (config.health.addr.map(health::bind_listener))
         .transpose()
         .map_err(SetupError::Bind)?;
+    // Who the app will be, resolved once: the directory below is made for these ids.
+    let app_ids = privileges::resolve_target(&config.privileges).map_err(SetupError::Privileges)?;
+    // prometheus_client's multiprocess directory, emptied of the last run's files and created
+    // for the app while pyinit may still be root: its parent is often writable by root alone.
+    let multiproc_dir = prepare_multiproc_dir(&config, &app_ids)?;
     // Drop root while pyinit has one thread: the set-id calls and no_new_privs act per thread.
-    let dropped =
-        privileges::drop_privileges(&config.privileges).map_err(SetupError::Privileges)?;
+    let dropped = privileges::drop_privileges(&config.privileges, &app_ids)
+        .map_err(SetupError::Privileges)?;
     debug!(uid = dropped.uid, gid = dropped.gid, groups = ?dropped.groups, "privileges set");
+    // Whether the app can write there is known only as the app's user: checked after the drop.
+    let multiproc_dir = (multiproc_dir.map(multiproc::PreparedDir::check_app_can_write))
+        .transpose()
+        .map_err(SetupError::Multiproc)?;
     // The parent-death signal is cleared by a credential change, so it is armed after the drop.
     let parent_already_gone = arm_parent_death_signal(&config, parent_pid)?;
     // What the app is told and warned about, logged once it has started: a set-up failure
     // stays a single line.
-    let startup = startup_report(&config, facts, dropped.uid);
+    let startup = startup_report(&config, facts, dropped.uid, multiproc_dir);
     // One thread: the runtime is built only now, after every process-wide change above. It is
     // never dropped: that would close every health connection and free every buffer one call
     // at a time (milliseconds with a hundred clients), which exit(2) does anyway, and nothing
@@ -202,6 +215,26 @@ fn become_reaper() -> Result<Option<nix::unistd::Pid>, SetupError> {
     reaper::become_subreaper().map_err(SetupError::os("cannot become child subreaper"))?;
     debug!("not PID 1: registered as child subreaper");
     Ok(Some(nix::unistd::getppid()))
+}
+
+/// Prepares prometheus_client's multiprocess directory, when the app's environment names one and
+/// `--prepare-multiproc-dir` is on, for the ids the app will have.
+fn prepare_multiproc_dir(
+    config: &Config,
+    app_ids: &privileges::Target,
+) -> Result<Option<multiproc::PreparedDir>, SetupError> {
+    if !config.prepare_multiproc_dir {
+        return Ok(None);
+    }
+    let owner = multiproc::AppOwner {
+        uid: app_ids.uid,
+        gid: app_ids.gid,
+        umask: config.privileges.umask.map(|umask| umask.0),
+    };
+    // The app's environment is pyinit's with pyinit's own variables on top, none of which is
+    // prometheus_client's.
+    multiproc::prepare_directory(|name| std::env::var_os(name), owner)
+        .map_err(SetupError::Multiproc)
 }
 
 /// Arms `--parent-death-signal` (when pyinit has a parent); true if the parent died before.

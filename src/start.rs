@@ -21,14 +21,21 @@ use crate::container::checks::{AppFacts, startup_warnings};
 use crate::container::env::app_environment;
 use crate::container::{ContainerFacts, StartupReport};
 use crate::drill::{self, Rehearsal};
+use crate::multiproc::MultiprocReport;
 use crate::probe::threshold::ProbeReport;
 use crate::reaper::Reaper;
 use crate::spawn::{self, SpawnError, SpawnSpec};
 use crate::status::Status;
 use crate::{health, probe, units};
 
-/// The facts, the app's environment and the start-up warnings that apply.
-pub fn startup_report(config: &Config, facts: ContainerFacts, app_uid: u32) -> StartupReport {
+/// The facts, the app's environment and the start-up warnings that apply, with what was done
+/// to prometheus_client's multiprocess directory.
+pub fn startup_report(
+    config: &Config,
+    facts: ContainerFacts,
+    app_uid: u32,
+    multiproc_dir: Option<MultiprocReport>,
+) -> StartupReport {
     let current_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let has_app = !config.command.is_empty();
     let app_env = app_environment(&facts, config.app_env, &current_env, has_app);
@@ -42,6 +49,7 @@ pub fn startup_report(config: &Config, facts: ContainerFacts, app_uid: u32) -> S
         facts,
         app_env,
         warnings,
+        multiproc_dir,
     }
 }
 

@@ -27,6 +27,7 @@ const PURE_FILES: &[&str] = &[
     "src/container/checks.rs",
     "src/privileges/passwd.rs",
     "src/privileges/spec.rs",
+    "src/multiproc/spec.rs",
     "src/probe/spec.rs",
     "src/probe/threshold.rs",
     "src/probe/redirect.rs",

@@ -33,6 +33,7 @@ mod reaping;
 mod rolling_restart;
 mod runc;
 mod runc_limits;
+mod runc_multiproc;
 mod signals;
 mod terminal_and_logs;
 mod working_directory;

@@ -102,6 +102,12 @@ pub struct Cli {
     #[arg(long, env = "PYINIT_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 
+    /// Before the app starts, remove the last run's *.db files from prometheus_client's
+    /// multiprocess directory (PROMETHEUS_MULTIPROC_DIR) and create it for the app's user.
+    #[arg(long, env = "PYINIT_PREPARE_MULTIPROC_DIR", default_value = "on", action = ArgAction::Set,
+          value_parser = PossibleValuesParser::new(["on", "off"]).map(|value| value == "on"))]
+    pub prepare_multiproc_dir: bool,
+
     #[command(flatten)]
     pub resources: ResourceArgs,
 

@@ -158,6 +158,9 @@ pub struct Config {
     pub log_level: LogLevel,
     /// What the app is told about the container's limits.
     pub app_env: AppEnvSettings,
+    /// Prepare prometheus_client's multiprocess directory for the app: `--prepare-multiproc-dir
+    /// on` and there is an app (a health sidecar's pod mate may be using that directory).
+    pub prepare_multiproc_dir: bool,
     pub privileges: PrivilegeConfig,
     pub health: HealthConfig,
 }
@@ -281,6 +284,7 @@ impl Config {
             )?),
             None => Mode::Supervise,
         };
+        let prepare_multiproc_dir = cli.prepare_multiproc_dir && !command.is_empty();
         Ok(Config {
             mode,
             privileges,
@@ -295,6 +299,7 @@ impl Config {
                 web_concurrency: cli.resources.web_concurrency,
                 python_env: cli.resources.python_env,
             },
+            prepare_multiproc_dir,
         })
     }
 }

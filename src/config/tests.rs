@@ -285,6 +285,25 @@ fn web_concurrency_and_python_env_flags() {
 }
 
 #[test]
+fn the_multiproc_dir_is_prepared_for_an_app_unless_turned_off() {
+    assert!(parse(&["app"]).unwrap().prepare_multiproc_dir);
+    assert!(
+        parse(&["drill", "--drill-ready-after", "1s", "--", "app"])
+            .unwrap()
+            .prepare_multiproc_dir
+    );
+    let off = parse(&["--prepare-multiproc-dir", "off", "app"]).unwrap();
+    assert!(!off.prepare_multiproc_dir);
+    // A health sidecar has no app: the directory may be another container's, in use.
+    assert!(!parse(&[]).unwrap().prepare_multiproc_dir);
+    let error = parse(&["--prepare-multiproc-dir", "no", "app"]).unwrap_err();
+    assert!(
+        error.contains("'no'") && error.contains("--prepare-multiproc-dir"),
+        "{error}"
+    );
+}
+
+#[test]
 fn privilege_defaults_drop_nothing_and_forbid_escalation() {
     let privileges = parse(&["app"]).unwrap().privileges;
     assert_eq!(

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, info, warn};
 
+use crate::multiproc::MultiprocReport;
 use cgroup::{CgroupLocation, CgroupVersion, CpuQuota};
 use env::AppEnvironment;
 
@@ -144,6 +145,8 @@ pub struct StartupReport {
     pub app_env: AppEnvironment,
     /// One line each, from `checks`.
     pub warnings: Vec<String>,
+    /// What was done to prometheus_client's multiprocess directory, if the app has one.
+    pub multiproc_dir: Option<MultiprocReport>,
 }
 
 impl StartupReport {
@@ -163,6 +166,9 @@ impl StartupReport {
         }
         for name in &self.app_env.kept {
             info!("{name} is already set: the app keeps its own value");
+        }
+        if let Some(multiproc_dir) = &self.multiproc_dir {
+            multiproc_dir.log();
         }
     }
 }

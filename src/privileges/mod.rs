@@ -24,7 +24,8 @@ use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid, setuid};
 
 use crate::exit;
-use passwd::{CurrentIds, Target};
+use passwd::CurrentIds;
+pub use passwd::Target;
 use rlimit::RlimitSpec;
 pub use spec::PrivilegeConfig;
 use spec::Umask;
@@ -122,15 +123,11 @@ pub struct Dropped {
     pub env: Vec<(OsString, OsString)>,
 }
 
-/// Runs the whole drop and its verification. Call it once, while pyinit has one thread.
-pub fn drop_privileges(config: &PrivilegeConfig) -> Result<Dropped, PrivilegeError> {
+/// Who the drop will make pyinit and the app: the flags resolved against /etc/passwd and
+/// /etc/group (the root rule included), with nothing changed yet. `main` resolves once, so that
+/// set-up done for the app's user while pyinit is still root and the drop use the same ids.
+pub fn resolve_target(config: &PrivilegeConfig) -> Result<Target, PrivilegeError> {
     let before = read_proc_status()?;
-    if before.threads != 1 {
-        return Err(PrivilegeError::Verify(format!(
-            "pyinit must drop privileges with one thread, it has {}",
-            before.threads
-        )));
-    }
     let current = CurrentIds {
         uid: before.uid[1],
         gid: before.gid[1],
@@ -143,7 +140,22 @@ pub fn drop_privileges(config: &PrivilegeConfig) -> Result<Dropped, PrivilegeErr
     } else {
         (String::new(), String::new())
     };
-    let target = passwd::resolve_target(config, &current, &passwd_text, &group_text)?;
+    passwd::resolve_target(config, &current, &passwd_text, &group_text)
+}
+
+/// Runs the whole drop to `target` (from [`resolve_target`]) and its verification. Call it
+/// once, while pyinit has one thread.
+pub fn drop_privileges(
+    config: &PrivilegeConfig,
+    target: &Target,
+) -> Result<Dropped, PrivilegeError> {
+    let before = read_proc_status()?;
+    if before.threads != 1 {
+        return Err(PrivilegeError::Verify(format!(
+            "pyinit must drop privileges with one thread, it has {}",
+            before.threads
+        )));
+    }
 
     // Limits first, while pyinit may still hold CAP_SYS_RESOURCE to raise a hard limit.
     set_resource_limits(&config.rlimits)?;
@@ -158,7 +170,7 @@ pub fn drop_privileges(config: &PrivilegeConfig) -> Result<Dropped, PrivilegeErr
     if config.no_new_privs {
         forbid_new_privileges()?;
     }
-    verify(config, &target)?;
+    verify(config, target)?;
 
     let env = target
         .login
@@ -174,7 +186,7 @@ pub fn drop_privileges(config: &PrivilegeConfig) -> Result<Dropped, PrivilegeErr
     Ok(Dropped {
         uid: target.uid,
         gid: target.gid,
-        groups: target.groups,
+        groups: target.groups.clone(),
         env,
     })
 }

@@ -27,7 +27,7 @@ pub fn repo() -> &'static Path {
 }
 
 /// The virtual environment of Debian's /usr/bin/python3 that `scripts/install-deps.sh` builds,
-/// with the pinned gunicorn, uvicorn and kubernetes-validate.
+/// with the pinned gunicorn, uvicorn, prometheus_client and kubernetes-validate.
 pub fn e2e_venv() -> PathBuf {
     repo().join("target/e2e-venv")
 }
@@ -73,7 +73,16 @@ pub struct Bundle {
     memory_limit: Option<i64>,
     host_folders: bool,
     binds: Vec<(PathBuf, PathBuf)>,
+    volumes: Vec<Volume>,
     keep: bool,
+}
+
+/// A host folder mounted into the container as a pod's volume.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub host_dir: PathBuf,
+    pub container_path: PathBuf,
+    pub writable: bool,
 }
 
 impl Default for Bundle {
@@ -115,6 +124,7 @@ impl Bundle {
                 (repo().join("examples"), repo().join("examples")),
                 (repo().join("tests/fixtures"), repo().join("tests/fixtures")),
             ],
+            volumes: Vec::new(),
             keep: false,
         }
     }
@@ -167,6 +177,26 @@ impl Bundle {
 
     pub fn env_remove(mut self, key: &str) -> Self {
         self.env.retain(|(existing, _)| existing != key);
+        self
+    }
+
+    /// Mounts `host_dir` at `container_path`, writable: an emptyDir volume, which outlives a
+    /// restart of the container, and which the test can look into from the host.
+    pub fn volume(self, host_dir: impl AsRef<Path>, container_path: &str) -> Self {
+        self.with_volume(host_dir.as_ref(), container_path, true)
+    }
+
+    /// Mounts `host_dir` at `container_path`, read-only.
+    pub fn read_only_volume(self, host_dir: impl AsRef<Path>, container_path: &str) -> Self {
+        self.with_volume(host_dir.as_ref(), container_path, false)
+    }
+
+    fn with_volume(mut self, host_dir: &Path, container_path: &str, writable: bool) -> Self {
+        self.volumes.push(Volume {
+            host_dir: host_dir.to_path_buf(),
+            container_path: PathBuf::from(container_path),
+            writable,
+        });
         self
     }
 

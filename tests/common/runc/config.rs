@@ -91,6 +91,18 @@ pub(super) fn config_json(bundle: &Bundle) -> String {
     for (host_path, container_path) in &bundle.binds {
         mounts.push(read_only_bind(host_path, container_path));
     }
+    for volume in &bundle.volumes {
+        let access = if volume.writable { "rw" } else { "ro" };
+        mounts.push(Json::obj([
+            (
+                "destination",
+                Json::str(volume.container_path.display().to_string()),
+            ),
+            ("type", Json::str("bind")),
+            ("source", Json::str(volume.host_dir.display().to_string())),
+            ("options", Json::strs(&["rbind", access, "nosuid", "nodev"])),
+        ]));
+    }
     mounts.push(Json::obj([
         ("destination", Json::str(PYINIT_IN_CONTAINER)),
         ("type", Json::str("bind")),
