@@ -66,14 +66,147 @@ fn assert_verbose(addr: SocketAddr, endpoint: &str, status: u16, line: &str) {
     );
 }
 
+/// Every kind of probe (http, tcp, exec, file) for success, failure and timeout, as the endpoint
+/// behind it shows it: each case in a pyinit of its own (period 200ms, timeout 300ms, failure
+/// threshold 1), all started at once. A case: what it is, the probe's kind (`readiness` is seen in
+/// `/readyz`, `liveness` in `/livez`), the probe, the app, the result counted in
+/// `pyinit_probe_results_total`, the endpoint's status and a line of its `?verbose` list.
 #[test]
-fn http_probe_success() {
-    let port = free_port();
-    let probe = format!("http://localhost:{port}/healthz");
-    let (running, addr) = start_probed("readiness", &probe, http_app(port, &[]));
-    wait_for_result(addr, "readiness", "success");
-    assert_verbose(addr, "/readyz", 200, "[+]readiness ok");
-    assert_one_thread(&running);
+fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
+    let fresh = heartbeat("fresh");
+    let missing =
+        std::env::temp_dir().join(format!("pyinit-heartbeat-{}-none", std::process::id()));
+    let [ok, failing, unknown, slow, tcp_ok, tcp_slow] = [(); 6].map(|()| free_port());
+    let http = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    let tcp = |port: u16| format!("tcp://127.0.0.1:{port}");
+    let file = |path: &Path| format!("file://{}?max-age=30s", path.display());
+    let (ready, live) = ("readiness", "liveness");
+    let cases: [(&str, &str, String, Vec<OsString>, &str, u16, &str); 12] = [
+        (
+            "http success (by name)",
+            ready,
+            format!("http://localhost:{ok}/healthz"),
+            http_app(ok, &[]),
+            "success",
+            200,
+            "[+]readiness ok",
+        ),
+        (
+            "http failure (the app's 500)",
+            ready,
+            http(failing, "/healthz"),
+            http_app(failing, &["--status", "500"]),
+            "failure",
+            503,
+            "[-]readiness failed: status 500",
+        ),
+        (
+            "http failure (a path the app does not know)",
+            ready,
+            http(unknown, "/nope"),
+            http_app(unknown, &[]),
+            "failure",
+            503,
+            "[-]readiness failed: status 404",
+        ),
+        (
+            "http timeout",
+            ready,
+            http(slow, "/healthz"),
+            http_app(slow, &["--delay", "5"]),
+            "timeout",
+            503,
+            "[-]readiness failed: timed out after 300ms",
+        ),
+        (
+            "tcp success",
+            live,
+            tcp(tcp_ok),
+            http_app(tcp_ok, &[]),
+            "success",
+            200,
+            "[+]liveness ok",
+        ),
+        (
+            "tcp failure",
+            live,
+            tcp(free_port()),
+            idle_app(),
+            "failure",
+            503,
+            "[-]liveness failed: connection refused",
+        ),
+        (
+            "tcp timeout",
+            live,
+            tcp(tcp_slow),
+            python_fixture("tcp_blackhole.py", &[&tcp_slow.to_string()]),
+            "timeout",
+            503,
+            "[-]liveness failed: timed out after 300ms",
+        ),
+        (
+            "exec success",
+            live,
+            exec_probe("ok"),
+            idle_app(),
+            "success",
+            200,
+            "[+]liveness ok",
+        ),
+        (
+            "exec failure",
+            live,
+            exec_probe("fail"),
+            idle_app(),
+            "failure",
+            503,
+            "[-]liveness failed: exit code 3",
+        ),
+        (
+            "exec failure (no such command)",
+            live,
+            "exec:/no/such/probe".into(),
+            idle_app(),
+            "failure",
+            503,
+            "[-]liveness failed: command not found: /no/such/probe",
+        ),
+        (
+            "file success",
+            ready,
+            file(&fresh),
+            idle_app(),
+            "success",
+            200,
+            "[+]readiness ok",
+        ),
+        (
+            "file failure (no heartbeat)",
+            ready,
+            file(&missing),
+            idle_app(),
+            "failure",
+            503,
+            "[-]readiness failed: no such file",
+        ),
+    ];
+    let started: Vec<(Running, SocketAddr)> = (cases.iter())
+        .map(|(_, kind, probe, app, ..)| start_probed(kind, probe, app.clone()))
+        .collect();
+    for ((what, kind, _, _, result, status, line), (running, addr)) in cases.iter().zip(&started) {
+        wait_for_result(*addr, kind, result);
+        let endpoint = if *kind == ready { "/readyz" } else { "/livez" };
+        poll_until(PATIENCE, &format!("{what}: {line:?} in {endpoint}"), || {
+            get(*addr, &format!("{endpoint}?verbose"))
+                .body
+                .contains(line)
+        });
+        assert_eq!(get(*addr, endpoint).status, *status, "{what}");
+        // One thread, whatever the kind: no resolver or blocking-pool thread appeared.
+        assert_one_thread(running);
+    }
+    let _ = std::fs::remove_file(fresh);
 }
 
 /// pyinit probes and serves on one thread: no resolver or blocking-pool threads appeared.
@@ -181,100 +314,6 @@ fn http_probe_follows_djangos_append_slash_redirect_and_judges_the_final_answer(
     let line = running.stderr.wait_for("not ready", PATIENCE);
     assert!(line.contains(&reason), "{line}");
     let _ = std::fs::remove_file(&fail_file);
-}
-
-#[test]
-fn http_probe_failure() {
-    let port = free_port();
-    let probe = format!("http://127.0.0.1:{port}/healthz");
-    let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--status", "500"]));
-    wait_for_result(addr, "readiness", "failure");
-    poll_until(PATIENCE, "the app's 500 in /readyz", || {
-        get(addr, "/readyz?verbose")
-            .body
-            .contains("[-]readiness failed: status 500")
-    });
-    assert_eq!(get(addr, "/readyz").status, 503);
-    // A path the app does not know is a 404: a failure too.
-    let probe = format!("http://127.0.0.1:{port}/nope");
-    let other_port = free_port();
-    let (_other, other_addr) = start_probed("readiness", &probe, http_app(other_port, &[]));
-    wait_for_result(other_addr, "readiness", "failure");
-    assert_verbose(other_addr, "/readyz", 503, "[-]readiness failed: ");
-}
-
-#[test]
-fn http_probe_timeout() {
-    let port = free_port();
-    let probe = format!("http://127.0.0.1:{port}/healthz");
-    let (_running, addr) = start_probed("readiness", &probe, http_app(port, &["--delay", "5"]));
-    wait_for_result(addr, "readiness", "timeout");
-    assert_verbose(
-        addr,
-        "/readyz",
-        503,
-        "[-]readiness failed: timed out after 300ms",
-    );
-}
-
-#[test]
-fn tcp_probe_success() {
-    let port = free_port();
-    let probe = format!("tcp://127.0.0.1:{port}");
-    let (running, addr) = start_probed("liveness", &probe, http_app(port, &[]));
-    wait_for_result(addr, "liveness", "success");
-    assert_verbose(addr, "/livez", 200, "[+]liveness ok");
-    assert_one_thread(&running);
-}
-
-#[test]
-fn tcp_probe_failure() {
-    let probe = format!("tcp://127.0.0.1:{}", free_port());
-    let (_running, addr) = start_probed("liveness", &probe, idle_app());
-    wait_for_result(addr, "liveness", "failure");
-    assert_verbose(
-        addr,
-        "/livez",
-        503,
-        "[-]liveness failed: connection refused",
-    );
-}
-
-#[test]
-fn tcp_probe_timeout() {
-    let port = free_port();
-    let probe = format!("tcp://127.0.0.1:{port}");
-    let blackhole = python_fixture("tcp_blackhole.py", &[&port.to_string()]);
-    let (_running, addr) = start_probed("liveness", &probe, blackhole);
-    wait_for_result(addr, "liveness", "timeout");
-    poll_until(PATIENCE, "the timeout in /livez", || {
-        get(addr, "/livez?verbose")
-            .body
-            .contains("[-]liveness failed: timed out after 300ms")
-    });
-}
-
-#[test]
-fn exec_probe_success() {
-    let (_running, addr) = start_probed("liveness", &exec_probe("ok"), idle_app());
-    wait_for_result(addr, "liveness", "success");
-    assert_verbose(addr, "/livez", 200, "[+]liveness ok");
-}
-
-#[test]
-fn exec_probe_failure() {
-    let (_running, addr) = start_probed("liveness", &exec_probe("fail"), idle_app());
-    wait_for_result(addr, "liveness", "failure");
-    assert_verbose(addr, "/livez", 503, "[-]liveness failed: exit code 3");
-    // A command that does not exist fails the same way, named.
-    let (_other, other_addr) = start_probed("liveness", "exec:/no/such/probe", idle_app());
-    wait_for_result(other_addr, "liveness", "failure");
-    assert_verbose(
-        other_addr,
-        "/livez",
-        503,
-        "[-]liveness failed: command not found: /no/such/probe",
-    );
 }
 
 /// Starts pyinit with one `kind` exec probe, every 100ms with a generous timeout.
@@ -431,25 +470,6 @@ fn heartbeat(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("pyinit-heartbeat-{}-{name}", std::process::id()));
     std::fs::write(&path, b"beat").unwrap();
     path
-}
-
-#[test]
-fn file_probe_success() {
-    let path = heartbeat("fresh");
-    let probe = format!("file://{}?max-age=30s", path.display());
-    let (_running, addr) = start_probed("readiness", &probe, idle_app());
-    wait_for_result(addr, "readiness", "success");
-    assert_verbose(addr, "/readyz", 200, "[+]readiness ok");
-    let _ = std::fs::remove_file(path);
-}
-
-#[test]
-fn file_probe_failure_when_missing() {
-    let path = std::env::temp_dir().join(format!("pyinit-heartbeat-{}-none", std::process::id()));
-    let probe = format!("file://{}?max-age=30s", path.display());
-    let (_running, addr) = start_probed("readiness", &probe, idle_app());
-    wait_for_result(addr, "readiness", "failure");
-    assert_verbose(addr, "/readyz", 503, "[-]readiness failed: no such file");
 }
 
 /// A file probe's timeout is its max-age: a heartbeat that stopped beating.
