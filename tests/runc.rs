@@ -10,8 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::runc::{
-    Bundle, Container, PYINIT_IN_CONTAINER, example, free_port, http_get, static_pyinit, venv_bin,
-    wait_http_ok,
+    Bundle, Container, PYINIT_IN_CONTAINER, free_port, http_get, static_pyinit, wait_http_ok,
 };
 use crate::common::{PATIENCE, descendants_of, poll_until, python_fixture};
 
@@ -204,17 +203,7 @@ fn assert_drained(drain: &Drain, container: &Container) {
 }
 
 fn gunicorn(ports: Ports) -> Bundle {
-    supervised(ports)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", ports.app.to_string())
-        .env("WEB_CONCURRENCY", "2")
-        .cwd(example("gunicorn"))
-        .app([
-            venv_bin("gunicorn").into_os_string(),
-            "--config".into(),
-            example("gunicorn/gunicorn.conf.py").into_os_string(),
-            "app:app".into(),
-        ])
+    supervised(ports).gunicorn_example(ports.app)
 }
 
 /// uvicorn as one process: with more than one worker its supervising parent, not the server,
@@ -222,18 +211,8 @@ fn gunicorn(ports: Ports) -> Bundle {
 /// WEB_CONCURRENCY from the host's CPUs).
 fn uvicorn(ports: Ports, pyinit_args: &[&str]) -> Bundle {
     supervised(ports)
-        .args(["--web-concurrency", "1"])
         .args(pyinit_args.iter().copied())
-        .app([
-            venv_bin("uvicorn").into_os_string(),
-            "--host".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            ports.app.to_string().into(),
-            "--app-dir".into(),
-            example("uvicorn").into_os_string(),
-            "app:app".into(),
-        ])
+        .uvicorn_example(ports.app)
 }
 
 #[test]
