@@ -66,6 +66,18 @@ fn assert_verbose(addr: SocketAddr, endpoint: &str, status: u16, line: &str) {
     );
 }
 
+/// What it is, the probe's kind, the probe, the app, the result counted, the endpoint's status, and
+/// a line of its `?verbose` list.
+type Case = (
+    &'static str,
+    &'static str,
+    String,
+    Vec<OsString>,
+    &'static str,
+    u16,
+    &'static str,
+);
+
 /// Every kind of probe (http, tcp, exec, file) for success, failure and timeout, as the endpoint
 /// behind it shows it: each case in a pyinit of its own (period 200ms, timeout 300ms, failure
 /// threshold 1), all started at once. A case: what it is, the probe's kind (`readiness` is seen in
@@ -81,7 +93,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
     let tcp = |port: u16| format!("tcp://127.0.0.1:{port}");
     let file = |path: &Path| format!("file://{}?max-age=30s", path.display());
     let (ready, live) = ("readiness", "liveness");
-    let cases: [(&str, &str, String, Vec<OsString>, &str, u16, &str); 12] = [
+    let cases: [Case; 12] = [
         (
             "http success (by name)",
             ready,
