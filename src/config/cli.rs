@@ -146,7 +146,8 @@ pub struct ResourceArgs {
           value_parser = parse_web_concurrency)]
     pub web_concurrency: WebConcurrency,
 
-    /// Set PYTHONUNBUFFERED=1 and PYTHON_CPU_COUNT for the app, unless already set.
+    /// Set PYTHONUNBUFFERED=1, PYTHONFAULTHANDLER=1 and PYTHON_CPU_COUNT for the app, unless
+    /// already set.
     #[arg(long, env = "PYINIT_PYTHON_ENV", default_value = "on", action = ArgAction::Set,
           value_parser = PossibleValuesParser::new(["on", "off"]).map(|value| value == "on"))]
     pub python_env: bool,
