@@ -312,11 +312,21 @@ fn log_notice(notice: Notice) {
         Notice::AppExited {
             status,
             since_drain,
+            after_deadline: false,
         } => info!(
             code = status.exit_code(),
             status = %status,
             since_drain_ms = since_drain.map(millis),
             "app exited"
+        ),
+        Notice::AppExited {
+            status,
+            since_drain,
+            after_deadline: true,
+        } => info!(
+            status = %status,
+            since_drain_ms = since_drain.map(millis),
+            "app exited after the drain deadline: pyinit exits 137 all the same"
         ),
         Notice::DeadlineMissed { drain_timeout } => error!(
             deadline_ms = millis(drain_timeout),

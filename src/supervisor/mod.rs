@@ -9,10 +9,12 @@
 //! - **Draining** from the SIGTERM at T: readiness is false at once; at T + pre-stop delay the app
 //!   gets its stop signal; at T + hard-stop-after the optional hard-stop signal; at T + drain
 //!   timeout everything left is SIGKILLed. A second SIGTERM is forwarded again and moves nothing.
-//! - **Stopping**: the app is gone, or was still running at the drain deadline and got SIGKILL.
-//!   What the app left behind gets SIGTERM, then SIGKILL after the orphan grace (never later
-//!   than the drain deadline); pyinit exits once no child is left, or after `kill_wait` if the
-//!   kernel never hands some process back.
+//! - **Stopping**: the app is gone, or was still running at the drain deadline and got SIGKILL,
+//!   with everything left; pyinit then exits 137 however the app ended: past the deadline what
+//!   is left is killed, never asked. What an app that exited before the deadline left behind
+//!   gets SIGTERM, then SIGKILL after the orphan grace (never later than the drain deadline).
+//!   pyinit exits once no child is left, or after `kill_wait` if the kernel never hands some
+//!   process back.
 //! - **Exited**: the exit code is decided and returned as the last action of the step.
 //!
 //! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
@@ -120,6 +122,8 @@ pub enum Notice {
     AppExited {
         status: ChildStatus,
         since_drain: Option<Duration>,
+        /// It was still running at the drain deadline: pyinit exits 137 whatever this status is.
+        after_deadline: bool,
     },
     /// The app was still running at the drain deadline.
     DeadlineMissed {
@@ -197,14 +201,15 @@ struct Stopping {
 /// What became of the app, as far as the exit code goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AppEnd {
-    /// Still running at the drain deadline, and signalled; not reaped yet.
-    Overdue { pid: i32 },
-    /// Reaped with this status.
+    /// Still running at the drain deadline: pyinit exits 137, however the app ends after it (of
+    /// the SIGKILL, or by itself in a race with it). `reaped` once its status came in.
+    Overdue { pid: i32, reaped: bool },
+    /// Exited before the deadline (or without a drain), with this status.
     Exited(ChildStatus),
 }
 
 impl AppEnd {
-    /// The code pyinit exits with (before `--remap-exit`) if nothing more is learnt of the app.
+    /// The code pyinit exits with (before `--remap-exit`).
     fn exit_code(self) -> u8 {
         match self {
             AppEnd::Overdue { .. } => exit::KILLED_AT_DEADLINE,
@@ -229,7 +234,7 @@ impl State {
         match self {
             State::Running { app_pid } | State::Draining { app_pid, .. } => app_pid,
             State::Stopping(Stopping {
-                app: AppEnd::Overdue { pid },
+                app: AppEnd::Overdue { pid, reaped: false },
                 ..
             }) => Some(pid),
             State::Stopping(_) | State::Exited { .. } => None,
@@ -548,7 +553,7 @@ impl Supervisor {
         actions: &mut Vec<Action>,
     ) {
         self.orphans_reaped += u64::try_from(n_orphans).unwrap_or(u64::MAX);
-        if self.state.app_pid().is_none() {
+        let Some(app_pid) = self.state.app_pid() else {
             // Sidecar mode (exec probes that exit do not end it), or the app is gone already:
             // pyinit ends once what the app left behind is reaped too.
             if let State::Stopping(stopping) = self.state
@@ -557,13 +562,13 @@ impl Supervisor {
                 self.exit(stopping.app.exit_code());
             }
             return;
-        }
+        };
         let drain_started_at = self.state.drain_started_at();
         let Some(status) = app else {
             // Without any child left the app is gone too, even if its status could not be read.
             if !children_left {
                 self.shutdown.app_exited_at = Some(now);
-                // 137 for an app killed at the deadline; otherwise pyinit cannot say how it ended.
+                // 137 for an app overdue at the deadline; otherwise pyinit cannot say how it ended.
                 let code = match self.state {
                     State::Stopping(stopping) => stopping.app.exit_code(),
                     State::Running { .. } | State::Draining { .. } | State::Exited { .. } => 1,
@@ -574,10 +579,33 @@ impl Supervisor {
         };
         self.shutdown.app_status = Some(status);
         self.shutdown.app_exited_at = Some(now);
+        let overdue = matches!(
+            self.state,
+            State::Stopping(Stopping {
+                app: AppEnd::Overdue { .. },
+                ..
+            })
+        );
         actions.push(Action::Notice(Notice::AppExited {
             status,
             since_drain: drain_started_at.map(|started| now.saturating_duration_since(started)),
+            after_deadline: overdue,
         }));
+        if let State::Stopping(stopping) = &mut self.state
+            && overdue
+        {
+            // Past the deadline what is left is killed, not asked: the SIGKILL reached everything,
+            // only the app's status came first. The wait for the reaper stands, and the code stays
+            // 137, whatever the app's status says.
+            stopping.app = AppEnd::Overdue {
+                pid: app_pid,
+                reaped: true,
+            };
+            if !children_left {
+                self.exit(exit::KILLED_AT_DEADLINE);
+            }
+            return;
+        }
         if !children_left {
             self.exit(status.exit_code());
             return;
@@ -616,7 +644,10 @@ impl Supervisor {
                         drain_timeout: self.policy.drain_timeout,
                     }));
                     self.shutdown.killed_at_deadline = true;
-                    let overdue = AppEnd::Overdue { pid: app_pid };
+                    let overdue = AppEnd::Overdue {
+                        pid: app_pid,
+                        reaped: false,
+                    };
                     self.kill_remaining(overdue, Some(drain.started_at), now, actions);
                     return;
                 }
@@ -667,8 +698,8 @@ impl Supervisor {
     }
 
     /// Ends the state machine with `code` (before `--remap-exit`): the app's, 0 for a sidecar,
-    /// 137 for an app killed at the deadline whose status was lost, and 1 for any other lost
-    /// status. `step` turns it into the last action.
+    /// 137 for an app still running at the deadline (whatever it died of), and 1 for a status
+    /// lost before the deadline. `step` turns it into the last action.
     fn exit(&mut self, code: u8) {
         self.state = State::Exited {
             code: self.policy.remap.apply(code),

@@ -243,6 +243,7 @@ fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
             Action::Notice(Notice::AppExited {
                 status: ChildStatus::Exited(0),
                 since_drain: Some(secs(1)),
+                after_deadline: false,
             }),
             Action::Exit(0),
         ]
@@ -301,18 +302,76 @@ fn deadline_kill_exits_137_even_when_the_status_is_lost() {
 }
 
 #[test]
-fn app_that_exits_on_its_own_just_after_the_deadline_kill_keeps_its_code() {
+fn an_app_reaped_after_the_deadline_exits_137_whatever_its_status() {
+    // Once the deadline has passed with the app still running, how it ends (by the dump signal,
+    // the SIGKILL, or by itself in a race with them) does not change pyinit's code.
+    for status in [
+        ChildStatus::Exited(3),
+        ChildStatus::Exited(0),
+        ChildStatus::Signaled(Signal::SIGBUS as i32),
+    ] {
+        let t0 = Instant::now();
+        let mut supervisor = Supervisor::new(policy(), Some(APP));
+        supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+        supervisor.step(Event::Timer, t0 + secs(10));
+        assert_eq!(
+            supervisor.status().app_pid,
+            Some(APP),
+            "a killed app runs until it is reaped"
+        );
+        let actions = supervisor.step(app_exited(status, false), t0 + secs(10));
+        assert_eq!(actions.last(), Some(&Action::Exit(137)), "{status}");
+        // What it really ended with is still published, for the drill and /metrics.
+        assert_eq!(supervisor.status().shutdown.app_status, Some(status));
+        assert_eq!(supervisor.status().app_exit_code, Some(status.exit_code()));
+    }
+    let mut policy = policy();
+    policy.remap = ExitRemap::new(vec![(137, 0)]);
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    let actions = supervisor.step(app_exited(ChildStatus::Exited(3), false), t0 + secs(10));
+    assert_eq!(actions.last(), Some(&Action::Exit(0)));
+}
+
+#[test]
+fn an_app_killed_at_the_deadline_and_reaped_before_its_children_leaves_nothing_to_ask() {
+    // The SIGKILL reached everything; the app's status just came first. Its children are not
+    // leftovers of an app that exited on its own: no SIGTERM, no second SIGKILL, no report of
+    // processes left behind.
     let t0 = Instant::now();
     let mut supervisor = Supervisor::new(policy(), Some(APP));
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(Event::Timer, t0 + secs(10));
-    assert_eq!(
-        supervisor.status().app_pid,
-        Some(APP),
-        "a killed app runs until it is reaped"
+    let actions = supervisor.step(
+        app_exited(ChildStatus::Signaled(9), true),
+        t0 + secs(10) + Duration::from_millis(5),
     );
-    let actions = supervisor.step(app_exited(ChildStatus::Exited(3), false), t0 + secs(10));
-    assert_eq!(actions.last(), Some(&Action::Exit(3)));
+    assert_eq!(
+        actions,
+        vec![Action::Notice(Notice::AppExited {
+            status: ChildStatus::Signaled(9),
+            since_drain: Some(secs(10) + Duration::from_millis(5)),
+            after_deadline: true,
+        })]
+    );
+    assert_eq!(supervisor.status().app_pid, None);
+    assert_eq!(supervisor.status().phase, Phase::Stopping);
+    assert!(!supervisor.status().shutdown.left_behind);
+    // Still only the wait for the reaper, from the SIGKILL on.
+    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(11)));
+    let actions = supervisor.step(others_reaped(2, false), t0 + secs(10));
+    assert_eq!(actions, vec![Action::Exit(137)]);
+    // And if the children are never reaped, pyinit gives up with 137 all the same.
+    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    supervisor.step(app_exited(ChildStatus::Signaled(9), true), t0 + secs(10));
+    assert_eq!(
+        supervisor.step(Event::Timer, t0 + secs(11)),
+        vec![Action::Notice(Notice::GaveUpWaiting), Action::Exit(137)]
+    );
 }
 
 #[test]
