@@ -32,6 +32,7 @@ mod readme;
 mod reaping;
 mod rolling_restart;
 mod runc;
+mod runc_dump;
 mod runc_limits;
 mod signals;
 mod terminal_and_logs;

@@ -8,13 +8,15 @@
 //! - **Running**: signals are forwarded (after `--signal-map`); SIGTERM starts the drain.
 //! - **Draining** from the SIGTERM at T: readiness is false at once; at T + pre-stop delay the app
 //!   gets its stop signal; at T + hard-stop-after the optional hard-stop signal; at T + drain
-//!   timeout everything left is SIGKILLed. A second SIGTERM is forwarded again and moves nothing.
-//! - **Stopping**: the app is gone, or was still running at the drain deadline and got SIGKILL,
-//!   with everything left; pyinit then exits 137 however the app ended: past the deadline what
-//!   is left is killed, never asked. What an app that exited before the deadline left behind
-//!   gets SIGTERM, then SIGKILL after the orphan grace (never later than the drain deadline).
-//!   pyinit exits once no child is left, or after `kill_wait` if the kernel never hands some
-//!   process back.
+//!   timeout everything left gets the dump signal (`--deadline-dump`), or at once SIGKILL. A
+//!   second SIGTERM is forwarded again and moves nothing.
+//! - **Stopping**: the app is gone, or was still running at the drain deadline. An overdue app
+//!   and everything with it get SIGKILL at the end of the dump window (at once without a dump),
+//!   whatever the dump signal did to them, and pyinit exits 137 however the app ended: past the
+//!   deadline what is left is killed, never asked. What an app that exited before the deadline
+//!   left behind gets SIGTERM, then SIGKILL after the orphan grace (never later than the drain
+//!   deadline). pyinit exits once no child is left, or after `kill_wait` if the kernel never
+//!   hands some process back.
 //! - **Exited**: the exit code is decided and returned as the last action of the step.
 //!
 //! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
@@ -53,6 +55,15 @@ pub struct HardStop {
     pub after: Duration,
 }
 
+/// The step between the drain deadline and the SIGKILL: a signal that makes every Python process
+/// print where it is stuck (faulthandler's traceback), and the time they get to print it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadlineDump {
+    pub signal: Signal,
+    /// From the dump signal to the SIGKILL.
+    pub window: Duration,
+}
+
 /// The rules the supervisor applies; built from the validated configuration.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -61,6 +72,8 @@ pub struct Policy {
     pub pre_stop_delay: Duration,
     pub drain_timeout: Duration,
     pub hard_stop: Option<HardStop>,
+    /// `None` for `--deadline-dump off`: SIGKILL at the deadline itself.
+    pub deadline_dump: Option<DeadlineDump>,
     /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
     pub orphan_grace: Duration,
     /// How long to wait for SIGKILLed processes to be reaped before exiting anyway.
@@ -125,9 +138,10 @@ pub enum Notice {
         /// It was still running at the drain deadline: pyinit exits 137 whatever this status is.
         after_deadline: bool,
     },
-    /// The app was still running at the drain deadline.
+    /// The app was still running at the drain deadline; the dump, if any, comes next.
     DeadlineMissed {
         drain_timeout: Duration,
+        dump: Option<DeadlineDump>,
     },
     /// Processes the app left behind were still there after the orphan grace.
     LeftoversKilled,
@@ -162,6 +176,12 @@ pub enum Action {
     },
     /// Send this signal to every process pyinit is responsible for (all but itself).
     SignalRemaining(Signal),
+    /// Send the dump signal to every process pyinit is responsible for, one at a time, within
+    /// `window`; the SIGKILL at its end is a later step's `SignalRemaining`.
+    DumpTracebacks {
+        signal: Signal,
+        window: Duration,
+    },
     Notice(Notice),
     /// Exit pyinit with this code (already remapped).
     Exit(u8),
@@ -202,7 +222,8 @@ struct Stopping {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AppEnd {
     /// Still running at the drain deadline: pyinit exits 137, however the app ends after it (of
-    /// the SIGKILL, or by itself in a race with it). `reaped` once its status came in.
+    /// the dump signal, of the SIGKILL, or by itself in a race with them). `reaped` once its
+    /// status came in.
     Overdue { pid: i32, reaped: bool },
     /// Exited before the deadline (or without a drain), with this status.
     Exited(ChildStatus),
@@ -221,7 +242,8 @@ impl AppEnd {
 /// The next step of [`Stopping`], and when it comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopStep {
-    /// Everything left has been asked to stop; it gets SIGKILL at this instant.
+    /// Everything left has been asked to stop (SIGTERM to an exited app's leftovers) or to print
+    /// its traceback (the dump signal); it gets SIGKILL at this instant.
     KillAt(Instant),
     /// SIGKILL has been sent; pyinit exits at this instant even if some process was never
     /// reaped.
@@ -229,7 +251,7 @@ enum StopStep {
 }
 
 impl State {
-    /// The app's pid while it runs (SIGKILLed at the deadline but not yet reaped included).
+    /// The app's pid while it runs (signalled at the deadline but not yet reaped included).
     fn app_pid(self) -> Option<i32> {
         match self {
             State::Running { app_pid } | State::Draining { app_pid, .. } => app_pid,
@@ -594,9 +616,9 @@ impl Supervisor {
         if let State::Stopping(stopping) = &mut self.state
             && overdue
         {
-            // Past the deadline what is left is killed, not asked: the SIGKILL reached everything,
-            // only the app's status came first. The wait for the reaper stands, and the code stays
-            // 137, whatever the app's status says.
+            // Past the deadline what is left is killed, not asked: the next step (the SIGKILL at
+            // the end of the dump window, or the wait for the reaper after it) stands, and the
+            // code stays 137, whatever the app died of (the dump signal's 135, most often).
             stopping.app = AppEnd::Overdue {
                 pid: app_pid,
                 reaped: true,
@@ -640,15 +662,7 @@ impl Supervisor {
                 drain,
             } => {
                 if now >= drain.started_at + self.policy.drain_timeout {
-                    actions.push(Action::Notice(Notice::DeadlineMissed {
-                        drain_timeout: self.policy.drain_timeout,
-                    }));
-                    self.shutdown.killed_at_deadline = true;
-                    let overdue = AppEnd::Overdue {
-                        pid: app_pid,
-                        reaped: false,
-                    };
-                    self.kill_remaining(overdue, Some(drain.started_at), now, actions);
+                    self.miss_deadline(app_pid, drain.started_at, now, actions);
                     return;
                 }
                 if !drain.stop_sent && now >= drain.started_at + self.policy.pre_stop_delay {
@@ -667,7 +681,10 @@ impl Supervisor {
             }
             State::Stopping(stopping) => match stopping.next {
                 StopStep::KillAt(at) if now >= at => {
-                    actions.push(Action::Notice(Notice::LeftoversKilled));
+                    // The end of the dump window is no news: the deadline's error line said it.
+                    if let AppEnd::Exited(_) = stopping.app {
+                        actions.push(Action::Notice(Notice::LeftoversKilled));
+                    }
                     self.kill_remaining(stopping.app, stopping.drain_started_at, now, actions);
                 }
                 StopStep::GiveUpAt(at) if now >= at => {
@@ -679,9 +696,42 @@ impl Supervisor {
         }
     }
 
+    /// The app is still running at the drain deadline: the dump signal to everything left, with
+    /// the SIGKILL at the end of the window, or without a dump the SIGKILL at once.
+    fn miss_deadline(
+        &mut self,
+        app_pid: i32,
+        drain_started_at: Instant,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let dump = self.policy.deadline_dump;
+        actions.push(Action::Notice(Notice::DeadlineMissed {
+            drain_timeout: self.policy.drain_timeout,
+            dump,
+        }));
+        self.shutdown.killed_at_deadline = true;
+        let overdue = AppEnd::Overdue {
+            pid: app_pid,
+            reaped: false,
+        };
+        match dump {
+            Some(DeadlineDump { signal, window }) => {
+                actions.push(Action::DumpTracebacks { signal, window });
+                self.state = State::Stopping(Stopping {
+                    app: overdue,
+                    drain_started_at: Some(drain_started_at),
+                    next: StopStep::KillAt(now + window),
+                });
+            }
+            None => self.kill_remaining(overdue, Some(drain_started_at), now, actions),
+        }
+    }
+
     /// The last signal: SIGKILL to everything left, then the wait for the reaper, `kill_wait` at
-    /// most. Both SIGKILLs, at the drain deadline and at the end of the orphan grace, are sent
-    /// here; a step before one of them only has to schedule it as a `StopStep::KillAt`.
+    /// most. Every SIGKILL, at the drain deadline (or the end of its dump window) and at the end
+    /// of the orphan grace, is sent here; a step before one of them only has to schedule it as a
+    /// `StopStep::KillAt`.
     fn kill_remaining(
         &mut self,
         app: AppEnd,
