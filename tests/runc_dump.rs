@@ -425,3 +425,71 @@ fn an_app_that_sets_pythonfaulthandler_itself_keeps_its_value() {
         drain.joined()
     );
 }
+
+#[test]
+fn the_drill_names_the_function_a_stuck_gunicorn_worker_waits_in() {
+    let port = free_port();
+    let drill = stuck(port).args([
+        "drill".to_owned(),
+        "--log-level".to_owned(),
+        "warn".to_owned(),
+        "--readiness".to_owned(),
+        format!("http://127.0.0.1:{port}/healthz"),
+        "--readiness-period".to_owned(),
+        "500ms".to_owned(),
+        "--drill-request".to_owned(),
+        format!("http://127.0.0.1:{port}/stuck"),
+        "--drill-concurrency".to_owned(),
+        "1".to_owned(),
+    ]);
+    let mut container = gunicorn(drill, "sync", "stuck_app:app", 2).start();
+    let started = Instant::now();
+    let exit_code = container.wait_exit(PATIENCE + GRACE_PERIOD);
+    let stdout = container.stdout.joined();
+    let stderr = container.stderr.joined();
+    assert_eq!(
+        exit_code, 1,
+        "the app failed the drill:\n{stdout}\n{stderr}"
+    );
+    // The stuck function, with its file and line, under the failed check.
+    let lines = container.stdout.all();
+    let failed = (lines.iter())
+        .position(|line| line.starts_with("  FAIL  drains before the deadline"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let stuck_at = format!("        stuck at {}:", fixture("stuck_app.py").display());
+    let named = lines
+        .iter()
+        .skip(failed + 1)
+        .take_while(|line| !line.contains("hint:"));
+    assert!(
+        named
+            .clone()
+            .any(|line| line.starts_with(&stuck_at) && line.ends_with(STUCK_FUNCTION)),
+        "no line {stuck_at}N in wait_for_database_forever under the check:\n{stdout}"
+    );
+    // The master's frame is there too: one line per stuck process.
+    assert!(
+        named
+            .clone()
+            .any(|line| line.contains("gunicorn/arbiter.py:")),
+        "{stdout}"
+    );
+    // The app's stderr reached the container's unchanged, tracebacks included, as without the
+    // drill.
+    assert!(stderr.contains("Worker ready (pid: "), "{stderr}");
+    assert!(
+        container
+            .stderr
+            .all()
+            .iter()
+            .any(|line| line.starts_with("  File \"")
+                && line.contains("stuck_app.py\", line ")
+                && line.ends_with(STUCK_FUNCTION)),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < PATIENCE,
+        "the drill took {:?}",
+        started.elapsed()
+    );
+}
