@@ -162,7 +162,11 @@ fn run() -> Result<u8, SetupError> {
     // The app, with the sizing on top of the user's environment; its exec probes get the same.
     let app_env: Arc<[(OsString, OsString)]> =
         (dropped.env.into_iter().chain(startup.app_env.to_os_pairs())).collect();
-    let app_pid = start_app(&config, &app_env, &startup).map_err(SetupError::Spawn)?;
+    let app = start_app(&config, &app_env, &startup).map_err(SetupError::Spawn)?;
+    let (app_pid, app_stderr) = (
+        app.as_ref().map(|app| app.pid),
+        app.and_then(|app| app.output),
+    );
     // pyinit keeps no directory busy once the app runs (a volume there could not be unmounted).
     start::leave_working_directory();
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
@@ -184,6 +188,7 @@ fn run() -> Result<u8, SetupError> {
         reaper: &reaper,
         app_env,
         app_working_dir,
+        app_stderr,
     });
     // The supervisor runs until it says Exit; a drill then judges the shutdown it watched, and
     // its verdict is the exit code.

@@ -10,10 +10,12 @@
 //! before the child ever runs. The caller registers the returned pid with the reaper before its
 //! next `.await`; this module never waits for a child.
 //!
-//! The app inherits pyinit's stdin, stdout and stderr. An exec probe gets stdin from /dev/null
-//! and one pipe for both stdout and stderr, so its output keeps the order it was written in;
-//! the read end comes back with the pid, and pyinit's copy of the write end is closed before
-//! `spawn_child` returns, so the reader sees the end once the child's side is closed.
+//! The app inherits pyinit's stdin, stdout and stderr; under `pyinit drill` its stderr is a pipe
+//! instead, which the drill passes through to pyinit's own stderr while it reads it. An exec
+//! probe gets stdin from /dev/null and one pipe for both stdout and stderr, so its output keeps
+//! the order it was written in. The read end of a pipe comes back with the pid, and pyinit's
+//! copy of the write end is closed before `spawn_child` returns, so the reader sees the end once
+//! the child's side (and that of every process that inherited it) is closed.
 //!
 //! This file is one of the syscall owners that may hold `unsafe`: the `pre_exec` call and the
 //! raw rt_sigaction its closure makes.
@@ -55,6 +57,9 @@ pub enum ChildStdio {
     /// [`SpawnedChild::output`] holds. Needs the tokio runtime (the read end is registered with
     /// it).
     Pipe,
+    /// pyinit's own stdin and stdout; stderr into a pipe, whose read end
+    /// [`SpawnedChild::output`] holds, for a reader that passes it on. Needs the tokio runtime.
+    StderrPipe,
 }
 
 /// A child just started.
@@ -62,7 +67,8 @@ pub enum ChildStdio {
 pub struct SpawnedChild {
     /// Its pid, which is also its process group id.
     pub pid: i32,
-    /// The read end of its output pipe, with [`ChildStdio::Pipe`].
+    /// The read end of its output pipe: stdout and stderr with [`ChildStdio::Pipe`], stderr
+    /// with [`ChildStdio::StderrPipe`].
     pub output: Option<pipe::Receiver>,
 }
 
@@ -221,6 +227,12 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<SpawnedChild, SpawnError> {
             let stdout = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
             let stderr = stdout.try_clone().map_err(SpawnError::OutputPipe)?;
             command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+            Some(receiver)
+        }
+        ChildStdio::StderrPipe => {
+            let (sender, receiver) = pipe::pipe().map_err(SpawnError::OutputPipe)?;
+            let stderr = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
+            command.stderr(stderr);
             Some(receiver)
         }
     };

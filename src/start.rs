@@ -24,7 +24,7 @@ use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
 use crate::probe::threshold::ProbeReport;
 use crate::reaper::Reaper;
-use crate::spawn::{self, SpawnError, SpawnSpec};
+use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
 use crate::{health, probe, units};
 
@@ -54,25 +54,32 @@ pub fn startup_report(
 }
 
 /// Spawns the app with `app_env` on top of pyinit's environment and logs the start-up report;
-/// without a command pyinit is a health sidecar, and there is no app (`None`).
+/// without a command pyinit is a health sidecar, and there is no app (`None`). The app's stdio is
+/// pyinit's, but for a drill its stderr is a pipe, which the drill passes on to pyinit's while
+/// it reads it (`SpawnedChild::output`).
 pub fn start_app(
     config: &Config,
     app_env: &[(OsString, OsString)],
     startup: &StartupReport,
-) -> Result<Option<i32>, SpawnError> {
+) -> Result<Option<SpawnedChild>, SpawnError> {
     if config.command.is_empty() {
         startup.log();
         info!("no command: running as a health sidecar");
         return Ok(None);
     }
+    let stdio = match config.mode {
+        Mode::Drill(_) => spawn::ChildStdio::StderrPipe,
+        Mode::Supervise => spawn::ChildStdio::Inherit,
+    };
     let spec = SpawnSpec {
         argv: config.command.clone(),
         env: app_env.to_vec(),
         working_dir: None,
-        stdio: spawn::ChildStdio::Inherit,
+        stdio,
         take_terminal: true,
     };
-    let pid = spawn::spawn_child(&spec)?.pid;
+    let app = spawn::spawn_child(&spec)?;
+    let pid = app.pid;
     // Logged only now, so that a set-up failure before the spawn stays a single line.
     startup.log();
     let argv: Vec<_> = config
@@ -82,7 +89,7 @@ pub fn start_app(
         .collect();
     let grace_period_ms = units::millis(config.grace_period);
     info!(pid, argv = ?argv, grace_period_ms, "app started");
-    Ok(Some(pid))
+    Ok(Some(app))
 }
 
 /// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume
@@ -106,6 +113,8 @@ pub struct Tasks<'a> {
     pub app_env: Arc<[(OsString, OsString)]>,
     /// Where the app started, and its exec probes start.
     pub app_working_dir: Option<Arc<Path>>,
+    /// The read end of the app's stderr, for a drill.
+    pub app_stderr: Option<tokio::net::unix::pipe::Receiver>,
 }
 
 /// Starts the health server, the probers and, for `pyinit drill`, the drill; returns the drill,
@@ -119,6 +128,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
         reaper,
         app_env,
         app_working_dir,
+        app_stderr,
     } = tasks;
     let health_addr = (health_listener.as_ref()).and_then(|listener| listener.local_addr().ok());
     if let Some(listener) = health_listener {
@@ -140,7 +150,12 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
     );
     // The drill plays the kubelet beside the supervisor; the supervisor does not know it is there.
     match &config.mode {
-        Mode::Drill(drill) => Some(drill::attach(drill.clone(), status_rx, health_addr)),
+        Mode::Drill(drill) => Some(drill::attach(
+            drill.clone(),
+            status_rx,
+            health_addr,
+            app_stderr,
+        )),
         Mode::Supervise => None,
     }
 }

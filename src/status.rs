@@ -75,7 +75,8 @@ pub struct ShutdownRecord {
     /// When the app was reaped, and how it ended (`None` if its status could not be read).
     pub app_exited_at: Option<Instant>,
     pub app_status: Option<ChildStatus>,
-    /// The app was still running at the drain deadline and was SIGKILLed.
+    /// The app was still running at the drain deadline: it got the dump signal (unless
+    /// `--deadline-dump off`), then SIGKILL.
     pub killed_at_deadline: bool,
     /// The app exited but left processes behind, which pyinit then stopped.
     pub left_behind: bool,

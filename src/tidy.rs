@@ -21,6 +21,7 @@ const PURE_FILES: &[&str] = &[
     "src/exit.rs",
     "src/drill/report.rs",
     "src/drill/spec.rs",
+    "src/drill/traceback.rs",
     "src/status.rs",
     "src/container/cgroup.rs",
     "src/container/env.rs",

@@ -77,6 +77,10 @@ fn the_app_is_sized_for_this_host() {
         Some(cpus.to_string())
     );
     assert_eq!(app_saw(&finished, "PYTHONUNBUFFERED"), Some("1".to_owned()));
+    assert_eq!(
+        app_saw(&finished, "PYTHONFAULTHANDLER"),
+        Some("1".to_owned())
+    );
     assert_eq!(app_saw(&finished, "PYINIT_CPU_LIMIT"), None);
     assert_eq!(app_saw(&finished, "PYINIT_MEMORY_LIMIT_BYTES"), None);
 }
@@ -119,12 +123,18 @@ fn an_apps_own_values_are_kept() {
     let finished = pyinit()
         .env("WEB_CONCURRENCY", "9")
         .env("PYTHONUNBUFFERED", "0")
+        // Empty is how an app turns faulthandler off: kept like any value.
+        .env("PYTHONFAULTHANDLER", "")
         .args(["--web-concurrency", "7"])
         .app(print_env())
         .run();
     finished.assert_exit_code(0);
     assert_eq!(app_saw(&finished, "WEB_CONCURRENCY"), Some("9".to_owned()));
     assert_eq!(app_saw(&finished, "PYTHONUNBUFFERED"), Some("0".to_owned()));
+    assert_eq!(
+        app_saw(&finished, "PYTHONFAULTHANDLER"),
+        Some(String::new())
+    );
     assert!(
         finished
             .stderr_text()
@@ -152,6 +162,7 @@ fn flags_set_or_turn_off_the_variables() {
         .app(print_env())
         .run();
     assert_eq!(app_saw(&finished, "PYTHONUNBUFFERED"), None);
+    assert_eq!(app_saw(&finished, "PYTHONFAULTHANDLER"), None);
     assert_eq!(app_saw(&finished, "PYTHON_CPU_COUNT"), None);
     assert!(app_saw(&finished, "WEB_CONCURRENCY").is_some());
     let finished = pyinit()

@@ -135,13 +135,15 @@ import json, sys
 report = json.loads(sys.stdin.read())
 fields = ["passed", "exit_code", "app_exit_code", "ready_ms", "readiness_503_ms", "stop_signal",
           "stop_signal_ms", "hard_stop_sent", "app_exit_ms", "killed_at_deadline", "left_behind",
-          "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms", "requests", "checks"]
+          "stuck_frames", "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms", "requests",
+          "checks"]
 missing = [field for field in fields if field not in report]
 assert not missing, missing
 assert report["passed"] is True, report
 assert report["stop_signal"] == "TERM", report
 assert report["requests"]["in_flight_at_term"] >= 1, report
 assert report["requests"]["failed"] == 0, report
+assert report["stuck_frames"] == [], report
 assert len(report["checks"]) == 7 and all(c["verdict"] != "FAIL" for c in report["checks"]), report
 print("json ok")
 "#;

@@ -32,6 +32,7 @@ mod readme;
 mod reaping;
 mod rolling_restart;
 mod runc;
+mod runc_dump;
 mod runc_limits;
 mod runc_multiproc;
 mod signals;

@@ -287,6 +287,35 @@ fn rlimit_reaches_the_app() {
 }
 
 #[test]
+fn core_dumps_are_off_unless_rlimit_core_is_given() {
+    // The runtime hands pyinit core files without limit (as `docker run --ulimit core=-1` does):
+    // the app still starts with a soft limit of 0, and keeps the hard one to raise it again.
+    let unlimited_cores = || {
+        Pyinit::new()
+            .as_pid1()
+            .wrapped_by(vec!["prlimit".into(), "--core=unlimited:unlimited".into()])
+            .args(["--user", "nobody"])
+    };
+    let finished = unlimited_cores().app(identity(&["--raise-core"])).run();
+    finished.assert_exit_code(0);
+    assert_eq!(fact(&finished, "limit core "), "0 unlimited");
+    assert_eq!(fact(&finished, "raised core "), "unlimited unlimited");
+    // `--rlimit core=...` wins over the default, both ways.
+    let finished = unlimited_cores()
+        .args(["--rlimit", "core=unlimited"])
+        .app(identity(&[]))
+        .run();
+    finished.assert_exit_code(0);
+    assert_eq!(fact(&finished, "limit core "), "unlimited unlimited");
+    let finished = unlimited_cores()
+        .env("PYINIT_RLIMIT", "core=4096:8192")
+        .app(identity(&[]))
+        .run();
+    finished.assert_exit_code(0);
+    assert_eq!(fact(&finished, "limit core "), "4096 8192");
+}
+
+#[test]
 fn pyinit_itself_is_not_root_after_the_drop() {
     let mut running = Pyinit::new()
         .without_allow_root()

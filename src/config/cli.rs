@@ -69,8 +69,9 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub grace_period: Duration,
 
-    /// Time from SIGTERM until pyinit SIGKILLs what is left [default: grace period minus
-    /// min(5s, grace period / 5)].
+    /// Time from SIGTERM until pyinit stops what is left: the dump signal, then SIGKILL after
+    /// the dump window, both before --grace-period ends [default: grace period minus min(5s,
+    /// grace period / 5)].
     #[arg(long, env = "PYINIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
 
@@ -88,6 +89,27 @@ pub struct Cli {
     #[arg(long, env = "PYINIT_HARD_STOP_AFTER", value_name = "DURATION", value_parser = parse_duration,
           requires = "hard_stop_signal")]
     pub hard_stop_after: Option<Duration>,
+
+    /// At the drain deadline, send everything left --deadline-dump-signal and wait
+    /// --deadline-dump-window before the SIGKILL, so that Python prints where each process is
+    /// stuck on the app's stderr (PYTHONFAULTHANDLER, which --python-env sets).
+    #[arg(long, env = "PYINIT_DEADLINE_DUMP", default_value = "on", action = ArgAction::Set,
+          value_parser = PossibleValuesParser::new(["on", "off"]).map(|value| value == "on"))]
+    pub deadline_dump: bool,
+
+    /// The signal that asks for the tracebacks: Python's faulthandler prints one on BUS in
+    /// gunicorn (sync and uvicorn workers), uvicorn and plain scripts; gunicorn's workers catch
+    /// ABRT themselves and print none.
+    #[arg(long, env = "PYINIT_DEADLINE_DUMP_SIGNAL", value_name = "SIGNAL", default_value = "BUS",
+          value_parser = parse_signal)]
+    pub deadline_dump_signal: Signal,
+
+    /// Time from the dump signal to the SIGKILL; --drain-timeout plus the window must end
+    /// before --grace-period [default: min(1s, half of what --drain-timeout leaves of the grace
+    /// period)].
+    #[arg(long, env = "PYINIT_DEADLINE_DUMP_WINDOW", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub deadline_dump_window: Option<Duration>,
 
     /// Rewrite pyinit's final exit code (repeatable): 143=0.
     #[arg(long, env = "PYINIT_REMAP_EXIT", value_name = "FROM=TO", value_delimiter = ',',
@@ -152,7 +174,8 @@ pub struct ResourceArgs {
           value_parser = parse_web_concurrency)]
     pub web_concurrency: WebConcurrency,
 
-    /// Set PYTHONUNBUFFERED=1 and PYTHON_CPU_COUNT for the app, unless already set.
+    /// Set PYTHONUNBUFFERED=1, PYTHONFAULTHANDLER=1 and PYTHON_CPU_COUNT for the app, unless
+    /// already set.
     #[arg(long, env = "PYINIT_PYTHON_ENV", default_value = "on", action = ArgAction::Set,
           value_parser = PossibleValuesParser::new(["on", "off"]).map(|value| value == "on"))]
     pub python_env: bool,

@@ -31,13 +31,16 @@ use crate::log::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
 use crate::signals::{RewriteMap, Signal};
-use crate::supervisor::{HardStop, Policy};
+use crate::supervisor::{DeadlineDump, HardStop, Policy};
 use crate::units::format_duration;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 /// How long pyinit waits for SIGKILLed processes to be reaped before it exits anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(1);
+/// The longest default dump window: a Python process prints its traceback in milliseconds, and
+/// pyinit signals one process at a time, so a second covers a server's many workers.
+pub const DEADLINE_DUMP_WINDOW: Duration = Duration::from_secs(1);
 /// The health server's address when `--health-addr` is not given: every interface, since the
 /// kubelet probes the pod's IP.
 pub const DEFAULT_HEALTH_ADDR: SocketAddr =
@@ -262,12 +265,14 @@ impl Config {
             // clap's `requires` makes a lone flag a usage error before this point.
             _ => None,
         };
+        let deadline_dump = deadline_dump(&cli, grace_period, drain_timeout)?;
         let policy = Policy {
             forward_to: cli.forward_to,
             rewrite: RewriteMap::new(cli.signal_map),
             pre_stop_delay,
             drain_timeout,
             hard_stop,
+            deadline_dump,
             orphan_grace: ORPHAN_GRACE,
             kill_wait: KILL_WAIT,
             remap: ExitRemap::new(cli.remap_exit),
@@ -302,6 +307,42 @@ impl Config {
             prepare_multiproc_dir,
         })
     }
+}
+
+/// The dump at the drain deadline, unless turned off. What the drain timeout leaves of the grace
+/// period is the budget of the dump window and the SIGKILL after it: a window given must end
+/// before the grace period does, and the default takes at most half of the budget, leaving the
+/// rest to the SIGKILL and the reaping.
+fn deadline_dump(
+    cli: &Cli,
+    grace_period: Duration,
+    drain_timeout: Duration,
+) -> Result<Option<DeadlineDump>, ConfigError> {
+    if !cli.deadline_dump {
+        return Ok(None);
+    }
+    let budget = grace_period.saturating_sub(drain_timeout);
+    let window = match cli.deadline_dump_window {
+        Some(window) if window.is_zero() || window >= budget => {
+            return Err(ConfigError {
+                flag: "--deadline-dump-window",
+                value: format_duration(window),
+                reason: format!(
+                    "must be longer than 0s and end before --grace-period ({}): --drain-timeout \
+                     ({}) leaves {}; --deadline-dump off turns the dump off",
+                    format_duration(grace_period),
+                    format_duration(drain_timeout),
+                    format_duration(budget)
+                ),
+            });
+        }
+        Some(window) => window,
+        None => DEADLINE_DUMP_WINDOW.min(budget / 2),
+    };
+    Ok(Some(DeadlineDump {
+        signal: cli.deadline_dump_signal,
+        window,
+    }))
 }
 
 fn privilege_config(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
@@ -415,5 +456,6 @@ fn drill_config(
         grace_period,
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,
+        deadline_dump: policy.deadline_dump,
     })
 }

@@ -106,6 +106,84 @@ fn hard_stop_must_fall_inside_the_drain() {
 }
 
 #[test]
+fn the_deadline_dump_is_on_by_default_with_sigbus_and_a_window_inside_the_grace_period() {
+    let dump_of = |args: &[&str]| parse(args).unwrap().policy.deadline_dump;
+    let dump = |signal, millis| {
+        Some(DeadlineDump {
+            signal,
+            window: Duration::from_millis(millis),
+        })
+    };
+    // 30s grace, 25s drain: the 5s left hold the 1s window and the SIGKILL after it.
+    assert_eq!(dump_of(&["app"]), dump(Signal::SIGBUS, 1000));
+    // 4s grace, 2s drain: 2s left, the window is half of it at most.
+    let short = ["--grace-period", "4s", "--drain-timeout", "2s"];
+    assert_eq!(
+        dump_of(&[&short[..], &["app"]].concat()),
+        dump(Signal::SIGBUS, 1000)
+    );
+    // 2s grace: the default drain leaves 400ms; the window takes half.
+    assert_eq!(
+        dump_of(&["--grace-period", "2s", "app"]),
+        dump(Signal::SIGBUS, 200)
+    );
+    let drain_close_to_grace = ["--grace-period", "10s", "--drain-timeout", "9900ms", "app"];
+    assert_eq!(dump_of(&drain_close_to_grace), dump(Signal::SIGBUS, 50));
+    assert_eq!(
+        dump_of(&[
+            "--deadline-dump-signal",
+            "USR1",
+            "--deadline-dump-window",
+            "2500ms",
+            "app"
+        ]),
+        dump(Signal::SIGUSR1, 2500)
+    );
+    assert_eq!(dump_of(&["--deadline-dump", "off", "app"]), None);
+    // Off wins over a signal or window given beside it (from an image's ENV, say).
+    assert_eq!(
+        dump_of(&[
+            "--deadline-dump",
+            "off",
+            "--deadline-dump-window",
+            "1s",
+            "app"
+        ]),
+        None
+    );
+    let config = parse(&["drill", "--drill-ready-after", "1s", "--", "app"]).unwrap();
+    match config.mode {
+        Mode::Drill(drill) => assert_eq!(drill.deadline_dump, dump(Signal::SIGBUS, 1000)),
+        Mode::Supervise => panic!("not a drill"),
+    }
+}
+
+#[test]
+fn a_dump_window_must_end_before_the_grace_period() {
+    let error = parse(&[
+        "--grace-period",
+        "10s",
+        "--drain-timeout",
+        "8s",
+        "--deadline-dump-window",
+        "2s",
+        "app",
+    ])
+    .unwrap_err();
+    assert_eq!(
+        error,
+        "invalid value '2s' for '--deadline-dump-window': must be longer than 0s and end before \
+         --grace-period (10s): --drain-timeout (8s) leaves 2s; --deadline-dump off turns the \
+         dump off"
+    );
+    let error = parse(&["--deadline-dump-window", "0s", "app"]).unwrap_err();
+    assert!(error.contains("'--deadline-dump-window'"), "{error}");
+    // The default drain timeout of a 30s grace period leaves 5s.
+    assert!(parse(&["--deadline-dump-window", "4900ms", "app"]).is_ok());
+    assert!(parse(&["--deadline-dump-window", "5s", "app"]).is_err());
+}
+
+#[test]
 fn bad_values_name_the_flag_and_value() {
     for (args, flag, value) in [
         (
@@ -129,6 +207,21 @@ fn bad_values_name_the_flag_and_value() {
             "everyone",
         ),
         (&["--grace-period", "0", "app"][..], "--grace-period", "0s"),
+        (
+            &["--deadline-dump", "yes", "app"][..],
+            "--deadline-dump",
+            "yes",
+        ),
+        (
+            &["--deadline-dump-signal", "BOGUS", "app"][..],
+            "--deadline-dump-signal",
+            "BOGUS",
+        ),
+        (
+            &["--deadline-dump-window", "soon", "app"][..],
+            "--deadline-dump-window",
+            "soon",
+        ),
     ] {
         let error = parse(args).unwrap_err();
         assert!(

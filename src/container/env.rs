@@ -1,6 +1,8 @@
-//! The environment the app gets from the container's facts: `WEB_CONCURRENCY`, `PYTHON_CPU_COUNT`,
-//! `PYINIT_CPU_LIMIT`, `PYINIT_MEMORY_LIMIT_BYTES` and `PYTHONUNBUFFERED`, each only when pyinit's
-//! own environment does not already have it, so an app's own setting always wins.
+//! The environment the app gets from the container's facts and pyinit's defaults:
+//! `WEB_CONCURRENCY`, `PYTHON_CPU_COUNT`, `PYINIT_CPU_LIMIT`, `PYINIT_MEMORY_LIMIT_BYTES`,
+//! `PYTHONUNBUFFERED` and `PYTHONFAULTHANDLER`, each only when pyinit's own environment does not
+//! already have it, so an app's own setting always wins (an empty `PYTHONFAULTHANDLER` is how an
+//! app turns faulthandler off, and it is kept like any other value).
 //!
 //! Pure: the facts, the settings from the flags and pyinit's current environment are parameters;
 //! `main` puts the result on the app's `SpawnSpec`, never into pyinit's own environment.
@@ -37,7 +39,7 @@ pub fn parse_web_concurrency(text: &str) -> Result<WebConcurrency, String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppEnvSettings {
     pub web_concurrency: WebConcurrency,
-    /// `--python-env on`: set `PYTHONUNBUFFERED` and `PYTHON_CPU_COUNT`.
+    /// `--python-env on`: set `PYTHONUNBUFFERED`, `PYTHONFAULTHANDLER` and `PYTHON_CPU_COUNT`.
     pub python_env: bool,
 }
 
@@ -154,6 +156,10 @@ pub fn app_environment(
         // Python buffers stdout when it is a pipe, so without this a container's logs arrive in
         // blocks, late, and are lost if the app is killed.
         offer("PYTHONUNBUFFERED", Some("1".to_owned()));
+        // faulthandler prints every thread's traceback when a fatal signal arrives, even while
+        // a thread is blocked in C: the dump signal at the drain deadline relies on it, and a
+        // real crash (a segfault in an extension) gets its traceback too.
+        offer("PYTHONFAULTHANDLER", Some("1".to_owned()));
     }
     environment
 }
@@ -224,7 +230,7 @@ mod tests {
         assert_eq!(
             environment.describe(),
             "WEB_CONCURRENCY=4 PYTHON_CPU_COUNT=2 PYINIT_CPU_LIMIT=1.5 \
-             PYINIT_MEMORY_LIMIT_BYTES=268435456 PYTHONUNBUFFERED=1"
+             PYINIT_MEMORY_LIMIT_BYTES=268435456 PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1"
         );
         assert!(environment.kept.is_empty());
         for (quota_us, workers) in [(50000, "2"), (100000, "3"), (200000, "5")] {
@@ -244,14 +250,17 @@ mod tests {
             app_environment(&facts(None, None, 2), AppEnvSettings::default(), &[], true);
         assert_eq!(
             environment.describe(),
-            "WEB_CONCURRENCY=5 PYTHON_CPU_COUNT=2 PYTHONUNBUFFERED=1"
+            "WEB_CONCURRENCY=5 PYTHON_CPU_COUNT=2 PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1"
         );
         // Nothing known about the CPUs: no guess.
         let mut unknown = facts(None, None, 2);
         unknown.host_cpus = None;
         unknown.cpu_limit = Limit::Unknown;
         let environment = app_environment(&unknown, AppEnvSettings::default(), &[], true);
-        assert_eq!(environment.describe(), "PYTHONUNBUFFERED=1");
+        assert_eq!(
+            environment.describe(),
+            "PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1"
+        );
     }
 
     #[test]
@@ -266,6 +275,7 @@ mod tests {
         let current_env = vec![
             (OsString::from("WEB_CONCURRENCY"), OsString::from("9")),
             (OsString::from("PYTHONUNBUFFERED"), OsString::from("")),
+            (OsString::from("PYTHONFAULTHANDLER"), OsString::from("")),
             (OsString::from("PATH"), OsString::from("/usr/bin")),
         ];
         let environment = app_environment(
@@ -278,7 +288,10 @@ mod tests {
             environment.describe(),
             "PYTHON_CPU_COUNT=2 PYINIT_CPU_LIMIT=1.5"
         );
-        assert_eq!(environment.kept, ["WEB_CONCURRENCY", "PYTHONUNBUFFERED"]);
+        assert_eq!(
+            environment.kept,
+            ["WEB_CONCURRENCY", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER"]
+        );
         // Even an explicit --web-concurrency leaves the app's own value alone.
         let settings = AppEnvSettings {
             web_concurrency: WebConcurrency::Fixed(NonZeroU32::new(7).unwrap()),

@@ -10,14 +10,23 @@
 //! Everything else it needs, when the stop signal went out, how the app ended, whether it was
 //! killed at the deadline, it reads from the status the supervisor publishes. `report.rs` judges
 //! it all; `spec.rs` is the drill as configured.
+//!
+//! The drill also sees what the app writes to stderr: the app's stderr is a pipe (`spawn`'s
+//! `StderrPipe`), and a second task passes every byte on to pyinit's own stderr, unchanged and as
+//! it comes, while it keeps what came after the drain deadline. From that, the tracebacks the
+//! dump signal asked for, `traceback.rs` reads where each thread was stuck, for the report.
 
 pub mod report;
 pub mod spec;
+mod traceback;
 mod traffic;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt as _;
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -39,6 +48,14 @@ const IN_FLIGHT_SETTLE: Duration = Duration::from_millis(300);
 /// How much longer than the drain deadline one drill request may take before it counts as hung.
 const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long, once the supervisor is done, the drill waits for the end of the app's stderr (every
+/// process that held it is dead by then; one that escaped pyinit's kill could hold it forever).
+const APP_STDERR_END_WAIT: Duration = Duration::from_secs(2);
+
+/// The most of the app's stderr after the deadline that the drill keeps for the report: the
+/// tracebacks of a hundred processes take far less; everything is passed on regardless.
+const KEPT_AFTER_DEADLINE: usize = 512 * 1024;
+
 /// Where the drill itself reaches a listener: a wildcard address is asked on loopback.
 fn loopback_of(addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
@@ -53,26 +70,63 @@ fn loopback_of(addr: SocketAddr) -> SocketAddr {
 pub struct Rehearsal {
     drill: DrillConfig,
     kubelet: JoinHandle<Trace>,
+    /// What the app wrote to stderr after the deadline, once its stderr has ended.
+    app_stderr: Option<JoinHandle<Vec<u8>>>,
     status_rx: watch::Receiver<Status>,
 }
 
-/// Starts the drill beside a supervisor that is starting: one more task, which reads the
-/// supervisor's status and plays the kubelet. `health_addr` is where the health server listens.
+/// Starts the drill beside a supervisor that is starting: one task that reads the supervisor's
+/// status and plays the kubelet, and one that passes the app's stderr (the read end of its pipe,
+/// if the app has one) on to pyinit's. `health_addr` is where the health server listens.
 pub fn attach(
     drill: DrillConfig,
     status_rx: &watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
+    app_stderr: Option<pipe::Receiver>,
 ) -> Rehearsal {
     let kubelet = tokio::spawn(rehearse(
         drill.clone(),
         status_rx.clone(),
         health_addr.map(loopback_of),
     ));
+    let app_stderr = app_stderr.map(|pipe| tokio::spawn(relay_app_stderr(pipe, status_rx.clone())));
     Rehearsal {
         drill,
         kubelet,
+        app_stderr,
         status_rx: status_rx.clone(),
     }
+}
+
+/// Passes everything the app writes to its stderr on to pyinit's, unchanged, as it comes, until
+/// the last writer has closed it; returns what came once the deadline had passed (at most
+/// [`KEPT_AFTER_DEADLINE`] bytes).
+///
+/// It reads on whatever happens to pyinit's stderr: a reader that stopped would leave the app
+/// blocked in its own writes. A chunk is written with one blocking write, as pyinit's log lines
+/// are, so that a line of the app's is not cut by one of pyinit's.
+async fn relay_app_stderr(mut pipe: pipe::Receiver, status_rx: watch::Receiver<Status>) -> Vec<u8> {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut after_deadline = Vec::new();
+    loop {
+        let chunk = match pipe.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => buffer.get(..n).unwrap_or_default(),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                warn!(%error, "drill: cannot read the app's stderr any more");
+                break;
+            }
+        };
+        // pyinit's stderr gone (EPIPE) changes nothing for the app: keep reading.
+        let _ = std::io::stderr().write_all(chunk);
+        if status_rx.borrow().shutdown.killed_at_deadline {
+            let room = KEPT_AFTER_DEADLINE.saturating_sub(after_deadline.len());
+            after_deadline
+                .extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        }
+    }
+    after_deadline
 }
 
 impl Rehearsal {
@@ -85,8 +139,17 @@ impl Rehearsal {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
+        let after_deadline = match self.app_stderr {
+            Some(relay) => tokio::time::timeout(APP_STDERR_END_WAIT, relay)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let stuck_frames = traceback::stuck_frames(&String::from_utf8_lossy(&after_deadline));
         let final_status = self.status_rx.borrow().clone();
-        judge(trace, &final_status, exit_code, &self.drill)
+        judge(trace, &final_status, exit_code, &self.drill, stuck_frames)
     }
 }
 
@@ -213,7 +276,13 @@ async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<
 }
 
 /// Judges the drill and prints the report on stdout; returns the drill's exit code.
-fn judge(trace: Trace, status: &Status, exit_code: u8, drill: &DrillConfig) -> u8 {
+fn judge(
+    trace: Trace,
+    status: &Status,
+    exit_code: u8,
+    drill: &DrillConfig,
+    stuck_frames: Vec<traceback::StuckFrame>,
+) -> u8 {
     let record = &status.shutdown;
     let since_term = |at: Option<Instant>| -> Option<Duration> {
         Some(at?.saturating_duration_since(trace.term_sent_at?))
@@ -231,6 +300,8 @@ fn judge(trace: Trace, status: &Status, exit_code: u8, drill: &DrillConfig) -> u
         exit_code,
         killed_at_deadline: record.killed_at_deadline,
         left_behind: record.left_behind,
+        deadline_dump: drill.deadline_dump.map(|dump| dump.signal),
+        stuck_frames,
         pre_stop_delay: drill.pre_stop_delay,
         drain_timeout: drill.drain_timeout,
         grace_period: drill.grace_period,

@@ -3,11 +3,15 @@
 //!
 //! Pure: the runner in `drill/mod.rs` gathers [`Observations`]; this file decides PASS or FAIL
 //! and writes the hints. A drain is judged by what users feel, not by the exit code alone: an app
-//! that finished its in-flight requests and then died by its stop signal drained cleanly.
+//! that finished its in-flight requests and then died by its stop signal drained cleanly. An app
+//! killed at the deadline gets, under its check, where each of its threads was stuck (the
+//! innermost frame of each traceback the dump signal asked for, `traceback.rs`), or why no
+//! traceback came.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::traceback::{StuckFrame, group_frames};
 use crate::exit::ChildStatus;
 use crate::signals::{Signal, short_name};
 use crate::units::{format_duration, millis};
@@ -45,6 +49,10 @@ pub struct Observations {
     pub killed_at_deadline: bool,
     /// Processes the app left behind that pyinit had to stop.
     pub left_behind: bool,
+    /// The dump signal sent at the deadline (`None` with `--deadline-dump off`).
+    pub deadline_dump: Option<Signal>,
+    /// The innermost frame of every thread in the tracebacks printed after the deadline.
+    pub stuck_frames: Vec<StuckFrame>,
     pub pre_stop_delay: Duration,
     pub drain_timeout: Duration,
     pub grace_period: Duration,
@@ -77,6 +85,8 @@ pub struct DrillCheck {
     pub name: &'static str,
     pub grade: Grade,
     pub detail: String,
+    /// Lines under the check: where a killed app was stuck.
+    pub notes: Vec<String>,
     pub hint: Option<String>,
 }
 
@@ -114,8 +124,31 @@ fn check(name: &'static str, grade: Grade, detail: String, hint: Option<&str>) -
         name,
         grade,
         detail,
+        notes: Vec::new(),
         hint: hint.map(str::to_owned),
     }
+}
+
+/// Where an app killed at the deadline was stuck, one line per distinct frame; or why no
+/// traceback says so.
+fn stuck_notes(observations: &Observations) -> Vec<String> {
+    if !observations.stuck_frames.is_empty() {
+        return group_frames(&observations.stuck_frames)
+            .into_iter()
+            .map(|(frame, threads)| match threads {
+                1 => format!("stuck at {frame}"),
+                threads => format!("stuck at {frame} ({threads} threads)"),
+            })
+            .collect();
+    }
+    vec![match observations.deadline_dump {
+        Some(signal) => format!(
+            "no Python traceback came after SIG{}: the app is not Python, or faulthandler is off \
+             in it (PYTHONFAULTHANDLER empty, or unset with --python-env off)",
+            short_name(signal)
+        ),
+        None => "--deadline-dump off: no traceback was asked for".to_owned(),
+    }]
 }
 
 /// True when the app died by the very signal pyinit sent it to stop (uvicorn 0.29 and later
@@ -193,23 +226,41 @@ fn judge_checks(observations: &Observations) -> Vec<DrillCheck> {
             None,
         )
     } else {
-        check(
+        let ignored_sigterm = "uWSGI 2.0 treats SIGTERM as reload and waitress has no SIGTERM \
+             handler; both stop on SIGINT: --signal-map TERM=INT. Celery's warm shutdown waits \
+             for running tasks: add --hard-stop-signal QUIT --hard-stop-after DURATION for its \
+             cold shutdown";
+        let hint = if observations.hard_stop_sent {
+            "the app ignored both its stop signal and --hard-stop-signal: find what blocks its \
+             shutdown, or raise --drain-timeout and --grace-period together"
+                .to_owned()
+        } else if observations.killed_at_deadline && !observations.stuck_frames.is_empty() {
+            format!(
+                "the frames above are where it waited when the deadline came (its whole \
+                 traceback is in its output): give that call a timeout shorter than \
+                 --drain-timeout, or raise --drain-timeout and --grace-period together. An app \
+                 that ignores SIGTERM waits in its main loop: {ignored_sigterm}"
+            )
+        } else {
+            format!("the app ignored SIGTERM. {ignored_sigterm}")
+        };
+        let stopped = match observations.deadline_dump {
+            Some(signal) => format!("SIG{} for its traceback, then SIGKILL", short_name(signal)),
+            None => "SIGKILLed".to_owned(),
+        };
+        let mut failed = check(
             "drains before the deadline",
             Grade::Fail,
             format!(
-                "still running at the {} deadline: SIGKILLed",
+                "still running at the {} deadline: {stopped}",
                 ms(observations.drain_timeout)
             ),
-            Some(if observations.hard_stop_sent {
-                "the app ignored both its stop signal and --hard-stop-signal: find what blocks its \
-                 shutdown, or raise --drain-timeout and --grace-period together"
-            } else {
-                "the app ignored SIGTERM. uWSGI 2.0 treats SIGTERM as reload and waitress has no \
-                 SIGTERM handler; both stop on SIGINT: --signal-map TERM=INT. Celery's warm \
-                 shutdown waits for running tasks: add --hard-stop-signal QUIT --hard-stop-after \
-                 DURATION for its cold shutdown"
-            }),
-        )
+            Some(&hint),
+        );
+        if observations.killed_at_deadline {
+            failed.notes = stuck_notes(observations);
+        }
+        failed
     });
     checks.push(match &observations.requests {
         None => check(
@@ -345,6 +396,9 @@ pub fn render_table(report: &Report) -> String {
             check.name,
             check.detail
         );
+        for note in &check.notes {
+            let _ = writeln!(text, "        {note}");
+        }
         if let Some(hint) = &check.hint
             && check.grade == Grade::Fail
         {
@@ -402,6 +456,18 @@ pub fn render_json(report: &Report) -> String {
         observations.killed_at_deadline
     );
     let _ = write!(json, "\"left_behind\":{},", observations.left_behind);
+    let frames: Vec<String> = group_frames(&observations.stuck_frames)
+        .into_iter()
+        .map(|(frame, threads)| {
+            format!(
+                "{{\"file\":{},\"line\":{},\"function\":{},\"threads\":{threads}}}",
+                json_string(&frame.file),
+                frame.line,
+                json_string(&frame.function)
+            )
+        })
+        .collect();
+    let _ = write!(json, "\"stuck_frames\":[{}],", frames.join(","));
     let _ = write!(
         json,
         "\"grace_period_ms\":{},",
@@ -476,6 +542,8 @@ mod tests {
             exit_code: 0,
             killed_at_deadline: false,
             left_behind: false,
+            deadline_dump: Some(Signal::SIGBUS),
+            stuck_frames: Vec::new(),
             pre_stop_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(25),
             grace_period: Duration::from_secs(30),
@@ -507,16 +575,74 @@ mod tests {
 
     #[test]
     fn an_app_killed_at_the_deadline_fails_with_the_signal_map_hint() {
-        let mut observations = clean();
-        observations.killed_at_deadline = true;
-        observations.app_status = Some(ChildStatus::Signaled(9));
-        observations.exit_code = 137;
-        let report = Report::judge(observations);
+        let report = Report::judge(killed_at_the_deadline());
         assert!(!report.passed());
         assert_eq!(grade_of(&report, "drains before the deadline"), Grade::Fail);
         let table = render_table(&report);
         assert!(table.contains("--signal-map TERM=INT"), "{table}");
         assert!(table.contains("--hard-stop-signal QUIT"), "{table}");
+    }
+
+    fn killed_at_the_deadline() -> Observations {
+        let mut observations = clean();
+        observations.killed_at_deadline = true;
+        observations.app_status = Some(ChildStatus::Signaled(Signal::SIGBUS as i32));
+        observations.exit_code = 137;
+        observations
+    }
+
+    #[test]
+    fn the_report_names_where_a_killed_app_was_stuck() {
+        let stuck = |file: &str, line, function: &str| StuckFrame {
+            file: file.to_owned(),
+            line,
+            function: function.to_owned(),
+        };
+        let mut observations = killed_at_the_deadline();
+        let db = stuck("/app/db.py", 12, "wait_for_database_forever");
+        observations.stuck_frames = vec![
+            stuck("/venv/gunicorn/arbiter.py", 487, "stop"),
+            db.clone(),
+            db,
+        ];
+        let report = Report::judge(observations);
+        let table = render_table(&report);
+        assert!(
+            table.contains(
+                "  FAIL  drains before the deadline   still running at the 25s deadline: \
+                 SIGBUS for its traceback, then SIGKILL\n        stuck at /venv/gunicorn/arbiter.py:487 in stop\n        \
+                 stuck at /app/db.py:12 in wait_for_database_forever (2 threads)\n        hint: \
+                 the frames above are where it waited"
+            ),
+            "{table}"
+        );
+        let json = render_json(&report);
+        assert!(
+            json.contains(
+                r#""stuck_frames":[{"file":"/venv/gunicorn/arbiter.py","line":487,"function":"stop","threads":1},{"file":"/app/db.py","line":12,"function":"wait_for_database_forever","threads":2}]"#
+            ),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn without_a_traceback_the_report_says_why() {
+        let table = render_table(&Report::judge(killed_at_the_deadline()));
+        assert!(
+            table.contains("no Python traceback came after SIGBUS: the app is not Python"),
+            "{table}"
+        );
+        let mut observations = killed_at_the_deadline();
+        observations.deadline_dump = None;
+        let table = render_table(&Report::judge(observations));
+        assert!(
+            table.contains("--deadline-dump off: no traceback was asked for"),
+            "{table}"
+        );
+        // A clean drain has nothing of the sort.
+        let report = Report::judge(clean());
+        assert!(report.checks.iter().all(|check| check.notes.is_empty()));
+        assert!(render_json(&report).contains("\"stuck_frames\":[],"));
     }
 
     #[test]

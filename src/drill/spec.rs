@@ -9,6 +9,7 @@ use std::time::Duration;
 use core::net::SocketAddr;
 
 use crate::probe::spec::{ProbeTarget, parse_probe};
+use crate::supervisor::DeadlineDump;
 
 /// `pyinit drill`'s settings, checked against the supervisor's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct DrillConfig {
     pub grace_period: Duration,
     pub drain_timeout: Duration,
     pub pre_stop_delay: Duration,
+    /// The tracebacks asked for at the deadline, if any: the report says why none came.
+    pub deadline_dump: Option<DeadlineDump>,
 }
 
 /// How the drill knows the app is ready.

@@ -1,6 +1,7 @@
-//! The privilege drop: resource limits, setgroups, setgid, setuid, umask and
-//! `PR_SET_NO_NEW_PRIVS`, then a verification from /proc/self/status that the ids are the
-//! targets, that no capability is left and that `setuid(0)` fails.
+//! The privilege drop: resource limits (with core dumps off unless `--rlimit core=...` says
+//! otherwise), setgroups, setgid, setuid, umask and `PR_SET_NO_NEW_PRIVS`, then a verification
+//! from /proc/self/status that the ids are the targets, that no capability is left and that
+//! `setuid(0)` fails.
 //!
 //! This module is the only owner of the set-id, umask, prctl(no_new_privs) and setrlimit calls.
 //! It runs once, in `main`, before the tokio runtime exists: the set-id calls and no_new_privs
@@ -19,14 +20,14 @@ use std::fmt;
 use std::io;
 
 use nix::errno::Errno;
-use nix::sys::resource::{getrlimit, setrlimit};
+use nix::sys::resource::{Resource, getrlimit, rlim_t, setrlimit};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid, setuid};
 
 use crate::exit;
 use passwd::CurrentIds;
 pub use passwd::Target;
-use rlimit::RlimitSpec;
+use rlimit::{RlimitSpec, default_core_limit};
 pub use spec::PrivilegeConfig;
 use spec::Umask;
 
@@ -157,8 +158,11 @@ pub fn drop_privileges(
         )));
     }
 
-    // Limits first, while pyinit may still hold CAP_SYS_RESOURCE to raise a hard limit.
+    // Limits first, while pyinit may still hold CAP_SYS_RESOURCE to raise a hard limit; then
+    // core dumps off unless `--rlimit core=...` was given (`rlimit::default_core_limit`).
     set_resource_limits(&config.rlimits)?;
+    let core_limit = default_core_limit(&config.rlimits, read_rlimit(Resource::RLIMIT_CORE)?.1);
+    set_resource_limits(core_limit.as_slice())?;
     if target.change_ids {
         set_supplementary_groups(&target.groups)?;
         set_group_ids(target.gid)?;
@@ -170,7 +174,7 @@ pub fn drop_privileges(
     if config.no_new_privs {
         forbid_new_privileges()?;
     }
-    verify(config, target)?;
+    verify(config, target, core_limit.as_ref())?;
 
     let env = target
         .login
@@ -209,8 +213,21 @@ fn read_proc_status() -> Result<ProcStatus, PrivilegeError> {
         .map_err(|field| PrivilegeError::Verify(format!("{STATUS_PATH} has no valid {field} line")))
 }
 
-/// Checks the outcome against the target, from the kernel's own account of pyinit.
-fn verify(config: &PrivilegeConfig, target: &Target) -> Result<(), PrivilegeError> {
+/// (soft, hard) of `resource` as the kernel has it now.
+fn read_rlimit(resource: Resource) -> Result<(rlim_t, rlim_t), PrivilegeError> {
+    getrlimit(resource).map_err(|source| PrivilegeError::Syscall {
+        step: format!("getrlimit({resource:?})"),
+        source,
+    })
+}
+
+/// Checks the outcome against the target, from the kernel's own account of pyinit: the ids, the
+/// groups, no_new_privs, the umask, the limits set (`core_limit`, pyinit's default, among them).
+fn verify(
+    config: &PrivilegeConfig,
+    target: &Target,
+    core_limit: Option<&RlimitSpec>,
+) -> Result<(), PrivilegeError> {
     let after = read_proc_status()?;
     let failed = |what: String| Err(PrivilegeError::Verify(what));
     if after.uid.iter().any(|uid| *uid != target.uid) {
@@ -245,11 +262,8 @@ fn verify(config: &PrivilegeConfig, target: &Target) -> Result<(), PrivilegeErro
             after.umask.unwrap_or(0)
         ));
     }
-    for spec in &config.rlimits {
-        let limits = getrlimit(spec.resource).map_err(|source| PrivilegeError::Syscall {
-            step: format!("getrlimit({})", spec.name()),
-            source,
-        })?;
+    for spec in config.rlimits.iter().chain(core_limit) {
+        let limits = read_rlimit(spec.resource)?;
         if limits != (spec.soft.raw(), spec.hard.raw()) {
             return failed(format!("rlimit {} is {limits:?}", spec.name()));
         }

@@ -3,6 +3,9 @@
 //! Each row of [`RLIMITS`] pairs the name that `ulimit` and `docker --ulimit` use with the
 //! kernel's resource; the parser, the messages and the setrlimit calls in `mod.rs` all read it.
 //! No I/O here: nix's `Resource` and `RLIM_INFINITY` only name the kernel's numbers.
+//!
+//! One limit has a default of pyinit's: without `--rlimit core=...`, the soft core-file limit is
+//! 0 ([`default_core_limit`]), whatever pyinit inherited; the hard limit stays as inherited.
 
 use std::fmt;
 
@@ -115,6 +118,33 @@ pub fn parse_rlimit(text: &str) -> Result<RlimitSpec, String> {
     })
 }
 
+/// The core-file limit pyinit sets when `--rlimit core=...` is not given, from the inherited hard
+/// limit: soft 0, hard unchanged. The dump signal at the drain deadline (SIGBUS by default) is
+/// one whose default action dumps core, and Python's faulthandler re-raises it after printing:
+/// every process of the app would otherwise write a core file at each missed deadline, where
+/// the node's core_pattern says (often the host's crash collector, or the app's working
+/// directory). A soft limit of 0 stops that even for a limit inherited from the runtime (`docker
+/// --ulimit core=...`); the hard limit stays, so an app that wants its core files may raise its
+/// own soft limit again, and `--rlimit core=...` sets both and wins. `None`: the flag sets it.
+pub fn default_core_limit(rlimits: &[RlimitSpec], inherited_hard: rlim_t) -> Option<RlimitSpec> {
+    if rlimits
+        .iter()
+        .any(|spec| spec.resource == Resource::RLIMIT_CORE)
+    {
+        return None;
+    }
+    let hard = if inherited_hard == RLIM_INFINITY {
+        RlimitValue::Unlimited
+    } else {
+        RlimitValue::Limited(inherited_hard)
+    };
+    Some(RlimitSpec {
+        resource: Resource::RLIMIT_CORE,
+        soft: RlimitValue::Limited(0),
+        hard,
+    })
+}
+
 fn parse_rlimit_value(text: &str) -> Option<RlimitValue> {
     let trimmed = text.trim();
     if trimmed.eq_ignore_ascii_case("unlimited") || trimmed == "-1" {
@@ -203,6 +233,22 @@ mod tests {
                 .iter()
                 .any(|(other_name, other)| other_name == name || other == resource);
             assert!(!repeated, "{name} is in the table twice");
+        }
+    }
+
+    #[test]
+    fn core_dumps_are_off_unless_the_flag_sets_them() {
+        let none = default_core_limit(&[], RLIM_INFINITY).unwrap();
+        assert_eq!(none.to_string(), "core=0:unlimited");
+        let inherited = default_core_limit(&[parse_rlimit("nofile=1024").unwrap()], 4096).unwrap();
+        assert_eq!(inherited.to_string(), "core=0:4096");
+        // `--rlimit core=...` wins, whatever it says.
+        for text in ["core=unlimited", "core=0:0", "core=1048576:unlimited"] {
+            assert_eq!(
+                default_core_limit(&[parse_rlimit(text).unwrap()], RLIM_INFINITY),
+                None,
+                "{text}"
+            );
         }
     }
 

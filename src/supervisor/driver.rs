@@ -4,6 +4,11 @@
 //! Once the app is spawned nothing here returns an error: a failed delivery is logged with its
 //! pid and signal and the loop goes on. The only way out is an `Action::Exit` from the supervisor.
 //!
+//! The one action that takes time is the deadline's dump: a task beside the loop sends the dump
+//! signal to one process at a time (`signals::signal_one_at_a_time`), so that their tracebacks do
+//! not cut into each other, and the SIGKILL at the end of the window aborts it if it is not done.
+//! The loop goes on meanwhile: the reaper and the timer are served as ever.
+//!
 //! Beside the supervisor it feeds the OOM monitor (`container::oom`): every SIGKILL death it
 //! reaps, every SIGKILL pyinit sends, and a slow poll. That is reporting only: no decision of the
 //! supervisor depends on it. On the same poll it reads the cgroup's memory use and hands it, with
@@ -17,15 +22,18 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::{Action, Event, Notice, Reason, Supervisor};
+use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{self, OomMonitor, Victim};
 use crate::container::{self, ContainerFacts};
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
-use crate::signals::{self, CaughtSignal, ForwardTarget, Signal, SignalStream, short_name};
+use crate::signals::{
+    self, CaughtSignal, ForwardTarget, RunningProcess, Signal, SignalStream, short_name,
+};
 use crate::status::Status;
 
 /// Runs the supervisor until it decides to exit, and returns the exit code.
@@ -49,6 +57,7 @@ pub async fn run_supervisor(
         interval
     });
     let mut own_signals_logged = 0u64;
+    let mut dump = None;
     loop {
         let deadline = supervisor.next_deadline();
         let event = tokio::select! {
@@ -82,7 +91,7 @@ pub async fn run_supervisor(
             if sends_sigkill(&action) {
                 oom_monitor.note_sigkill_sent();
             }
-            if let Some(code) = execute(action) {
+            if let Some(code) = execute(action, &mut dump) {
                 oom_monitor.final_check();
                 info!(code, "pyinit exiting");
                 // Keep the handlers until the process ends: dropping the stream unregisters
@@ -229,8 +238,9 @@ fn reap_zombies(reaper: &Reaper, app_pid: Option<i32>, oom_monitor: &mut OomMoni
     }
 }
 
-/// Carries out one action; returns the exit code for `Action::Exit`.
-fn execute(action: Action) -> Option<u8> {
+/// Carries out one action; returns the exit code for `Action::Exit`. `dump` is the deadline's dump
+/// while it sends its signals, so that the SIGKILL after it can stop it.
+fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
     match action {
         Action::Forward {
             signal,
@@ -268,11 +278,32 @@ fn execute(action: Action) -> Option<u8> {
             }
         }
         Action::SignalRemaining(signal) => {
+            if signal == Signal::SIGKILL
+                && let Some(dump) = dump.take()
+            {
+                // What the window did not reach is killed anyway: no dump signal after SIGKILL.
+                dump.abort();
+            }
             debug!(
                 signal = short_name(signal),
                 "signalling every remaining process"
             );
             signals::signal_all_descendants(signal);
+        }
+        Action::DumpTracebacks { signal, window } => {
+            let pids: Vec<i32> = (signals::remaining_processes().iter())
+                .map(|process| process.pid)
+                .collect();
+            let wait_each = dump_wait_each(window, pids.len());
+            debug!(
+                signal = short_name(signal),
+                processes = pids.len(),
+                wait_each_ms = millis(wait_each),
+                "sending the dump signal, one process at a time"
+            );
+            *dump = Some(tokio::spawn(signals::signal_one_at_a_time(
+                pids, signal, wait_each,
+            )));
         }
         Action::Notice(notice) => log_notice(notice),
         Action::Exit(code) => return Some(code),
@@ -282,6 +313,81 @@ fn execute(action: Action) -> Option<u8> {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The most the dump waits for one process to print and die before it signals the next: Python
+/// takes about a millisecond; a process that prints nothing and lives on (not Python, or its own
+/// handler) must not hold up the others for long.
+const DUMP_WAIT_EACH: Duration = Duration::from_millis(100);
+
+/// How long the dump waits after each of `n_processes` signals: at most [`DUMP_WAIT_EACH`], and
+/// little enough that every process has had its signal by half the window, so that even the
+/// last one has time to print before the SIGKILL.
+fn dump_wait_each(window: Duration, n_processes: usize) -> Duration {
+    let n = u32::try_from(n_processes.max(1)).unwrap_or(u32::MAX);
+    DUMP_WAIT_EACH.min(window / n.saturating_mul(2))
+}
+
+/// faulthandler's name for the fatal signals it watches, as its "Fatal Python error: ..." line
+/// prints it; `None` for a signal it does not watch (an app may still `faulthandler.register`
+/// it).
+fn faulthandler_name(signal: Signal) -> Option<&'static str> {
+    match signal {
+        Signal::SIGBUS => Some("Bus error"),
+        Signal::SIGSEGV => Some("Segmentation fault"),
+        Signal::SIGABRT => Some("Aborted"),
+        Signal::SIGFPE => Some("Floating point exception"),
+        Signal::SIGILL => Some("Illegal instruction"),
+        _ => None,
+    }
+}
+
+/// The processes still running, for one log field: `7 gunicorn ...; 9 gunicorn ...`, the first
+/// [`LISTED_PROCESSES`] of them.
+fn describe_processes(processes: &[RunningProcess]) -> String {
+    let mut listed: Vec<String> = (processes.iter().take(LISTED_PROCESSES))
+        .map(|process| format!("{} {}", process.pid, process.command))
+        .collect();
+    if processes.len() > LISTED_PROCESSES {
+        listed.push(format!("and {} more", processes.len() - LISTED_PROCESSES));
+    }
+    listed.join("; ")
+}
+
+/// How many processes the deadline's error line names.
+const LISTED_PROCESSES: usize = 20;
+
+/// The deadline's error line: what is done now, and where the tracebacks it asks for will be.
+fn log_deadline_missed(drain_timeout: Duration, dump: Option<DeadlineDump>) {
+    let still_running = describe_processes(&signals::remaining_processes());
+    let Some(DeadlineDump { signal, window }) = dump else {
+        error!(
+            deadline_ms = millis(drain_timeout),
+            still_running = still_running.as_str(),
+            "app did not drain within the deadline: killing everything left"
+        );
+        return;
+    };
+    let provoked = match faulthandler_name(signal) {
+        Some(name) => format!(
+            "the \"Fatal Python error: {name}\" lines there are pyinit's doing at the \
+             deadline, no crash happened"
+        ),
+        None => format!(
+            "a Python process prints one on {} only if the app registered it with \
+             faulthandler.register",
+            short_name(signal)
+        ),
+    };
+    error!(
+        deadline_ms = millis(drain_timeout),
+        dump_signal = short_name(signal),
+        dump_window_ms = millis(window),
+        still_running = still_running.as_str(),
+        "app did not drain within the deadline: sending {} to every process for its Python \
+         traceback, on the app's stderr, then SIGKILL; {provoked}",
+        short_name(signal)
+    );
 }
 
 fn log_notice(notice: Notice) {
@@ -312,16 +418,28 @@ fn log_notice(notice: Notice) {
         Notice::AppExited {
             status,
             since_drain,
+            after_deadline: false,
         } => info!(
             code = status.exit_code(),
             status = %status,
             since_drain_ms = since_drain.map(millis),
             "app exited"
         ),
-        Notice::DeadlineMissed { drain_timeout } => error!(
-            deadline_ms = millis(drain_timeout),
-            "app did not drain within the deadline: killing everything left"
+        // Debug only: it comes while other processes still print their tracebacks, and a line
+        // of pyinit's would cut into one of them; the deadline's error line said it all already.
+        Notice::AppExited {
+            status,
+            since_drain,
+            after_deadline: true,
+        } => debug!(
+            status = %status,
+            since_drain_ms = since_drain.map(millis),
+            "app exited after the drain deadline: pyinit exits 137 all the same"
         ),
+        Notice::DeadlineMissed {
+            drain_timeout,
+            dump,
+        } => log_deadline_missed(drain_timeout, dump),
         Notice::LeftoversKilled => {
             warn!("processes the app left behind ignored SIGTERM: killing them");
         }
@@ -343,5 +461,39 @@ fn log_notice(notice: Notice) {
             live: false,
             reason,
         } => error!(%reason, "not live"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_process_gets_its_dump_signal_within_half_the_window() {
+        let second = Duration::from_secs(1);
+        assert_eq!(dump_wait_each(second, 0), DUMP_WAIT_EACH);
+        assert_eq!(dump_wait_each(second, 1), DUMP_WAIT_EACH);
+        assert_eq!(dump_wait_each(second, 10), Duration::from_millis(50));
+        assert_eq!(dump_wait_each(second, 1000), Duration::from_micros(500));
+        assert_eq!(
+            dump_wait_each(Duration::from_millis(200), 2),
+            Duration::from_millis(50)
+        );
+    }
+
+    #[test]
+    fn the_error_line_lists_the_processes_still_running() {
+        let process = |pid, command: &str| RunningProcess {
+            pid,
+            command: command.to_owned(),
+        };
+        assert_eq!(
+            describe_processes(&[process(7, "gunicorn app:app"), process(9, "[sh]")]),
+            "7 gunicorn app:app; 9 [sh]"
+        );
+        let many: Vec<RunningProcess> = (1..=25).map(|pid| process(pid, "x")).collect();
+        let listed = describe_processes(&many);
+        assert!(listed.starts_with("1 x; 2 x;"), "{listed}");
+        assert!(listed.ends_with("20 x; and 5 more"), "{listed}");
     }
 }

@@ -8,11 +8,15 @@
 //! - **Running**: signals are forwarded (after `--signal-map`); SIGTERM starts the drain.
 //! - **Draining** from the SIGTERM at T: readiness is false at once; at T + pre-stop delay the app
 //!   gets its stop signal; at T + hard-stop-after the optional hard-stop signal; at T + drain
-//!   timeout everything left is SIGKILLed. A second SIGTERM is forwarded again and moves nothing.
-//! - **Stopping**: the app is gone, or was still running at the drain deadline and got SIGKILL.
-//!   What the app left behind gets SIGTERM, then SIGKILL after the orphan grace (never later
-//!   than the drain deadline); pyinit exits once no child is left, or after `kill_wait` if the
-//!   kernel never hands some process back.
+//!   timeout everything left gets the dump signal (`--deadline-dump`), or at once SIGKILL. A
+//!   second SIGTERM is forwarded again and moves nothing.
+//! - **Stopping**: the app is gone, or was still running at the drain deadline. An overdue app
+//!   and everything with it get SIGKILL at the end of the dump window (at once without a dump),
+//!   whatever the dump signal did to them, and pyinit exits 137 however the app ended: past the
+//!   deadline what is left is killed, never asked. What an app that exited before the deadline
+//!   left behind gets SIGTERM, then SIGKILL after the orphan grace (never later than the drain
+//!   deadline). pyinit exits once no child is left, or after `kill_wait` if the kernel never
+//!   hands some process back.
 //! - **Exited**: the exit code is decided and returned as the last action of the step.
 //!
 //! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
@@ -51,6 +55,15 @@ pub struct HardStop {
     pub after: Duration,
 }
 
+/// The step between the drain deadline and the SIGKILL: a signal that makes every Python process
+/// print where it is stuck (faulthandler's traceback), and the time they get to print it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadlineDump {
+    pub signal: Signal,
+    /// From the dump signal to the SIGKILL.
+    pub window: Duration,
+}
+
 /// The rules the supervisor applies; built from the validated configuration.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -59,6 +72,8 @@ pub struct Policy {
     pub pre_stop_delay: Duration,
     pub drain_timeout: Duration,
     pub hard_stop: Option<HardStop>,
+    /// `None` for `--deadline-dump off`: SIGKILL at the deadline itself.
+    pub deadline_dump: Option<DeadlineDump>,
     /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
     pub orphan_grace: Duration,
     /// How long to wait for SIGKILLed processes to be reaped before exiting anyway.
@@ -120,10 +135,13 @@ pub enum Notice {
     AppExited {
         status: ChildStatus,
         since_drain: Option<Duration>,
+        /// It was still running at the drain deadline: pyinit exits 137 whatever this status is.
+        after_deadline: bool,
     },
-    /// The app was still running at the drain deadline.
+    /// The app was still running at the drain deadline; the dump, if any, comes next.
     DeadlineMissed {
         drain_timeout: Duration,
+        dump: Option<DeadlineDump>,
     },
     /// Processes the app left behind were still there after the orphan grace.
     LeftoversKilled,
@@ -158,6 +176,12 @@ pub enum Action {
     },
     /// Send this signal to every process pyinit is responsible for (all but itself).
     SignalRemaining(Signal),
+    /// Send the dump signal to every process pyinit is responsible for, one at a time, within
+    /// `window`; the SIGKILL at its end is a later step's `SignalRemaining`.
+    DumpTracebacks {
+        signal: Signal,
+        window: Duration,
+    },
     Notice(Notice),
     /// Exit pyinit with this code (already remapped).
     Exit(u8),
@@ -197,14 +221,16 @@ struct Stopping {
 /// What became of the app, as far as the exit code goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AppEnd {
-    /// Still running at the drain deadline, and signalled; not reaped yet.
-    Overdue { pid: i32 },
-    /// Reaped with this status.
+    /// Still running at the drain deadline: pyinit exits 137, however the app ends after it (of
+    /// the dump signal, of the SIGKILL, or by itself in a race with them). `reaped` once its
+    /// status came in.
+    Overdue { pid: i32, reaped: bool },
+    /// Exited before the deadline (or without a drain), with this status.
     Exited(ChildStatus),
 }
 
 impl AppEnd {
-    /// The code pyinit exits with (before `--remap-exit`) if nothing more is learnt of the app.
+    /// The code pyinit exits with (before `--remap-exit`).
     fn exit_code(self) -> u8 {
         match self {
             AppEnd::Overdue { .. } => exit::KILLED_AT_DEADLINE,
@@ -216,7 +242,8 @@ impl AppEnd {
 /// The next step of [`Stopping`], and when it comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopStep {
-    /// Everything left has been asked to stop; it gets SIGKILL at this instant.
+    /// Everything left has been asked to stop (SIGTERM to an exited app's leftovers) or to print
+    /// its traceback (the dump signal); it gets SIGKILL at this instant.
     KillAt(Instant),
     /// SIGKILL has been sent; pyinit exits at this instant even if some process was never
     /// reaped.
@@ -224,12 +251,12 @@ enum StopStep {
 }
 
 impl State {
-    /// The app's pid while it runs (SIGKILLed at the deadline but not yet reaped included).
+    /// The app's pid while it runs (signalled at the deadline but not yet reaped included).
     fn app_pid(self) -> Option<i32> {
         match self {
             State::Running { app_pid } | State::Draining { app_pid, .. } => app_pid,
             State::Stopping(Stopping {
-                app: AppEnd::Overdue { pid },
+                app: AppEnd::Overdue { pid, reaped: false },
                 ..
             }) => Some(pid),
             State::Stopping(_) | State::Exited { .. } => None,
@@ -548,7 +575,7 @@ impl Supervisor {
         actions: &mut Vec<Action>,
     ) {
         self.orphans_reaped += u64::try_from(n_orphans).unwrap_or(u64::MAX);
-        if self.state.app_pid().is_none() {
+        let Some(app_pid) = self.state.app_pid() else {
             // Sidecar mode (exec probes that exit do not end it), or the app is gone already:
             // pyinit ends once what the app left behind is reaped too.
             if let State::Stopping(stopping) = self.state
@@ -557,13 +584,13 @@ impl Supervisor {
                 self.exit(stopping.app.exit_code());
             }
             return;
-        }
+        };
         let drain_started_at = self.state.drain_started_at();
         let Some(status) = app else {
             // Without any child left the app is gone too, even if its status could not be read.
             if !children_left {
                 self.shutdown.app_exited_at = Some(now);
-                // 137 for an app killed at the deadline; otherwise pyinit cannot say how it ended.
+                // 137 for an app overdue at the deadline; otherwise pyinit cannot say how it ended.
                 let code = match self.state {
                     State::Stopping(stopping) => stopping.app.exit_code(),
                     State::Running { .. } | State::Draining { .. } | State::Exited { .. } => 1,
@@ -574,10 +601,33 @@ impl Supervisor {
         };
         self.shutdown.app_status = Some(status);
         self.shutdown.app_exited_at = Some(now);
+        let overdue = matches!(
+            self.state,
+            State::Stopping(Stopping {
+                app: AppEnd::Overdue { .. },
+                ..
+            })
+        );
         actions.push(Action::Notice(Notice::AppExited {
             status,
             since_drain: drain_started_at.map(|started| now.saturating_duration_since(started)),
+            after_deadline: overdue,
         }));
+        if let State::Stopping(stopping) = &mut self.state
+            && overdue
+        {
+            // Past the deadline what is left is killed, not asked: the next step (the SIGKILL at
+            // the end of the dump window, or the wait for the reaper after it) stands, and the
+            // code stays 137, whatever the app died of (the dump signal's 135, most often).
+            stopping.app = AppEnd::Overdue {
+                pid: app_pid,
+                reaped: true,
+            };
+            if !children_left {
+                self.exit(exit::KILLED_AT_DEADLINE);
+            }
+            return;
+        }
         if !children_left {
             self.exit(status.exit_code());
             return;
@@ -612,12 +662,7 @@ impl Supervisor {
                 drain,
             } => {
                 if now >= drain.started_at + self.policy.drain_timeout {
-                    actions.push(Action::Notice(Notice::DeadlineMissed {
-                        drain_timeout: self.policy.drain_timeout,
-                    }));
-                    self.shutdown.killed_at_deadline = true;
-                    let overdue = AppEnd::Overdue { pid: app_pid };
-                    self.kill_remaining(overdue, Some(drain.started_at), now, actions);
+                    self.miss_deadline(app_pid, drain.started_at, now, actions);
                     return;
                 }
                 if !drain.stop_sent && now >= drain.started_at + self.policy.pre_stop_delay {
@@ -636,7 +681,10 @@ impl Supervisor {
             }
             State::Stopping(stopping) => match stopping.next {
                 StopStep::KillAt(at) if now >= at => {
-                    actions.push(Action::Notice(Notice::LeftoversKilled));
+                    // The end of the dump window is no news: the deadline's error line said it.
+                    if let AppEnd::Exited(_) = stopping.app {
+                        actions.push(Action::Notice(Notice::LeftoversKilled));
+                    }
                     self.kill_remaining(stopping.app, stopping.drain_started_at, now, actions);
                 }
                 StopStep::GiveUpAt(at) if now >= at => {
@@ -648,9 +696,42 @@ impl Supervisor {
         }
     }
 
+    /// The app is still running at the drain deadline: the dump signal to everything left, with
+    /// the SIGKILL at the end of the window, or without a dump the SIGKILL at once.
+    fn miss_deadline(
+        &mut self,
+        app_pid: i32,
+        drain_started_at: Instant,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let dump = self.policy.deadline_dump;
+        actions.push(Action::Notice(Notice::DeadlineMissed {
+            drain_timeout: self.policy.drain_timeout,
+            dump,
+        }));
+        self.shutdown.killed_at_deadline = true;
+        let overdue = AppEnd::Overdue {
+            pid: app_pid,
+            reaped: false,
+        };
+        match dump {
+            Some(DeadlineDump { signal, window }) => {
+                actions.push(Action::DumpTracebacks { signal, window });
+                self.state = State::Stopping(Stopping {
+                    app: overdue,
+                    drain_started_at: Some(drain_started_at),
+                    next: StopStep::KillAt(now + window),
+                });
+            }
+            None => self.kill_remaining(overdue, Some(drain_started_at), now, actions),
+        }
+    }
+
     /// The last signal: SIGKILL to everything left, then the wait for the reaper, `kill_wait` at
-    /// most. Both SIGKILLs, at the drain deadline and at the end of the orphan grace, are sent
-    /// here; a step before one of them only has to schedule it as a `StopStep::KillAt`.
+    /// most. Every SIGKILL, at the drain deadline (or the end of its dump window) and at the end
+    /// of the orphan grace, is sent here; a step before one of them only has to schedule it as a
+    /// `StopStep::KillAt`.
     fn kill_remaining(
         &mut self,
         app: AppEnd,
@@ -667,8 +748,8 @@ impl Supervisor {
     }
 
     /// Ends the state machine with `code` (before `--remap-exit`): the app's, 0 for a sidecar,
-    /// 137 for an app killed at the deadline whose status was lost, and 1 for any other lost
-    /// status. `step` turns it into the last action.
+    /// 137 for an app still running at the deadline (whatever it died of), and 1 for a status
+    /// lost before the deadline. `step` turns it into the last action.
     fn exit(&mut self, code: u8) {
         self.state = State::Exited {
             code: self.policy.remap.apply(code),

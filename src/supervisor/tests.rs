@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod deadline;
 mod probes;
 
 const APP: i32 = 42;
@@ -20,6 +21,7 @@ fn policy() -> Policy {
         pre_stop_delay: Duration::ZERO,
         drain_timeout: Duration::from_secs(10),
         hard_stop: None,
+        deadline_dump: None,
         orphan_grace: Duration::from_secs(2),
         kill_wait: Duration::from_secs(1),
         remap: ExitRemap::default(),
@@ -243,6 +245,7 @@ fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
             Action::Notice(Notice::AppExited {
                 status: ChildStatus::Exited(0),
                 since_drain: Some(secs(1)),
+                after_deadline: false,
             }),
             Action::Exit(0),
         ]
@@ -263,56 +266,6 @@ fn app_killed_by_a_signal_exits_128_plus_n_and_remaps() {
     let actions = supervisor.step(app_exited(ChildStatus::Signaled(11), false), Instant::now());
     assert_eq!(actions.last(), Some(&Action::Exit(139)));
     assert_eq!(supervisor.status().app_exit_code, Some(139));
-}
-
-#[test]
-fn app_ignoring_sigterm_is_killed_at_the_deadline_and_exits_137() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    assert_eq!(supervisor.step(Event::Timer, t0 + secs(9)), vec![]);
-    let actions = supervisor.step(Event::Timer, t0 + secs(10));
-    assert_eq!(
-        actions,
-        vec![
-            Action::Notice(Notice::DeadlineMissed {
-                drain_timeout: secs(10)
-            }),
-            Action::SignalRemaining(Signal::SIGKILL),
-        ]
-    );
-    assert_eq!(supervisor.status().phase, Phase::Stopping);
-    assert_eq!(supervisor.next_deadline(), Some(t0 + secs(11)));
-    let actions = supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
-    assert_eq!(actions.last(), Some(&Action::Exit(137)));
-}
-
-#[test]
-fn deadline_kill_exits_137_even_when_the_status_is_lost() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
-    // The kernel never hands some process back: pyinit gives up after kill_wait.
-    assert_eq!(
-        supervisor.step(Event::Timer, t0 + secs(11)),
-        vec![Action::Notice(Notice::GaveUpWaiting), Action::Exit(137)]
-    );
-}
-
-#[test]
-fn app_that_exits_on_its_own_just_after_the_deadline_kill_keeps_its_code() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
-    assert_eq!(
-        supervisor.status().app_pid,
-        Some(APP),
-        "a killed app runs until it is reaped"
-    );
-    let actions = supervisor.step(app_exited(ChildStatus::Exited(3), false), t0 + secs(10));
-    assert_eq!(actions.last(), Some(&Action::Exit(3)));
 }
 
 #[test]
@@ -578,33 +531,4 @@ fn draining_is_published_from_the_sigterm_to_the_exit_and_never_without_one() {
     assert_eq!(status.phase, Phase::Exited);
     assert!(status.draining && !status.ready && !status.live);
     assert!(status.has_app);
-}
-
-#[test]
-fn an_app_killed_at_the_deadline_is_published_as_running_until_it_is_reaped() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
-    let status = supervisor.status();
-    assert_eq!(status.phase, Phase::Stopping);
-    assert_eq!((status.app_pid, status.app_exit_code), (Some(APP), None));
-    assert_eq!(status.shutdown.app_exited_at, None);
-    supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
-    let status = supervisor.status();
-    assert_eq!((status.app_pid, status.app_exit_code), (None, Some(137)));
-    assert_eq!(status.shutdown.app_exited_at, Some(t0 + secs(10)));
-}
-
-#[test]
-fn the_shutdown_record_notes_a_deadline_kill() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
-    supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
-    let record = &supervisor.status().shutdown;
-    assert!(record.killed_at_deadline);
-    assert!(!record.left_behind);
-    assert_eq!(record.stop_signal, Some((Signal::SIGTERM, t0)));
 }

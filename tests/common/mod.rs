@@ -22,13 +22,14 @@ pub fn pyinit_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pyinit")
 }
 
-/// The variables pyinit sizes the app with, in the order `print_env.py` prints them.
-pub const APP_VARIABLES: [&str; 5] = [
+/// The variables pyinit sets for the app, in the order `print_env.py` prints them.
+pub const APP_VARIABLES: [&str; 6] = [
     "WEB_CONCURRENCY",
     "PYTHON_CPU_COUNT",
     "PYINIT_CPU_LIMIT",
     "PYINIT_MEMORY_LIMIT_BYTES",
     "PYTHONUNBUFFERED",
+    "PYTHONFAULTHANDLER",
 ];
 
 /// The Python that every fixture runs under: Debian's, which containers can see too.
