@@ -35,6 +35,7 @@ use crate::signals::{
     self, CaughtSignal, ForwardTarget, RunningProcess, Signal, SignalStream, short_name,
 };
 use crate::status::Status;
+use crate::units::millis;
 
 /// Runs the supervisor until it decides to exit, and returns the exit code.
 pub async fn run_supervisor(
@@ -76,7 +77,7 @@ pub async fn run_supervisor(
                 read_resource_usage(&facts, &oom_monitor)
             }
         };
-        let now = tokio::time::Instant::now().into_std();
+        let now = crate::units::now();
         let actions = supervisor.step(event, now);
         // Published before the actions run: /readyz turns 503 before the app hears of the drain,
         // and the last status (the exit included) is seen by every reader.
@@ -309,10 +310,6 @@ fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
         Action::Exit(code) => return Some(code),
     }
     None
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The most the dump waits for one process to print and die before it signals the next: Python
