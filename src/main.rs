@@ -36,12 +36,9 @@ use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
 use crate::container::ContainerFacts;
-use crate::container::cgroup::CpuQuota;
 use crate::container::oom::OomMonitor;
-use crate::probe::threshold::Probes;
 use crate::reaper::Reaper;
-use crate::start::{Tasks, start_app, start_tasks, startup_report};
-use crate::supervisor::Supervisor;
+use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};
 
 /// A set-up failure: printed on one line, mapped to its exit code.
 #[derive(Debug)]
@@ -127,7 +124,13 @@ fn run() -> Result<u8, SetupError> {
     let app_ids = privileges::resolve_target(&config.privileges).map_err(SetupError::Privileges)?;
     // prometheus_client's multiprocess directory, emptied of the last run's files and created
     // for the app while pyinit may still be root: its parent is often writable by root alone.
-    let multiproc_dir = prepare_multiproc_dir(&config, &app_ids)?;
+    let owner = multiproc::AppOwner {
+        uid: app_ids.uid,
+        gid: app_ids.gid,
+        umask: config.privileges.umask.map(|umask| umask.0),
+    };
+    let multiproc_dir = multiproc::prepare_for_app(config.prepare_multiproc_dir, owner)
+        .map_err(SetupError::Multiproc)?;
     // Drop root while pyinit has one thread: the set-id calls and no_new_privs act per thread.
     let dropped = privileges::drop_privileges(&config.privileges, &app_ids)
         .map_err(SetupError::Privileges)?;
@@ -157,25 +160,13 @@ fn run() -> Result<u8, SetupError> {
     if parent_already_gone && let Some(signal) = config.parent_death_signal {
         let _ = signals::raise_signal(signal);
     }
-    // The app keeps the directory pyinit was started in, and its exec probes start there too.
-    let app_working_dir: Option<Arc<Path>> = std::env::current_dir().ok().map(Arc::from);
     // The app, with the sizing on top of the user's environment; its exec probes get the same.
+    // Then pyinit keeps no directory busy (a volume there could not be unmounted).
     let app_env: Arc<[(OsString, OsString)]> =
         (dropped.env.into_iter().chain(startup.app_env.to_os_pairs())).collect();
     let app = start_app(&config, &app_env, &startup).map_err(SetupError::Spawn)?;
-    let (app_pid, app_stderr) = (
-        app.as_ref().map(|app| app.pid),
-        app.and_then(|app| app.output),
-    );
-    // pyinit keeps no directory busy once the app runs (a volume there could not be unmounted).
-    start::leave_working_directory();
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor = Supervisor::new(config.policy.clone(), app_pid)
-        .with_probes(Probes::new(&config.health.probes))
-        .with_resource_limits(
-            startup.facts.cpu_limit.limited().map(CpuQuota::millicpus),
-            startup.facts.memory_limit_bytes.limited(),
-        );
+    let supervisor = new_supervisor(&config, app.pid, &startup.facts);
     let (status_tx, status_rx) = watch::channel(supervisor.status().clone());
     let reaper = Arc::new(Reaper::new());
     let (probe_tx, probe_rx) = mpsc::channel(16);
@@ -187,8 +178,8 @@ fn run() -> Result<u8, SetupError> {
         probe_tx,
         reaper: &reaper,
         app_env,
-        app_working_dir,
-        app_stderr,
+        app_working_dir: app.working_dir,
+        app_stderr: app.stderr,
     });
     // The supervisor runs until it says Exit; a drill then judges the shutdown it watched, and
     // its verdict is the exit code.
@@ -220,26 +211,6 @@ fn become_reaper() -> Result<Option<nix::unistd::Pid>, SetupError> {
     reaper::become_subreaper().map_err(SetupError::os("cannot become child subreaper"))?;
     debug!("not PID 1: registered as child subreaper");
     Ok(Some(nix::unistd::getppid()))
-}
-
-/// Prepares prometheus_client's multiprocess directory, when the app's environment names one and
-/// `--prepare-multiproc-dir` is on, for the ids the app will have.
-fn prepare_multiproc_dir(
-    config: &Config,
-    app_ids: &privileges::Target,
-) -> Result<Option<multiproc::PreparedDir>, SetupError> {
-    if !config.prepare_multiproc_dir {
-        return Ok(None);
-    }
-    let owner = multiproc::AppOwner {
-        uid: app_ids.uid,
-        gid: app_ids.gid,
-        umask: config.privileges.umask.map(|umask| umask.0),
-    };
-    // The app's environment is pyinit's with pyinit's own variables on top, none of which is
-    // prometheus_client's.
-    multiproc::prepare_directory(|name| std::env::var_os(name), owner)
-        .map_err(SetupError::Multiproc)
 }
 
 /// Arms `--parent-death-signal` (when pyinit has a parent); true if the parent died before.

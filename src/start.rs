@@ -17,15 +17,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, Mode};
+use crate::container::cgroup::CpuQuota;
 use crate::container::checks::{AppFacts, startup_warnings};
 use crate::container::env::app_environment;
 use crate::container::{ContainerFacts, StartupReport};
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
-use crate::probe::threshold::ProbeReport;
+use crate::probe::threshold::{ProbeReport, Probes};
 use crate::reaper::Reaper;
 use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
+use crate::supervisor::Supervisor;
 use crate::{health, probe, units};
 
 /// The facts, the app's environment and the start-up warnings that apply, with what was done
@@ -53,20 +55,47 @@ pub fn startup_report(
     }
 }
 
+/// What starting the app hands on to the tasks and the supervisor.
+#[derive(Debug)]
+pub struct StartedApp {
+    /// The app's pid; `None` for a health sidecar.
+    pub pid: Option<i32>,
+    /// For a drill, the read end of the app's stderr, which the drill passes on to pyinit's.
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
+    /// Where the app started (pyinit's own directory until then); its exec probes start there.
+    pub working_dir: Option<Arc<Path>>,
+}
+
 /// Spawns the app with `app_env` on top of pyinit's environment and logs the start-up report;
-/// without a command pyinit is a health sidecar, and there is no app (`None`). The app's stdio is
+/// without a command pyinit is a health sidecar, and there is no app. The app's stdio is
 /// pyinit's, but for a drill its stderr is a pipe, which the drill passes on to pyinit's while
-/// it reads it (`SpawnedChild::output`).
+/// it reads it. Then pyinit leaves its working directory, which the app keeps, for `/`.
 pub fn start_app(
     config: &Config,
     app_env: &[(OsString, OsString)],
     startup: &StartupReport,
-) -> Result<Option<SpawnedChild>, SpawnError> {
-    if config.command.is_empty() {
+) -> Result<StartedApp, SpawnError> {
+    let working_dir: Option<Arc<Path>> = std::env::current_dir().ok().map(Arc::from);
+    let app = if config.command.is_empty() {
         startup.log();
         info!("no command: running as a health sidecar");
-        return Ok(None);
-    }
+        None
+    } else {
+        Some(spawn_app(config, app_env, startup)?)
+    };
+    leave_working_directory();
+    Ok(StartedApp {
+        pid: app.as_ref().map(|app| app.pid),
+        stderr: app.and_then(|app| app.output),
+        working_dir,
+    })
+}
+
+fn spawn_app(
+    config: &Config,
+    app_env: &[(OsString, OsString)],
+    startup: &StartupReport,
+) -> Result<SpawnedChild, SpawnError> {
     let stdio = match config.mode {
         Mode::Drill(_) => spawn::ChildStdio::StderrPipe,
         Mode::Supervise => spawn::ChildStdio::Inherit,
@@ -89,13 +118,24 @@ pub fn start_app(
         .collect();
     let grace_period_ms = units::millis(config.grace_period);
     info!(pid, argv = ?argv, grace_period_ms, "app started");
-    Ok(Some(app))
+    Ok(app)
+}
+
+/// The supervisor for the app at `app_pid` (none for a sidecar), with the configured probes and
+/// the container's limits, which `/metrics` shows.
+pub fn new_supervisor(config: &Config, app_pid: Option<i32>, facts: &ContainerFacts) -> Supervisor {
+    Supervisor::new(config.policy.clone(), app_pid)
+        .with_probes(Probes::new(&config.health.probes))
+        .with_resource_limits(
+            facts.cpu_limit.limited().map(CpuQuota::millicpus),
+            facts.memory_limit_bytes.limited(),
+        )
 }
 
 /// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume
 /// mounted where the container started could not be unmounted while PID 1 sat in it. The app
 /// keeps its own working directory. Not fatal: pyinit then only stays where it was.
-pub fn leave_working_directory() {
+fn leave_working_directory() {
     if let Err(error) = std::env::set_current_dir("/") {
         warn!(%error, "cannot change pyinit's working directory to /");
     }

@@ -120,6 +120,19 @@ pub struct MultiprocReport {
     pub app_uid: u32,
 }
 
+/// Prepares the directory when `enabled` (`--prepare-multiproc-dir`) and the app's environment
+/// names one. That environment is pyinit's own with pyinit's variables on top, none of which is
+/// prometheus_client's, so pyinit's own environment is what is read.
+pub fn prepare_for_app(
+    enabled: bool,
+    owner: AppOwner,
+) -> Result<Option<PreparedDir>, MultiprocError> {
+    if !enabled {
+        return Ok(None);
+    }
+    prepare_directory(|name| std::env::var_os(name), owner)
+}
+
 /// Prepares the directory the app's environment names (`lookup` reads one of its variables),
 /// if it names one: opens it, or creates it for `owner`, and removes the `*.db` files in it.
 pub fn prepare_directory(
