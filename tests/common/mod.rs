@@ -394,7 +394,19 @@ impl Lines {
 
     /// Waits for a line that contains `needle` (among lines seen so far or still to come).
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        if let Some(line) = self.all().into_iter().find(|line| line.contains(needle)) {
+        self.wait_for_line(&format!("a line containing {needle:?}"), timeout, |line| {
+            line.contains(needle)
+        })
+    }
+
+    /// Waits for a line that `matches`; `what` names it in the failure.
+    pub fn wait_for_line(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        if let Some(line) = self.all().into_iter().find(|line| matches(line)) {
             return line;
         }
         let deadline = Instant::now() + timeout;
@@ -402,16 +414,13 @@ impl Lines {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match arrivals.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if matches(&line) => return line,
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    if let Some(line) = self.all().into_iter().find(|line| line.contains(needle)) {
+                    if let Some(line) = self.all().into_iter().find(|line| matches(line)) {
                         return line;
                     }
-                    panic!(
-                        "no line containing {needle:?} within {timeout:?}; lines:\n{}",
-                        self.joined()
-                    );
+                    panic!("no {what} within {timeout:?}; lines:\n{}", self.joined());
                 }
             }
         }
@@ -470,7 +479,11 @@ impl Running {
 
     /// Waits for the app's `ready pid=N` line and returns N (as pyinit's namespace numbers it).
     pub fn wait_ready(&self) -> u32 {
-        let line = self.stdout.wait_for("ready pid=", PATIENCE);
+        // The app's own line, not a child's `grandchild ready pid=N`: a signal sent before the
+        // app itself is ready would find it without its handlers.
+        let line = (self.stdout).wait_for_line("the app's ready line", PATIENCE, |line| {
+            line.starts_with("ready pid=")
+        });
         line.rsplit("pid=")
             .next()
             .and_then(|pid| pid.trim().parse().ok())
