@@ -256,17 +256,7 @@ fn a_stuck_gunicorn_uvicorn_worker_shows_its_stuck_frame() {
 fn a_stuck_uvicorn_shows_its_stuck_frame() {
     let port = free_port();
     let mut container = stuck(port)
-        .env("WEB_CONCURRENCY", "1")
-        .app([
-            venv_bin("uvicorn").into_os_string(),
-            "--host".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string().into(),
-            "--app-dir".into(),
-            fixture("").into_os_string(),
-            "stuck_app:asgi_app".into(),
-        ])
+        .uvicorn(port, fixture(""), "stuck_app:asgi_app")
         .start();
     wait_http_ok(port, "/healthz", PATIENCE);
     let drain = drain_stuck(&mut container, port);

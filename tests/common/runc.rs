@@ -233,9 +233,14 @@ impl Bundle {
             ])
     }
 
-    /// The example uvicorn app (examples/uvicorn, one process: `WEB_CONCURRENCY=1`, which pyinit
-    /// keeps) as the app, on 127.0.0.1:`port`.
+    /// The example uvicorn app (examples/uvicorn) as the app, on 127.0.0.1:`port`.
     pub fn uvicorn_example(self, port: u16) -> Self {
+        self.uvicorn(port, example("uvicorn"), "app:app")
+    }
+
+    /// uvicorn serving `app` from `app_dir` on 127.0.0.1:`port`, as one process
+    /// (`WEB_CONCURRENCY=1`, which pyinit keeps).
+    pub fn uvicorn(self, port: u16, app_dir: PathBuf, app: &str) -> Self {
         self.env("WEB_CONCURRENCY", "1").app([
             venv_bin("uvicorn").into_os_string(),
             "--host".into(),
@@ -243,8 +248,8 @@ impl Bundle {
             "--port".into(),
             port.to_string().into(),
             "--app-dir".into(),
-            example("uvicorn").into_os_string(),
-            "app:app".into(),
+            app_dir.into_os_string(),
+            app.into(),
         ])
     }
 
