@@ -96,8 +96,9 @@ pub async fn run_supervisor(
                 oom_monitor.final_check();
                 info!(code, "pyinit exiting");
                 // Keep the handlers until the process ends: dropping the stream unregisters
-                // each signal, and each unregistration copies signal-hook's whole table (20
-                // copies, 0.4 ms of a 0.9 ms shutdown), for nothing once pyinit exits.
+                // each signal, and each unregistration copies signal-hook's whole table (one
+                // copy per caught signal, most of a millisecond in all), for nothing once
+                // pyinit exits.
                 std::mem::forget(signal_stream);
                 return code;
             }
