@@ -4,6 +4,16 @@
 
 use super::*;
 
+/// A supervisor whose app got SIGTERM at `t0` and was still running at the drain deadline
+/// (`policy`'s 10s), stepped to that deadline; with `t0`.
+fn past_the_deadline(policy: Policy) -> (Supervisor, Instant) {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy, Some(APP));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Timer, t0 + secs(10));
+    (supervisor, t0)
+}
+
 #[test]
 fn app_ignoring_sigterm_is_killed_at_the_deadline_and_exits_137() {
     let t0 = Instant::now();
@@ -29,10 +39,7 @@ fn app_ignoring_sigterm_is_killed_at_the_deadline_and_exits_137() {
 
 #[test]
 fn deadline_kill_exits_137_even_when_the_status_is_lost() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(policy());
     // The kernel never hands some process back: pyinit gives up after kill_wait.
     assert_eq!(
         supervisor.step(Event::Timer, t0 + secs(11)),
@@ -49,10 +56,7 @@ fn an_app_reaped_after_the_deadline_exits_137_whatever_its_status() {
         ChildStatus::Exited(0),
         ChildStatus::Signaled(Signal::SIGBUS as i32),
     ] {
-        let t0 = Instant::now();
-        let mut supervisor = Supervisor::new(policy(), Some(APP));
-        supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-        supervisor.step(Event::Timer, t0 + secs(10));
+        let (mut supervisor, t0) = past_the_deadline(policy());
         assert_eq!(
             supervisor.status().app_pid,
             Some(APP),
@@ -66,10 +70,7 @@ fn an_app_reaped_after_the_deadline_exits_137_whatever_its_status() {
     }
     let mut policy = policy();
     policy.remap = ExitRemap::new(vec![(137, 0)]);
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy, Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(policy);
     let actions = supervisor.step(app_exited(ChildStatus::Exited(3), false), t0 + secs(10));
     assert_eq!(actions.last(), Some(&Action::Exit(0)));
 }
@@ -79,10 +80,7 @@ fn an_app_killed_at_the_deadline_and_reaped_before_its_children_leaves_nothing_t
     // The SIGKILL reached everything; the app's status just came first. Its children are not
     // leftovers of an app that exited on its own: no SIGTERM, no second SIGKILL, no report of
     // processes left behind.
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(policy());
     let actions = supervisor.step(
         app_exited(ChildStatus::Signaled(9), true),
         t0 + secs(10) + Duration::from_millis(5),
@@ -167,10 +165,7 @@ fn at_the_deadline_the_dump_signal_comes_first_and_the_sigkill_at_the_end_of_the
 
 #[test]
 fn an_app_that_dies_of_the_dump_signal_still_exits_137_and_the_window_still_ends_in_sigkill() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(with_dump(secs(1)), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(with_dump(secs(1)));
     // The app printed its traceback and died of SIGBUS (135); a worker is still printing.
     let bus = ChildStatus::Signaled(Signal::SIGBUS as i32);
     let actions = supervisor.step(app_exited(bus, true), t0 + secs(10));
@@ -195,10 +190,7 @@ fn an_app_that_dies_of_the_dump_signal_still_exits_137_and_the_window_still_ends
 
 #[test]
 fn when_everything_dies_of_the_dump_signal_pyinit_exits_137_before_the_window_ends() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(with_dump(secs(1)), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(with_dump(secs(1)));
     let bus = ChildStatus::Signaled(Signal::SIGBUS as i32);
     supervisor.step(app_exited(bus, true), t0 + secs(10));
     let actions = supervisor.step(others_reaped(3, false), t0 + secs(10));
@@ -221,10 +213,7 @@ fn when_everything_dies_of_the_dump_signal_pyinit_exits_137_before_the_window_en
 
 #[test]
 fn a_dump_window_that_passes_unanswered_ends_as_a_deadline_kill_does() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(with_dump(Duration::from_millis(500)), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(with_dump(Duration::from_millis(500)));
     let window_end = t0 + secs(10) + Duration::from_millis(500);
     assert_eq!(supervisor.next_deadline(), Some(window_end));
     assert_eq!(
@@ -263,10 +252,7 @@ fn leftovers_of_an_app_that_exited_before_the_deadline_get_no_dump() {
 
 #[test]
 fn an_app_killed_at_the_deadline_is_published_as_running_until_it_is_reaped() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(policy());
     let status = supervisor.status();
     assert_eq!(status.phase, Phase::Stopping);
     assert_eq!((status.app_pid, status.app_exit_code), (Some(APP), None));
@@ -279,10 +265,7 @@ fn an_app_killed_at_the_deadline_is_published_as_running_until_it_is_reaped() {
 
 #[test]
 fn the_shutdown_record_notes_a_deadline_kill() {
-    let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    supervisor.step(Event::Timer, t0 + secs(10));
+    let (mut supervisor, t0) = past_the_deadline(policy());
     supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
     let record = &supervisor.status().shutdown;
     assert!(record.killed_at_deadline);
