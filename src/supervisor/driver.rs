@@ -118,7 +118,6 @@ async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut 
         match poll_fn(|cx| Pin::new(&mut *signal_stream).poll_next(cx)).await {
             Some(info) => {
                 let caught = CaughtSignal::from_siginfo(&info);
-                let name = signals::signal_name(caught.number);
                 if caught.raised_by_pyinit(own_pid) {
                     let bit = u32::try_from(caught.number)
                         .ok()
@@ -127,7 +126,7 @@ async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut 
                     if *own_signals_logged & bit == 0 {
                         *own_signals_logged |= bit;
                         debug!(
-                            signal = &*name,
+                            signal = &*signals::signal_name(caught.number),
                             code = caught.code,
                             "signal raised by the kernel for pyinit's own doing: not forwarded \
                              (logged once)"
@@ -139,7 +138,7 @@ async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut 
                     Ok(signal) => {
                         if signal != Signal::SIGCHLD {
                             debug!(
-                                signal = &*name,
+                                signal = short_name(signal),
                                 sender_pid = caught.sender_pid,
                                 code = caught.code,
                                 "signal received"
