@@ -19,6 +19,7 @@ const PURE_FILES: &[&str] = &[
     "src/config/parse.rs",
     "src/config/probe_flags.rs",
     "src/exit.rs",
+    "src/signals/spec.rs",
     "src/drill/report.rs",
     "src/drill/spec.rs",
     "src/drill/traceback.rs",
@@ -40,9 +41,9 @@ const PURE_FILES: &[&str] = &[
 /// merge cleanly: each block there has a `// SAFETY:` comment and its function an
 /// `#[allow(unsafe_code, reason = ...)]`.
 const UNSAFE_ALLOWED: &[&str] = &[
-    "src/spawn.rs",   // pre_exec and the raw rt_sigaction between fork and exec
-    "src/reaper.rs",  // the raw waitpid status
-    "src/signals.rs", // the origin of a caught signal
+    "src/spawn.rs",       // pre_exec and the raw rt_sigaction between fork and exec
+    "src/reaper.rs",      // the raw waitpid status
+    "src/signals/mod.rs", // the origin of a caught signal
 ];
 
 /// Whole crates and `std` modules that do I/O, start threads or processes.
@@ -55,6 +56,9 @@ const FORBIDDEN_PREFIXES: &[&[&str]] = &[
     &["std", "thread"],
     &["std", "os"],
 ];
+
+/// What nix holds that is a value and no call: the names of the kernel's signal numbers.
+const NIX_VALUES: &[&[&str]] = &[&["nix", "sys", "signal", "Signal"]];
 
 /// What `std::net` holds besides sockets: address values, which parsing and printing need.
 const NET_VALUES: &[&str] = &[
@@ -368,7 +372,9 @@ fn impurity(path: &[String]) -> Option<String> {
     let starts_with = |prefix: &[&str]| {
         path.len() >= prefix.len() && path.iter().zip(prefix).all(|(segment, p)| segment == p)
     };
-    if FORBIDDEN_PREFIXES.iter().any(|prefix| starts_with(prefix)) {
+    if FORBIDDEN_PREFIXES.iter().any(|prefix| starts_with(prefix))
+        && !NIX_VALUES.iter().any(|value| starts_with(value))
+    {
         return Some(joined);
     }
     if starts_with(&["std", "net"])
@@ -510,6 +516,7 @@ fn impurities_are_found_whatever_they_are_called() {
             "std::fs::read",
         ),
         ("use tokio as t;", "tokio"),
+        ("use nix::sys::signal::kill;", "nix::sys::signal::kill"),
         ("fn f() { tokio::spawn(async {}); }", "tokio::spawn"),
         (
             "use std::time::Instant; fn f() { Instant::now(); }",
@@ -533,6 +540,7 @@ fn impurities_are_found_whatever_they_are_called() {
     for code in [
         "use core::net::{IpAddr, Ipv4Addr, SocketAddr};",
         "use std::net::SocketAddr; fn f(a: SocketAddr) {}",
+        "pub use nix::sys::signal::Signal; fn f() { Signal::try_from(15); }",
         "use std::time::{Duration, Instant}; fn f(now: Instant) -> Instant { now }",
         "use crate::units::format_duration;",
         "// tokio::spawn, std::fs::read\nfn f() {}",

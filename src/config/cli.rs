@@ -24,7 +24,7 @@ use crate::privileges::spec::{
     parse_user_spec,
 };
 use crate::probe::spec::{ProbeTarget, parse_probe};
-use crate::signals::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
+use crate::signals::spec::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
 use crate::units::parse_duration;
 
 /// clap's command for [`Cli`], with every flag global: `pyinit drill` takes the supervisor's

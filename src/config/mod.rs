@@ -30,7 +30,7 @@ use crate::exit::ExitRemap;
 use crate::log::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
-use crate::signals::{RewriteMap, Signal};
+use crate::signals::spec::{RewriteMap, Signal};
 use crate::supervisor::{DeadlineDump, HardStop, Policy};
 use crate::units::format_duration;
 

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
-use crate::signals::{self, Signal};
+use crate::signals::{self, spec::Signal};
 use crate::status::Status;
 use crate::units;
 use report::{Observations, Report};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::traceback::{StuckFrame, group_frames};
 use crate::exit::ChildStatus;
-use crate::signals::{Signal, short_name};
+use crate::signals::spec::{Signal, short_name};
 use crate::units::{format_duration, millis};
 
 /// How long readiness may take to turn 503 after the SIGTERM before the check fails.

@@ -31,9 +31,8 @@ use crate::container::{self, ContainerFacts};
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
-use crate::signals::{
-    self, CaughtSignal, ForwardTarget, RunningProcess, Signal, SignalStream, short_name,
-};
+use crate::signals::spec::{self, ForwardTarget, Signal, short_name};
+use crate::signals::{self, CaughtSignal, RunningProcess, SignalStream};
 use crate::status::Status;
 use crate::units::millis;
 
@@ -126,7 +125,7 @@ async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut 
                     if *own_signals_logged & bit == 0 {
                         *own_signals_logged |= bit;
                         debug!(
-                            signal = &*signals::signal_name(caught.number),
+                            signal = &*spec::signal_name(caught.number),
                             code = caught.code,
                             "signal raised by the kernel for pyinit's own doing: not forwarded \
                              (logged once)"
