@@ -5,6 +5,7 @@
 //! by the supervisor. Both modes (`pyinit` and `pyinit drill`) run the same phases; a drill only
 //! attaches one more task and judges the shutdown at the end.
 
+mod clock;
 mod config;
 mod container;
 mod drill;

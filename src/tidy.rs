@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Files that hold pure decisions: no tokio, nix or libc, no files, sockets, processes or
-/// threads, and no clock (`Instant::now`, `SystemTime::now`, `units::now`, `.elapsed()`).
+/// threads, and no clock (`Instant::now`, `SystemTime::now`, `clock::now`, `.elapsed()`).
 const PURE_FILES: &[&str] = &[
     "src/supervisor/mod.rs",
     "src/config/mod.rs",
@@ -19,6 +19,7 @@ const PURE_FILES: &[&str] = &[
     "src/config/parse.rs",
     "src/config/probe_flags.rs",
     "src/exit.rs",
+    "src/units.rs",
     "src/signals/spec.rs",
     "src/drill/report.rs",
     "src/drill/spec.rs",
@@ -385,7 +386,7 @@ fn impurity(path: &[String]) -> Option<String> {
     }
     let reads_clock = path.ends_with(&["Instant".to_owned(), "now".to_owned()])
         || path.ends_with(&["SystemTime".to_owned(), "now".to_owned()])
-        || starts_with(&["crate", "units", "now"]);
+        || starts_with(&["crate", "clock", "now"]);
     reads_clock.then(|| format!("{joined} (a clock)"))
 }
 
@@ -526,7 +527,7 @@ fn impurities_are_found_whatever_they_are_called() {
             "use std::time::Instant as Clock; fn f() { Clock::now(); }",
             "Instant::now",
         ),
-        ("use crate::units::{millis, now};", "crate::units::now"),
+        ("use crate::clock::now;", "crate::clock::now"),
         ("fn f(t: std::time::Instant) { t.elapsed(); }", "elapsed"),
         ("#[cfg(test)]\nfn helper() {}\nuse std::fs;", "std::fs"),
         ("use std::process::Command;", "std::process::Command"),

@@ -284,8 +284,8 @@ pub async fn signal_one_at_a_time(pids: Vec<i32>, signal: Signal, wait_each: Dur
         if nix_signal::kill(Pid::from_raw(pid), signal).is_err() {
             continue;
         }
-        let give_up_at = crate::units::now() + wait_each;
-        while !processes::has_exited(pid) && crate::units::now() < give_up_at {
+        let give_up_at = crate::clock::now() + wait_each;
+        while !processes::has_exited(pid) && crate::clock::now() < give_up_at {
             tokio::time::sleep(EXIT_POLL).await;
         }
     }

@@ -76,7 +76,7 @@ pub async fn run_supervisor(
                 read_resource_usage(&facts, &oom_monitor)
             }
         };
-        let now = crate::units::now();
+        let now = crate::clock::now();
         let actions = supervisor.step(event, now);
         // Published before the actions run: /readyz turns 503 before the app hears of the drain,
         // and the last status (the exit included) is seen by every reader.
