@@ -11,6 +11,7 @@ mod container;
 mod drill;
 mod exit;
 mod health;
+mod json;
 mod log;
 mod multiproc;
 mod privileges;
