@@ -27,7 +27,7 @@ use parse::HealthAddr;
 use crate::container::env::AppEnvSettings;
 use crate::drill::spec::{DrillConfig, DrillReadiness};
 use crate::exit::ExitRemap;
-use crate::log::{LogFormat, LogLevel};
+use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
 use crate::signals::spec::{RewriteMap, Signal};

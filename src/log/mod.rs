@@ -9,6 +9,8 @@
 //! `message` shown bare); JSON is one flat object per line with `timestamp`, `level`, then every
 //! field in order (numbers and booleans as JSON values, everything else as strings).
 
+pub mod spec;
+
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,23 +21,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
 use crate::json::push_json_string;
-
-/// `--log-format`: the shape of each line on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// `--log-level`: the least severe level shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
+use spec::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. Called once, early in set-up.
 pub fn init_logging(format: LogFormat, level: LogLevel) {
