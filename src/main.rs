@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
-use crate::container::ContainerFacts;
+use crate::container::facts::ContainerFacts;
 use crate::container::oom::OomMonitor;
 use crate::reaper::Reaper;
 use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};

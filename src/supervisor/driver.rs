@@ -27,7 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{self, OomMonitor, Victim};
-use crate::container::{self, ContainerFacts};
+use crate::container::{self, facts::ContainerFacts};
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
