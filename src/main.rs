@@ -37,7 +37,6 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
-use crate::container::facts::ContainerFacts;
 use crate::container::oom::OomMonitor;
 use crate::reaper::Reaper;
 use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};
@@ -113,7 +112,7 @@ fn run() -> Result<u8, SetupError> {
     log::init_logging(config.log_format, config.log_level);
     // Limits: read once, before the app starts, so that it can be sized to them; the OOM-kill
     // counter too, before the app exists, so that only later rises are the app's.
-    let facts = ContainerFacts::read(Path::new("/"));
+    let facts = container::read_facts(Path::new("/"));
     let oom_monitor = OomMonitor::new(&facts);
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let parent_pid = become_reaper()?;
