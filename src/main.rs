@@ -167,7 +167,7 @@ fn run() -> Result<u8, SetupError> {
         (dropped.env.into_iter().chain(startup.app_env.to_os_pairs())).collect();
     let app = start_app(&config, &app_env, &startup).map_err(SetupError::Spawn)?;
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor = new_supervisor(&config, app.pid, &startup.facts);
+    let supervisor = new_supervisor(&config, app.workload, &startup.facts);
     let (status_tx, status_rx) = watch::channel(supervisor.status().clone());
     let reaper = Arc::new(Reaper::new());
     let (probe_tx, probe_rx) = mpsc::channel(16);

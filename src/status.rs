@@ -36,22 +36,36 @@ impl Phase {
     }
 }
 
+/// The app as readers see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppState {
+    /// pyinit is a health sidecar: there is no app, and liveness and readiness follow the probes
+    /// alone.
+    #[default]
+    Sidecar,
+    /// The app runs as `pid` (an app signalled at the drain deadline, until it is reaped).
+    Running { pid: i32 },
+    /// The app has exited; its exit code (before `--remap-exit`) when its status could be read.
+    Exited { exit_code: Option<u8> },
+}
+
+impl AppState {
+    pub fn is_running(self) -> bool {
+        matches!(self, AppState::Running { .. })
+    }
+}
+
 /// The supervisor's view of its state after a step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     pub phase: Phase,
-    /// The app's pid while it runs; `None` before, after, and in sidecar mode.
-    pub app_pid: Option<i32>,
+    pub app: AppState,
     /// True from the first SIGTERM on: readiness is false for good.
     pub draining: bool,
-    /// The app's exit code (before `--remap-exit`) once it has exited.
-    pub app_exit_code: Option<u8>,
     /// Signals forwarded to the app, indexed by signal number.
     pub signals_forwarded: [u64; 32],
     /// Exited processes reaped that were neither the app nor a probe: orphans.
     pub orphans_reaped: u64,
-    /// False in sidecar mode: there is no app, and liveness and readiness follow the probes alone.
-    pub has_app: bool,
     /// Every configured probe's results, counted by Kubernetes' rules.
     pub probes: Probes,
     /// What `/livez` answers: every liveness check passes.
@@ -131,16 +145,20 @@ impl Check {
 
 impl Status {
     fn app_running_check(&self) -> Option<Check> {
-        if !self.has_app {
-            return None;
-        }
-        Some(match (self.app_pid, self.app_exit_code) {
-            (Some(_), _) => Check::pass("app-running"),
-            (None, Some(code)) => {
-                Check::fail("app-running", format!("app exited with code {code}"), None)
+        match self.app {
+            AppState::Sidecar => None,
+            AppState::Running { .. } => Some(Check::pass("app-running")),
+            AppState::Exited {
+                exit_code: Some(code),
+            } => Some(Check::fail(
+                "app-running",
+                format!("app exited with code {code}"),
+                None,
+            )),
+            AppState::Exited { exit_code: None } => {
+                Some(Check::fail("app-running", "app exited".to_owned(), None))
             }
-            (None, None) => Check::fail("app-running", "app exited".to_owned(), None),
-        })
+        }
     }
 
     /// The checks behind `/livez`: the app runs, startup has not failed, and the liveness probe

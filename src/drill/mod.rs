@@ -240,7 +240,7 @@ async fn wait_until_ready(
         match drill.readiness {
             DrillReadiness::After(after) => {
                 tokio::time::sleep(after).await;
-                status_rx.borrow().app_pid.is_some()
+                status_rx.borrow().app.is_running()
             }
             DrillReadiness::Probe => status_rx
                 .wait_for(|status| status.ready || status.shutdown.app_exited_at.is_some())

@@ -236,6 +236,7 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
     use crate::probe::threshold::{Outcome, ProbeReport, Probes};
+    use crate::status::AppState;
 
     fn body_of(response: Response<Body>) -> String {
         let collected = futures_executor_block_on(response.into_body().collect());
@@ -262,8 +263,7 @@ mod tests {
             timing: ProbeTiming::KUBERNETES_DEFAULT,
         }]);
         let mut status = Status {
-            app_pid: Some(42),
-            has_app: true,
+            app: AppState::Running { pid: 42 },
             probes,
             ..Status::default()
         };

@@ -64,7 +64,7 @@ pub async fn run_supervisor(
             biased;
             signal = next_signal(&mut signal_stream, &mut own_signals_logged) => {
                 if signal == Signal::SIGCHLD {
-                    reap_zombies(&reaper, supervisor.status().app_pid, &mut oom_monitor)
+                    reap_zombies(&reaper, supervisor.app_pid(), &mut oom_monitor)
                 } else {
                     Event::Signal(signal)
                 }

@@ -58,7 +58,7 @@ fn notices(actions: &[Action]) -> Vec<Notice> {
 #[test]
 fn without_probes_ready_and_live_follow_the_app() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     assert!(supervisor.status().ready && supervisor.status().live);
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert!(!supervisor.status().ready, "readiness must drop at SIGTERM");
@@ -70,8 +70,8 @@ fn without_probes_ready_and_live_follow_the_app() {
 #[test]
 fn readiness_probe_makes_the_app_ready_then_not_ready() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Readiness]));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Readiness]));
     assert!(!supervisor.status().ready, "not ready before a success");
     assert!(supervisor.status().live);
     let actions = supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
@@ -106,8 +106,8 @@ fn readiness_probe_makes_the_app_ready_then_not_ready() {
 #[test]
 fn sigterm_drops_readiness_at_once_with_one_notice() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Readiness]));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Readiness]));
     supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1));
     assert!(!supervisor.status().ready);
@@ -125,8 +125,8 @@ fn sigterm_drops_readiness_at_once_with_one_notice() {
 #[test]
 fn failing_liveness_is_forgiven_during_a_drain() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Liveness]));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Liveness]));
     let failure = result(ProbeKind::Liveness, Outcome::Failure, t0);
     supervisor.step(failure.clone(), t0);
     let actions = supervisor.step(failure.clone(), t0 + secs(1));
@@ -148,7 +148,7 @@ fn failing_liveness_is_forgiven_during_a_drain() {
 #[test]
 fn startup_gates_readiness_and_its_failure_fails_liveness() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP))
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
         .with_probes(probes(&[ProbeKind::Startup, ProbeKind::Readiness]));
     assert!(supervisor.status().live && !supervisor.status().ready);
     // Before startup is done a readiness result is not counted.
@@ -192,7 +192,7 @@ fn startup_gates_readiness_and_its_failure_fails_liveness() {
 #[test]
 fn sidecar_follows_the_probes_alone() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), None)
+    let mut supervisor = Supervisor::new(policy(), Workload::Sidecar)
         .with_probes(probes(&[ProbeKind::Liveness, ProbeKind::Readiness]));
     assert!(supervisor.status().live && !supervisor.status().ready);
     supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
