@@ -169,6 +169,7 @@ fn run() -> Result<u8, SetupError> {
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
     let supervisor = new_supervisor(&config, app.workload, &startup.facts);
     let (status_tx, status_rx) = watch::channel(supervisor.status().clone());
+    let (probe_gate_tx, probe_gate_rx) = watch::channel(supervisor.probe_gate());
     let reaper = Arc::new(Reaper::new());
     let (probe_tx, probe_rx) = mpsc::channel(16);
     // The tasks start with the app, so that the probes' initial delays count from its start.
@@ -176,6 +177,7 @@ fn run() -> Result<u8, SetupError> {
         config: &config,
         health_listener,
         status_rx: &status_rx,
+        probe_gate_rx,
         probe_tx,
         reaper: &reaper,
         app_env,
@@ -188,7 +190,10 @@ fn run() -> Result<u8, SetupError> {
         supervisor,
         signal_stream,
         reaper,
-        status_tx,
+        supervisor::driver::Publishers {
+            status_tx,
+            probe_gate_tx,
+        },
         probe_rx,
         oom_monitor,
         startup.facts,

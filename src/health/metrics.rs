@@ -89,9 +89,9 @@ fn write_app(out: &mut Exposition, status: &Status) {
     );
     out.sample("pyinit_app_up", &[], flag(status.app.is_running()));
     out.family("pyinit_ready", "gauge", "1 while /readyz answers 200.");
-    out.sample("pyinit_ready", &[], flag(status.ready));
+    out.sample("pyinit_ready", &[], flag(status.checks.ready()));
     out.family("pyinit_live", "gauge", "1 while /livez answers 200.");
-    out.sample("pyinit_live", &[], flag(status.live));
+    out.sample("pyinit_live", &[], flag(status.checks.live()));
     out.family("pyinit_draining", "gauge", "1 from the first SIGTERM on.");
     out.sample("pyinit_draining", &[], flag(status.draining));
     if let AppState::Exited {
@@ -258,7 +258,7 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
     use crate::probe::threshold::{ProbeReport, Probes};
-    use crate::status::Resources;
+    use crate::status::{Checks, Resources};
 
     #[test]
     fn app_and_signal_metrics() {
@@ -269,7 +269,7 @@ mod tests {
         };
         status.signals_forwarded[15] = 2;
         status.signals_forwarded[9] = 1;
-        status.refresh_verdicts();
+        status.checks = Checks::new(status.app, status.draining, &status.probes);
         let text = render_metrics(&status);
         for line in [
             "# TYPE pyinit_app_up gauge\npyinit_app_up 1\n",

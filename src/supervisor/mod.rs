@@ -32,10 +32,11 @@
 //! never read back by a decision.
 //!
 //! `Status` is a view: after every step one function, `Supervisor::view`, derives all of it
-//! (phase, draining, the app's state, live, ready, the rest copied) from the state and
-//! those fields, so the supervisor stays the one writer of what readers see. A change of
-//! `live` or `ready` is found by comparing the view before the step with the view after it,
-//! and announced once as a [`Notice`].
+//! (phase, draining, the app's state, the checks with live and ready, the rest copied) from the
+//! state and those fields, so the supervisor stays the one writer of what readers see. A change
+//! of `live` or `ready` is found by comparing the view before the step with the view after it,
+//! and announced once as a [`Notice`]. The probers get a narrower view of their own,
+//! [`Supervisor::probe_gate`]: which probes may run.
 
 pub mod driver;
 
@@ -43,9 +44,9 @@ use std::time::{Duration, Instant};
 
 use crate::exit::{self, ChildStatus, ExitRemap};
 use crate::probe::spec::ProbeKind;
-use crate::probe::threshold::{ProbeReport, Probes, Verdict};
+use crate::probe::threshold::{ProbeGate, ProbeReport, Probes, Verdict};
 use crate::signals::spec::{ForwardTarget, RewriteMap, Signal};
-use crate::status::{AppState, Phase, Resources, ShutdownRecord, Status};
+use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, Status};
 
 /// An optional middle rung between the stop signal and SIGKILL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,20 +379,28 @@ impl Supervisor {
     /// Everything `Status` publishes, derived from the state and the supervisor's fields: the
     /// one place where the view is made, so it can never disagree with what decides.
     fn view(&self) -> Status {
-        let mut status = Status {
+        let app = self.app_state();
+        let draining = self.shutdown.drain_started_at.is_some();
+        Status {
             phase: self.state.phase(),
-            app: self.app_state(),
-            draining: self.shutdown.drain_started_at.is_some(),
+            app,
+            draining,
             signals_forwarded: self.signals_forwarded,
             orphans_reaped: self.orphans_reaped,
             probes: self.probes.clone(),
-            live: false,
-            ready: false,
+            checks: Checks::new(app, draining, &self.probes),
             shutdown: self.shutdown.clone(),
             resources: self.resources,
-        };
-        status.refresh_verdicts();
-        status
+        }
+    }
+
+    /// Which probes may run: none once the app is gone (stopped at the deadline included) or
+    /// pyinit exits, a sidecar's too; before that, as startup gating says.
+    pub fn probe_gate(&self) -> ProbeGate {
+        match self.state {
+            State::Running(_) | State::Draining(..) => ProbeGate::open(&self.probes),
+            State::Stopping(_) | State::Exited { .. } => ProbeGate::Closed,
+        }
     }
 
     /// The app as readers see it: running (until an overdue app is reaped), exited with its code
@@ -487,16 +496,17 @@ impl Supervisor {
         if app_exited {
             return;
         }
-        if after.ready != before.ready && !drain_started {
+        let (ready, live) = (after.checks.ready(), after.checks.live());
+        if ready != before.checks.ready() && !drain_started {
             actions.push(Action::Notice(Notice::ReadinessChanged {
-                ready: after.ready,
-                reason: failing_reasons(&after.readiness_checks()),
+                ready,
+                reason: failing_reasons(after.checks.readiness()),
             }));
         }
-        if after.live != before.live {
+        if live != before.checks.live() {
             actions.push(Action::Notice(Notice::LivenessChanged {
-                live: after.live,
-                reason: failing_reasons(&after.liveness_checks()),
+                live,
+                reason: failing_reasons(after.checks.liveness()),
             }));
         }
     }
@@ -807,7 +817,7 @@ impl Supervisor {
 }
 
 /// `readiness: connection refused; shutdown: draining after SIGTERM`: every failed check.
-fn failing_reasons(checks: &[crate::status::Check]) -> String {
+fn failing_reasons(checks: &[Check]) -> String {
     checks
         .iter()
         .filter(|check| !check.passed)

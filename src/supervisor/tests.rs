@@ -537,6 +537,6 @@ fn draining_is_published_from_the_sigterm_to_the_exit_and_never_without_one() {
     supervisor.step(others_reaped(1, false), t0 + secs(1));
     let status = supervisor.status();
     assert_eq!(status.phase, Phase::Exited);
-    assert!(status.draining && !status.ready && !status.live);
+    assert!(status.draining && !status.checks.ready() && !status.checks.live());
     assert_eq!(status.app, AppState::Exited { exit_code: Some(0) });
 }
