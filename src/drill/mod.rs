@@ -149,7 +149,10 @@ impl Rehearsal {
         };
         let stuck_frames = traceback::stuck_frames(&String::from_utf8_lossy(&after_deadline));
         let final_status = self.status_rx.borrow().clone();
-        judge(trace, &final_status, exit_code, &self.drill, stuck_frames)
+        let observations = observe(trace, &final_status, exit_code, &self.drill, stuck_frames);
+        let report = Report::grade(observations);
+        print_report(&report, self.drill.json);
+        if report.passed() { 0 } else { 1 }
     }
 }
 
@@ -275,19 +278,19 @@ async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<
     None
 }
 
-/// Judges the drill and prints the report on stdout; returns the drill's exit code.
-fn judge(
+/// What the drill saw, from its own trace and the shutdown record of the final status.
+fn observe(
     trace: Trace,
     status: &Status,
     exit_code: u8,
     drill: &DrillConfig,
     stuck_frames: Vec<traceback::StuckFrame>,
-) -> u8 {
+) -> Observations {
     let record = &status.shutdown;
     let since_term = |at: Option<Instant>| -> Option<Duration> {
         Some(at?.saturating_duration_since(trace.term_sent_at?))
     };
-    let observations = Observations {
+    Observations {
         ready_after: trace.ready_after,
         ready_timeout: drill.ready_timeout,
         readiness_dropped_after: trace.readiness_dropped_after,
@@ -306,10 +309,7 @@ fn judge(
         drain_timeout: drill.drain_timeout,
         grace_period: drill.grace_period,
         requests: trace.requests,
-    };
-    let report = Report::judge(observations);
-    print_report(&report, drill.json);
-    if report.passed() { 0 } else { 1 }
+    }
 }
 
 #[allow(

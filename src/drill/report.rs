@@ -99,8 +99,9 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn judge(observations: Observations) -> Report {
-        let checks = judge_checks(&observations);
+    /// Grades every check of the drill from what was observed.
+    pub fn grade(observations: Observations) -> Report {
+        let checks = grade_checks(&observations);
         Report {
             observations,
             checks,
@@ -161,18 +162,40 @@ fn died_by_its_stop_signal(observations: &Observations) -> bool {
     ) && !observations.killed_at_deadline
 }
 
-fn judge_checks(observations: &Observations) -> Vec<DrillCheck> {
-    let mut checks = Vec::new();
-    checks.push(match observations.ready_after {
-        Some(after) => check("ready", Grade::Pass, format!("ready after {}", ms(after)), None),
+/// The checks, in the order the report lists them.
+fn grade_checks(observations: &Observations) -> Vec<DrillCheck> {
+    vec![
+        ready_check(observations),
+        readiness_drop_check(observations),
+        stop_signal_check(observations),
+        drain_check(observations),
+        in_flight_check(observations),
+        exit_code_check(observations),
+        left_behind_check(observations),
+    ]
+}
+
+fn ready_check(observations: &Observations) -> DrillCheck {
+    match observations.ready_after {
+        Some(after) => check(
+            "ready",
+            Grade::Pass,
+            format!("ready after {}", ms(after)),
+            None,
+        ),
         None => check(
             "ready",
             Grade::Fail,
             format!("not ready within {}", ms(observations.ready_timeout)),
-            Some("the readiness probe never passed: check --readiness, or raise --drill-ready-timeout"),
+            Some(
+                "the readiness probe never passed: check --readiness, or raise --drill-ready-timeout",
+            ),
         ),
-    });
-    checks.push(match observations.readiness_dropped_after {
+    }
+}
+
+fn readiness_drop_check(observations: &Observations) -> DrillCheck {
+    match observations.readiness_dropped_after {
         Some(after) if after <= READINESS_DROP_LIMIT => check(
             "readiness drops at SIGTERM",
             Grade::Pass,
@@ -191,32 +214,42 @@ fn judge_checks(observations: &Observations) -> Vec<DrillCheck> {
             "/readyz never answered 503".to_owned(),
             Some("pyinit's health server did not answer: report this as a pyinit bug"),
         ),
-    });
-    checks.push(match observations.stop_signal {
+    }
+}
+
+fn stop_signal_check(observations: &Observations) -> DrillCheck {
+    match observations.stop_signal {
         Some((signal, after)) => check(
             "app got its stop signal",
             Grade::Pass,
             format!("SIG{} after {}", short_name(signal), ms(after)),
             None,
         ),
-        None if observations.app_exited_after.is_some() && !observations.killed_at_deadline => check(
-            "app got its stop signal",
-            Grade::Pass,
-            "the app exited before its stop signal was due".to_owned(),
-            None,
-        ),
+        None if observations.app_exited_after.is_some() && !observations.killed_at_deadline => {
+            check(
+                "app got its stop signal",
+                Grade::Pass,
+                "the app exited before its stop signal was due".to_owned(),
+                None,
+            )
+        }
         None => check(
             "app got its stop signal",
             Grade::Fail,
             "no stop signal was sent".to_owned(),
-            Some("--signal-map drops SIGTERM: map it to the app's graceful stop signal instead of none"),
+            Some(
+                "--signal-map drops SIGTERM: map it to the app's graceful stop signal instead of none",
+            ),
         ),
-    });
+    }
+}
+
+fn drain_check(observations: &Observations) -> DrillCheck {
     let exited_in_time =
         observations.app_exited_after.is_some() && !observations.killed_at_deadline;
-    checks.push(if exited_in_time {
+    if exited_in_time {
         let after = observations.app_exited_after.unwrap_or_default();
-        check(
+        return check(
             "drains before the deadline",
             Grade::Pass,
             format!(
@@ -225,93 +258,100 @@ fn judge_checks(observations: &Observations) -> Vec<DrillCheck> {
                 ms(observations.drain_timeout)
             ),
             None,
+        );
+    }
+    let stopped = match observations.deadline_dump {
+        Some(signal) => format!("SIG{} for its traceback, then SIGKILL", short_name(signal)),
+        None => "SIGKILLed".to_owned(),
+    };
+    let mut failed = check(
+        "drains before the deadline",
+        Grade::Fail,
+        format!(
+            "still running at the {} deadline: {stopped}",
+            ms(observations.drain_timeout)
+        ),
+        Some(&overdue_hint(observations)),
+    );
+    if observations.killed_at_deadline {
+        failed.notes = stuck_notes(observations);
+    }
+    failed
+}
+
+/// What to do about an app that did not drain before the deadline.
+fn overdue_hint(observations: &Observations) -> String {
+    let ignored_sigterm = "uWSGI 2.0 treats SIGTERM as reload and waitress has no SIGTERM \
+         handler; both stop on SIGINT: --signal-map TERM=INT. Celery's warm shutdown waits \
+         for running tasks: add --hard-stop-signal QUIT --hard-stop-after DURATION for its \
+         cold shutdown";
+    if observations.hard_stop_sent {
+        "the app ignored both its stop signal and --hard-stop-signal: find what blocks its \
+         shutdown, or raise --drain-timeout and --grace-period together"
+            .to_owned()
+    } else if observations.killed_at_deadline && !observations.stuck_frames.is_empty() {
+        format!(
+            "the frames above are where it waited when the deadline came (its whole \
+             traceback is in its output): give that call a timeout shorter than \
+             --drain-timeout, or raise --drain-timeout and --grace-period together. An app \
+             that ignores SIGTERM waits in its main loop: {ignored_sigterm}"
         )
     } else {
-        let ignored_sigterm = "uWSGI 2.0 treats SIGTERM as reload and waitress has no SIGTERM \
-             handler; both stop on SIGINT: --signal-map TERM=INT. Celery's warm shutdown waits \
-             for running tasks: add --hard-stop-signal QUIT --hard-stop-after DURATION for its \
-             cold shutdown";
-        let hint = if observations.hard_stop_sent {
-            "the app ignored both its stop signal and --hard-stop-signal: find what blocks its \
-             shutdown, or raise --drain-timeout and --grace-period together"
-                .to_owned()
-        } else if observations.killed_at_deadline && !observations.stuck_frames.is_empty() {
-            format!(
-                "the frames above are where it waited when the deadline came (its whole \
-                 traceback is in its output): give that call a timeout shorter than \
-                 --drain-timeout, or raise --drain-timeout and --grace-period together. An app \
-                 that ignores SIGTERM waits in its main loop: {ignored_sigterm}"
-            )
-        } else {
-            format!("the app ignored SIGTERM. {ignored_sigterm}")
-        };
-        let stopped = match observations.deadline_dump {
-            Some(signal) => format!("SIG{} for its traceback, then SIGKILL", short_name(signal)),
-            None => "SIGKILLed".to_owned(),
-        };
-        let mut failed = check(
-            "drains before the deadline",
-            Grade::Fail,
-            format!(
-                "still running at the {} deadline: {stopped}",
-                ms(observations.drain_timeout)
-            ),
-            Some(&hint),
-        );
-        if observations.killed_at_deadline {
-            failed.notes = stuck_notes(observations);
-        }
-        failed
-    });
-    checks.push(match &observations.requests {
-        None => check(
-            "in-flight requests complete",
-            Grade::Skip,
-            "no --drill-request given".to_owned(),
-            None,
-        ),
-        Some(tally) if tally.in_flight_at_term + tally.sent_during_drain == 0 => check(
-            "in-flight requests complete",
-            Grade::Skip,
-            "no request was in flight at SIGTERM".to_owned(),
-            None,
-        ),
-        Some(tally) if tally.failed == 0 => check(
-            "in-flight requests complete",
-            Grade::Pass,
-            format!(
-                "{} of {} succeeded ({} in flight at SIGTERM, {} sent during the drain)",
-                tally.succeeded,
-                tally.succeeded + tally.failed,
-                tally.in_flight_at_term,
-                tally.sent_during_drain
-            ),
-            None,
-        ),
-        Some(tally) => {
-            let mut detail = format!(
-                "{} of {} failed or were cut off",
-                tally.failed,
-                tally.succeeded + tally.failed
+        format!("the app ignored SIGTERM. {ignored_sigterm}")
+    }
+}
+
+fn in_flight_check(observations: &Observations) -> DrillCheck {
+    let name = "in-flight requests complete";
+    let tally = match &observations.requests {
+        None => {
+            return check(
+                name,
+                Grade::Skip,
+                "no --drill-request given".to_owned(),
+                None,
             );
-            if let Some(first) = tally.first_failures.first() {
-                let _ = write!(detail, " (first: {first})");
-            }
-            let hint = if observations.app_exited_after.is_some_and(|after| after < Duration::from_millis(500)) {
-                "the app died at once on its stop signal and dropped the requests it was serving: \
-                 finish in-flight requests before exiting (gunicorn and uvicorn do on SIGTERM)"
-            } else if observations.killed_at_deadline {
-                "requests were still running at the deadline: make them shorter, or raise \
-                 --drain-timeout and --grace-period together"
-            } else {
-                "requests sent during the pre-stop delay failed: the app stopped serving before its \
-                 stop signal, or --pre-stop-delay is shorter than the load balancer needs"
-            };
-            check("in-flight requests complete", Grade::Fail, detail, Some(hint))
         }
-    });
-    checks.push(exit_code_check(observations));
-    checks.push(if observations.left_behind {
+        Some(tally) if tally.in_flight_at_term + tally.sent_during_drain == 0 => {
+            return check(
+                name,
+                Grade::Skip,
+                "no request was in flight at SIGTERM".to_owned(),
+                None,
+            );
+        }
+        Some(tally) => tally,
+    };
+    let total = tally.succeeded + tally.failed;
+    if tally.failed == 0 {
+        let detail = format!(
+            "{} of {total} succeeded ({} in flight at SIGTERM, {} sent during the drain)",
+            tally.succeeded, tally.in_flight_at_term, tally.sent_during_drain
+        );
+        return check(name, Grade::Pass, detail, None);
+    }
+    let mut detail = format!("{} of {total} failed or were cut off", tally.failed);
+    if let Some(first) = tally.first_failures.first() {
+        let _ = write!(detail, " (first: {first})");
+    }
+    let hint = if observations
+        .app_exited_after
+        .is_some_and(|after| after < Duration::from_millis(500))
+    {
+        "the app died at once on its stop signal and dropped the requests it was serving: \
+         finish in-flight requests before exiting (gunicorn and uvicorn do on SIGTERM)"
+    } else if observations.killed_at_deadline {
+        "requests were still running at the deadline: make them shorter, or raise \
+         --drain-timeout and --grace-period together"
+    } else {
+        "requests sent during the pre-stop delay failed: the app stopped serving before its \
+         stop signal, or --pre-stop-delay is shorter than the load balancer needs"
+    };
+    check(name, Grade::Fail, detail, Some(hint))
+}
+
+fn left_behind_check(observations: &Observations) -> DrillCheck {
+    if observations.left_behind {
         check(
             "no processes left behind",
             Grade::Fail,
@@ -328,8 +368,7 @@ fn judge_checks(observations: &Observations) -> Vec<DrillCheck> {
             "none".to_owned(),
             None,
         )
-    });
-    checks
+    }
 }
 
 fn exit_code_check(observations: &Observations) -> DrillCheck {
@@ -519,14 +558,14 @@ mod tests {
 
     #[test]
     fn a_clean_drain_passes_every_check() {
-        let report = Report::judge(clean());
+        let report = Report::grade(clean());
         assert!(report.passed(), "{}", render_table(&report));
         assert!(render_table(&report).starts_with("pyinit drill: PASS"));
     }
 
     #[test]
     fn an_app_killed_at_the_deadline_fails_with_the_signal_map_hint() {
-        let report = Report::judge(killed_at_the_deadline());
+        let report = Report::grade(killed_at_the_deadline());
         assert!(!report.passed());
         assert_eq!(grade_of(&report, "drains before the deadline"), Grade::Fail);
         let table = render_table(&report);
@@ -556,7 +595,7 @@ mod tests {
             db.clone(),
             db,
         ];
-        let report = Report::judge(observations);
+        let report = Report::grade(observations);
         let table = render_table(&report);
         assert!(
             table.contains(
@@ -578,20 +617,20 @@ mod tests {
 
     #[test]
     fn without_a_traceback_the_report_says_why() {
-        let table = render_table(&Report::judge(killed_at_the_deadline()));
+        let table = render_table(&Report::grade(killed_at_the_deadline()));
         assert!(
             table.contains("no Python traceback came after SIGBUS: the app is not Python"),
             "{table}"
         );
         let mut observations = killed_at_the_deadline();
         observations.deadline_dump = None;
-        let table = render_table(&Report::judge(observations));
+        let table = render_table(&Report::grade(observations));
         assert!(
             table.contains("--deadline-dump off: no traceback was asked for"),
             "{table}"
         );
         // A clean drain has nothing of the sort.
-        let report = Report::judge(clean());
+        let report = Report::grade(clean());
         assert!(report.checks.iter().all(|check| check.notes.is_empty()));
         assert!(render_json(&report).contains("\"stuck_frames\":[],"));
     }
@@ -609,7 +648,7 @@ mod tests {
             failed: 4,
             first_failures: vec!["connection reset".to_owned()],
         });
-        let report = Report::judge(observations);
+        let report = Report::grade(observations);
         assert_eq!(
             grade_of(&report, "in-flight requests complete"),
             Grade::Fail
@@ -624,7 +663,7 @@ mod tests {
         let mut observations = clean();
         observations.app_status = Some(ChildStatus::Signaled(15));
         observations.exit_code = 143;
-        let report = Report::judge(observations);
+        let report = Report::grade(observations);
         assert!(report.passed(), "{}", render_table(&report));
         assert!(render_table(&report).contains("--remap-exit 143=0"));
     }
@@ -635,7 +674,7 @@ mod tests {
         observations.app_status = Some(ChildStatus::Exited(1));
         observations.exit_code = 1;
         assert_eq!(
-            grade_of(&Report::judge(observations), "clean exit code"),
+            grade_of(&Report::grade(observations), "clean exit code"),
             Grade::Fail
         );
     }
@@ -644,12 +683,12 @@ mod tests {
     fn never_ready_fails() {
         let mut observations = clean();
         observations.ready_after = None;
-        assert_eq!(grade_of(&Report::judge(observations), "ready"), Grade::Fail);
+        assert_eq!(grade_of(&Report::grade(observations), "ready"), Grade::Fail);
     }
 
     #[test]
     fn the_json_report_has_every_observation_in_order() {
-        let json = render_json(&Report::judge(clean()));
+        let json = render_json(&Report::grade(clean()));
         let expected = concat!(
             r#"{"passed":true,"exit_code":0,"app_exit_code":0,"ready_ms":800,"#,
             r#""readiness_503_ms":3,"stop_signal":"TERM","stop_signal_ms":0,"#,
@@ -671,7 +710,7 @@ mod tests {
         let mut observations = clean();
         observations.requests.as_mut().unwrap().first_failures =
             vec!["a \"quoted\"\nline".to_owned()];
-        let json = render_json(&Report::judge(observations));
+        let json = render_json(&Report::grade(observations));
         assert!(json.starts_with("{\"passed\":true,"), "{json}");
         assert!(json.contains(r#""a \"quoted\"\nline""#), "{json}");
         assert_eq!(json.matches("\"verdict\":").count(), 7);
