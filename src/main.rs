@@ -122,7 +122,8 @@ fn run() -> Result<u8, SetupError> {
         .transpose()
         .map_err(SetupError::Bind)?;
     // Who the app will be, resolved once: the directory below is made for these ids.
-    let app_ids = privileges::resolve_target(&config.privileges).map_err(SetupError::Privileges)?;
+    let app_ids =
+        privileges::look_up_target_ids(&config.privileges).map_err(SetupError::Privileges)?;
     // prometheus_client's multiprocess directory, emptied of the last run's files and created
     // for the app while pyinit may still be root: its parent is often writable by root alone.
     let owner = multiproc::AppOwner {

@@ -25,8 +25,7 @@ use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid, setuid};
 
 use crate::exit;
-pub use passwd::Target;
-use passwd::{CurrentIds, GROUP_PATH, PASSWD_PATH, ResolveError};
+use passwd::{CurrentIds, GROUP_PATH, PASSWD_PATH, ResolveError, TargetIds};
 use rlimit::{RlimitSpec, default_core_limit};
 pub use spec::PrivilegeConfig;
 use spec::Umask;
@@ -97,7 +96,7 @@ pub struct Dropped {
 /// Who the drop will make pyinit and the app: the flags resolved against /etc/passwd and
 /// /etc/group (the root rule included), with nothing changed yet. `main` resolves once, so that
 /// set-up done for the app's user while pyinit is still root and the drop use the same ids.
-pub fn resolve_target(config: &PrivilegeConfig) -> Result<Target, PrivilegeError> {
+pub fn look_up_target_ids(config: &PrivilegeConfig) -> Result<TargetIds, PrivilegeError> {
     let before = read_proc_status()?;
     let current = CurrentIds {
         uid: before.uid[1],
@@ -111,15 +110,15 @@ pub fn resolve_target(config: &PrivilegeConfig) -> Result<Target, PrivilegeError
     } else {
         (String::new(), String::new())
     };
-    passwd::resolve_target(config, &current, &passwd_text, &group_text)
+    passwd::resolve_ids(config, &current, &passwd_text, &group_text)
         .map_err(PrivilegeError::Resolve)
 }
 
-/// Runs the whole drop to `target` (from [`resolve_target`]) and its verification. Call it
+/// Runs the whole drop to `target` (from [`look_up_target_ids`]) and its verification. Call it
 /// once, while pyinit has one thread.
 pub fn drop_privileges(
     config: &PrivilegeConfig,
-    target: &Target,
+    target: &TargetIds,
 ) -> Result<Dropped, PrivilegeError> {
     let before = read_proc_status()?;
     if before.threads != 1 {
@@ -196,7 +195,7 @@ fn read_rlimit(resource: Resource) -> Result<(rlim_t, rlim_t), PrivilegeError> {
 /// groups, no_new_privs, the umask, the limits set (`core_limit`, pyinit's default, among them).
 fn verify(
     config: &PrivilegeConfig,
-    target: &Target,
+    target: &TargetIds,
     core_limit: Option<&RlimitSpec>,
 ) -> Result<(), PrivilegeError> {
     let after = read_proc_status()?;

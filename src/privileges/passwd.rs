@@ -1,12 +1,12 @@
 //! The pure half of the privilege drop: parsers of /etc/passwd and /etc/group text, and the
-//! resolution of the privilege flags into the ids pyinit must reach.
+//! resolution of the privilege flags into the ids pyinit must reach (`resolve_ids`).
 //!
 //! File contents and the ids pyinit runs with are parameters, so tests pass strings, and the
 //! errors are this file's own ([`ResolveError`], all exit 2); reading the files, the set-id calls
-//! and the verification belong to `privileges/mod.rs`. pyinit reads the
-//! files itself instead of calling getpwnam, so that a static binary resolves names on a
-//! distroless or scratch image, where no NSS modules exist. A missing file reads as empty: a
-//! numeric `--user` then still works, as Kubernetes' arbitrary `runAsUser` needs.
+//! and the verification belong to `privileges/mod.rs`. pyinit reads the files itself instead of
+//! calling getpwnam, so that a static binary resolves names on a distroless or scratch image,
+//! where no NSS modules exist. A missing file reads as empty: a numeric `--user` then still
+//! works, as Kubernetes' arbitrary `runAsUser` needs.
 
 use std::fmt;
 
@@ -152,9 +152,9 @@ impl Login {
     }
 }
 
-/// What the drop must reach, resolved from the flags and the two files.
+/// The ids the drop must reach, resolved from the flags and the two files.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct TargetIds {
     pub uid: u32,
     pub gid: u32,
     /// Supplementary groups, sorted and without duplicates.
@@ -173,15 +173,48 @@ pub struct Target {
 /// from `--user USER:GROUP`, else from the passwd entry, else it is the uid's own number. The
 /// supplementary groups default to what initgroups(3) gives: every group that lists the user,
 /// plus the primary group.
-pub fn resolve_target(
+pub fn resolve_ids(
     config: &PrivilegeConfig,
     current: &CurrentIds,
     passwd_text: &str,
     group_text: &str,
-) -> Result<Target, ResolveError> {
+) -> Result<TargetIds, ResolveError> {
     let asked = config.user.is_some() || config.group.is_some() || config.groups.is_some();
+    let (uid, entry) = resolve_user(config, current, passwd_text)?;
+    let gid = resolve_primary_group(config, current, uid, entry.as_ref(), group_text)?;
+    let groups = match &config.groups {
+        Some(list) => list
+            .iter()
+            .map(|group| resolve_group(group, "--groups", group_text))
+            .collect::<Result<Vec<_>, _>>()?,
+        None if asked => initgroups(gid, entry.as_ref(), group_text),
+        None => current.groups.clone(),
+    };
+    let groups = sorted_unique(groups);
+    if uid == 0 && !config.allow_root {
+        return Err(ResolveError::RootRefused);
+    }
+    let target = TargetIds {
+        uid,
+        gid,
+        groups,
+        change_ids: asked,
+        login: config.user.as_ref().map(|_| login_of(uid, entry.as_ref())),
+    };
+    if current.uid != 0 && asked {
+        return already_the_target(config, current, target);
+    }
+    Ok(target)
+}
+
+/// The uid `--user` names (or the current one), with its passwd entry if it has one.
+fn resolve_user<'a>(
+    config: &PrivilegeConfig,
+    current: &CurrentIds,
+    passwd_text: &'a str,
+) -> Result<(u32, Option<PasswdEntry<'a>>), ResolveError> {
     let find_uid = |uid: u32| passwd_entries(passwd_text).find(|entry| entry.uid == uid);
-    let (uid, entry) = match config.user.as_ref().map(|spec| &spec.user) {
+    Ok(match config.user.as_ref().map(|spec| &spec.user) {
         Some(IdOrName::Name(name)) => {
             let entry = passwd_entries(passwd_text)
                 .find(|entry| entry.name == name)
@@ -194,71 +227,74 @@ pub fn resolve_target(
         }
         Some(IdOrName::Id(uid)) => (*uid, find_uid(*uid)),
         None => (current.uid, find_uid(current.uid)),
-    };
+    })
+}
+
+/// The gid from `--group`, else from `--user USER:GROUP`, else the passwd entry's, else the
+/// uid's own number; without `--user` the current one.
+fn resolve_primary_group(
+    config: &PrivilegeConfig,
+    current: &CurrentIds,
+    uid: u32,
+    entry: Option<&PasswdEntry<'_>>,
+    group_text: &str,
+) -> Result<u32, ResolveError> {
     let group_of_user = config.user.as_ref().and_then(|spec| spec.group.as_ref());
-    let gid = match (&config.group, group_of_user) {
+    Ok(match (&config.group, group_of_user) {
         (Some(group), _) => resolve_group(group, "--group", group_text)?,
         (None, Some(group)) => resolve_group(group, "--user", group_text)?,
-        (None, None) if config.user.is_some() => entry.as_ref().map_or(uid, |entry| entry.gid),
+        (None, None) if config.user.is_some() => entry.map_or(uid, |entry| entry.gid),
         (None, None) => current.gid,
-    };
-    let mut groups = match &config.groups {
-        Some(list) => list
-            .iter()
-            .map(|group| resolve_group(group, "--groups", group_text))
-            .collect::<Result<Vec<_>, _>>()?,
-        None if asked => {
-            let name = entry.as_ref().map(|entry| entry.name);
-            let member_of = group_entries(group_text)
-                .filter(|group| name.is_some_and(|name| group.members.contains(&name)))
-                .map(|group| group.gid);
-            std::iter::once(gid).chain(member_of).collect()
-        }
-        None => current.groups.clone(),
-    };
-    groups.sort_unstable();
-    groups.dedup();
+    })
+}
 
-    if uid == 0 && !config.allow_root {
-        return Err(ResolveError::RootRefused);
-    }
-    let login = config.user.as_ref().map(|_| Login {
-        user: entry
-            .as_ref()
-            .map_or_else(|| uid.to_string(), |entry| entry.name.to_owned()),
+/// What initgroups(3) gives: the primary group and every group that lists the user.
+fn initgroups(gid: u32, entry: Option<&PasswdEntry<'_>>, group_text: &str) -> Vec<u32> {
+    let name = entry.map(|entry| entry.name);
+    let member_of = group_entries(group_text)
+        .filter(|group| name.is_some_and(|name| group.members.contains(&name)))
+        .map(|group| group.gid);
+    std::iter::once(gid).chain(member_of).collect()
+}
+
+fn sorted_unique(mut ids: Vec<u32>) -> Vec<u32> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// HOME, USER and LOGNAME of the target user: its passwd name and home, or its number and `/`.
+fn login_of(uid: u32, entry: Option<&PasswdEntry<'_>>) -> Login {
+    Login {
+        user: entry.map_or_else(|| uid.to_string(), |entry| entry.name.to_owned()),
         home: entry
-            .as_ref()
             .map(|entry| entry.home)
             .filter(|home| !home.is_empty())
             .unwrap_or("/")
             .to_owned(),
-    });
-    if current.uid != 0 && asked {
-        // Without root only a no-op "drop" is possible: the ids must already be the target.
-        let mut current_groups = current.groups.clone();
-        current_groups.sort_unstable();
-        current_groups.dedup();
-        let groups_differ = config.groups.is_some() && groups != current_groups;
-        if uid != current.uid || gid != current.gid || groups_differ {
-            return Err(ResolveError::NotRoot {
-                current_uid: current.uid,
-                target: describe_ids(uid, gid, config.groups.as_ref().map(|_| &groups[..])),
-            });
-        }
-        return Ok(Target {
-            uid,
-            gid,
-            groups: current_groups,
-            change_ids: false,
-            login,
+    }
+}
+
+/// Without root only a no-op "drop" is possible: the ids must already be the target. The
+/// groups are compared only when `--groups` was given; pyinit keeps the ones it has.
+fn already_the_target(
+    config: &PrivilegeConfig,
+    current: &CurrentIds,
+    target: TargetIds,
+) -> Result<TargetIds, ResolveError> {
+    let current_groups = sorted_unique(current.groups.clone());
+    let groups_differ = config.groups.is_some() && target.groups != current_groups;
+    if target.uid != current.uid || target.gid != current.gid || groups_differ {
+        let groups = config.groups.as_ref().map(|_| target.groups.as_slice());
+        return Err(ResolveError::NotRoot {
+            current_uid: current.uid,
+            target: describe_ids(target.uid, target.gid, groups),
         });
     }
-    Ok(Target {
-        uid,
-        gid,
-        groups,
-        change_ids: asked,
-        login,
+    Ok(TargetIds {
+        groups: current_groups,
+        change_ids: false,
+        ..target
     })
 }
 
@@ -333,8 +369,8 @@ dup:x:35:
         }
     }
 
-    fn resolve(args: &[&str]) -> Result<Target, ResolveError> {
-        resolve_target(&privileges(args), &root(), PASSWD, GROUP)
+    fn resolve(args: &[&str]) -> Result<TargetIds, ResolveError> {
+        resolve_ids(&privileges(args), &root(), PASSWD, GROUP)
     }
 
     #[test]
@@ -460,10 +496,9 @@ dup:x:35:
             assert_eq!(error.to_string(), expected);
         }
         // Without the files only numbers resolve.
-        let error = resolve_target(&privileges(&["--user", "nobody"]), &root(), "", "");
+        let error = resolve_ids(&privileges(&["--user", "nobody"]), &root(), "", "");
         assert!(matches!(error, Err(ResolveError::UnknownName { .. })));
-        let target =
-            resolve_target(&privileges(&["--user", "10001:10001"]), &root(), "", "").unwrap();
+        let target = resolve_ids(&privileges(&["--user", "10001:10001"]), &root(), "", "").unwrap();
         assert_eq!(target.groups, [10001]);
     }
 
@@ -504,7 +539,7 @@ dup:x:35:
             gid: 10001,
             groups: vec![10001, 100],
         };
-        let resolve_as_app = |args: &[&str]| resolve_target(&privileges(args), &app, PASSWD, GROUP);
+        let resolve_as_app = |args: &[&str]| resolve_ids(&privileges(args), &app, PASSWD, GROUP);
         let target = resolve_as_app(&[]).unwrap();
         assert_eq!((target.uid, target.gid), (10001, 10001));
         assert_eq!(target.groups, [100, 10001]);
