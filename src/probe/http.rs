@@ -77,9 +77,9 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
                 .get(header::LOCATION)
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
             let step = next_step(host, &url, n_requests, status, location.as_deref());
-            // Only the answer that is judged has its body read.
+            // Only the last answer, the one that decides, has its body read.
             let body = match step {
-                Step::Judge | Step::NotFollowed { .. } => BodyHandling::ReadAtMost(MAX_BODY),
+                Step::Last | Step::NotFollowed { .. } => BodyHandling::ReadAtMost(MAX_BODY),
                 Step::Follow(_) | Step::Fail(_) => BodyHandling::Ignore,
             };
             ((status, step), body)
@@ -92,9 +92,9 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
             }
         };
         match step {
-            Step::Judge => return judge(status, &url, n_requests, None),
+            Step::Last => return outcome_of_last(status, &url, n_requests, None),
             Step::NotFollowed { location } => {
-                return judge(status, &url, n_requests, Some(&location));
+                return outcome_of_last(status, &url, n_requests, Some(&location));
             }
             Step::Fail(message) => return ProbeAnswer::failure(message),
             Step::Follow(next) => {
@@ -105,8 +105,13 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
     }
 }
 
-/// The probe's verdict on its last answer.
-fn judge(status: u16, url: &HttpUrl, n_requests: usize, not_followed: Option<&str>) -> ProbeAnswer {
+/// The probe's outcome from the status of its last answer.
+fn outcome_of_last(
+    status: u16,
+    url: &HttpUrl,
+    n_requests: usize,
+    not_followed: Option<&str>,
+) -> ProbeAnswer {
     let message = after_redirects(format!("status {status}"), url, n_requests);
     match status {
         200..=299 => ProbeAnswer::success(message),

@@ -58,9 +58,9 @@ impl fmt::Display for HttpUrl {
 /// What the probe does after one answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// The answer is the probe's last: judge its status.
-    Judge,
-    /// A redirect to another host, not followed: judge its 3xx and warn. `location` is the URL
+    /// The answer is the probe's last: its status is the probe's outcome.
+    Last,
+    /// A redirect to another host, not followed: its 3xx is the outcome, with a warning. `location` is the URL
     /// it pointed to.
     NotFollowed { location: String },
     /// Request this URL next.
@@ -79,10 +79,10 @@ pub fn next_step(
     location: Option<&str>,
 ) -> Step {
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
-        return Step::Judge;
+        return Step::Last;
     }
     let Some(location) = location.filter(|location| !location.is_empty()) else {
-        return Step::Judge;
+        return Step::Last;
     };
     let target = match resolve(asked, location) {
         Ok(target) => target,
@@ -114,7 +114,7 @@ pub fn next_step(
 
 /// A `Location` resolved against the URL that was asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Target {
+struct ResolvedLocation {
     /// Lowercase.
     scheme: String,
     authority: String,
@@ -123,14 +123,14 @@ struct Target {
     path: String,
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for ResolvedLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}{}", self.scheme, self.authority, self.path)
     }
 }
 
 /// Resolves `location` against `base` (RFC 3986, section 5.2).
-fn resolve(base: &HttpUrl, location: &str) -> Result<Target, String> {
+fn resolve(base: &HttpUrl, location: &str) -> Result<ResolvedLocation, String> {
     // The fragment stays with the client; it is never sent.
     let reference = location.split('#').next().unwrap_or_default();
     if reference.chars().any(char::is_control) {
@@ -147,7 +147,7 @@ fn resolve(base: &HttpUrl, location: &str) -> Result<Target, String> {
         let (authority, path_and_query) = after_slashes.split_at(end);
         let (authority, host, port) = parse_authority(authority)?;
         let (path, query) = split_query(path_and_query);
-        return Ok(Target {
+        return Ok(ResolvedLocation {
             scheme: scheme.unwrap_or_else(|| "http".to_owned()),
             authority,
             host,
@@ -171,7 +171,7 @@ fn resolve(base: &HttpUrl, location: &str) -> Result<Target, String> {
             .map_or("/", |slash| base_path.get(..=slash).unwrap_or("/"));
         (format!("{directory}{reference_path}"), reference_query)
     };
-    Ok(Target {
+    Ok(ResolvedLocation {
         scheme: "http".to_owned(),
         authority: base.authority.clone(),
         host: base.host.clone(),
@@ -348,13 +348,13 @@ mod tests {
         for status in [200, 300, 304, 305, 306, 404, 500] {
             assert_eq!(
                 next_step("localhost", &base(), 1, status, Some("/x")),
-                Step::Judge
+                Step::Last
             );
         }
-        assert_eq!(next_step("localhost", &base(), 1, 302, None), Step::Judge);
+        assert_eq!(next_step("localhost", &base(), 1, 302, None), Step::Last);
         assert_eq!(
             next_step("localhost", &base(), 1, 302, Some("")),
-            Step::Judge
+            Step::Last
         );
     }
 
