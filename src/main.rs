@@ -142,7 +142,7 @@ fn run() -> Result<u8, SetupError> {
         .transpose()
         .map_err(SetupError::Multiproc)?;
     // The parent-death signal is cleared by a credential change, so it is armed after the drop.
-    let parent_already_gone = arm_parent_death_signal(&config, parent_pid)?;
+    let parent_already_gone = set_up_parent_death_signal(&config, parent_pid)?;
     // What the app is told and warned about, logged once it has started: a set-up failure
     // stays a single line.
     let startup = startup_report(&config, facts, dropped.uid, multiproc_dir);
@@ -221,7 +221,7 @@ fn become_reaper() -> Result<Option<nix::unistd::Pid>, SetupError> {
 }
 
 /// Arms `--parent-death-signal` (when pyinit has a parent); true if the parent died before.
-fn arm_parent_death_signal(
+fn set_up_parent_death_signal(
     config: &Config,
     parent_pid: Option<nix::unistd::Pid>,
 ) -> Result<bool, SetupError> {

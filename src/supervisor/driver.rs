@@ -88,7 +88,7 @@ pub async fn run_supervisor(
             biased;
             signal = next_signal(&mut signal_stream, &mut own_signals_logged) => {
                 if signal == Signal::SIGCHLD {
-                    reap_zombies(&reaper, supervisor.app_pid(), &mut oom_monitor)
+                    sort_reaped(&reaper, supervisor.app_pid(), &mut oom_monitor)
                 } else {
                     Event::Signal(signal)
                 }
@@ -224,7 +224,9 @@ fn sends_sigkill(action: &Action) -> bool {
     )
 }
 
-fn reap_zombies(reaper: &Reaper, app_pid: Option<i32>, oom_monitor: &mut OomMonitor) -> Event {
+/// One reaping pass, sorted into the app's exit and the orphans' for the supervisor; SIGKILL
+/// deaths go to the OOM monitor.
+fn sort_reaped(reaper: &Reaper, app_pid: Option<i32>, oom_monitor: &mut OomMonitor) -> Event {
     let report = reaper.reap_zombies();
     let mut app = None;
     let mut n_orphans = 0;
@@ -265,36 +267,7 @@ fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
             pid,
             target,
             reason,
-        } => {
-            let target_name = match target {
-                ForwardTarget::Child => "child",
-                ForwardTarget::Group => "group",
-            };
-            match reason {
-                Reason::Forwarded { received } => info!(
-                    signal = short_name(signal),
-                    received = short_name(received),
-                    pid,
-                    target = target_name,
-                    "signal forwarded"
-                ),
-                Reason::StopSignal => info!(
-                    signal = short_name(signal),
-                    pid,
-                    target = target_name,
-                    "stop signal sent"
-                ),
-                Reason::HardStop => warn!(
-                    signal = short_name(signal),
-                    pid,
-                    target = target_name,
-                    "app still running: hard stop signal sent"
-                ),
-            }
-            if let Err(failure) = signals::forward_signal(pid, target, signal) {
-                error!(pid, signal = short_name(signal), "{failure}");
-            }
-        }
+        } => log_and_forward(signal, pid, target, reason),
         Action::SignalRemaining(signal) => {
             if signal == Signal::SIGKILL
                 && let Some(dump) = dump.take()
@@ -327,6 +300,38 @@ fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
         Action::Exit(code) => return Some(code),
     }
     None
+}
+
+/// Logs why `signal` goes to the app, then sends it.
+fn log_and_forward(signal: Signal, pid: i32, target: ForwardTarget, reason: Reason) {
+    let target_name = match target {
+        ForwardTarget::Child => "child",
+        ForwardTarget::Group => "group",
+    };
+    match reason {
+        Reason::Forwarded { received } => info!(
+            signal = short_name(signal),
+            received = short_name(received),
+            pid,
+            target = target_name,
+            "signal forwarded"
+        ),
+        Reason::StopSignal => info!(
+            signal = short_name(signal),
+            pid,
+            target = target_name,
+            "stop signal sent"
+        ),
+        Reason::HardStop => warn!(
+            signal = short_name(signal),
+            pid,
+            target = target_name,
+            "app still running: hard stop signal sent"
+        ),
+    }
+    if let Err(failure) = signals::forward_signal(pid, target, signal) {
+        error!(pid, signal = short_name(signal), "{failure}");
+    }
 }
 
 /// The most the dump waits for one process to print and die before it signals the next: Python
@@ -432,24 +437,8 @@ fn log_notice(notice: Notice) {
         Notice::AppExited {
             status,
             since_drain,
-            after_deadline: false,
-        } => info!(
-            code = status.exit_code(),
-            status = %status,
-            since_drain_ms = since_drain.map(millis),
-            "app exited"
-        ),
-        // Debug only: it comes while other processes still print their tracebacks, and a line
-        // of pyinit's would cut into one of them; the deadline's error line said it all already.
-        Notice::AppExited {
-            status,
-            since_drain,
-            after_deadline: true,
-        } => debug!(
-            status = %status,
-            since_drain_ms = since_drain.map(millis),
-            "app exited after the drain deadline: pyinit exits 137 all the same"
-        ),
+            after_deadline,
+        } => log_app_exited(status, since_drain, after_deadline),
         Notice::DeadlineMissed {
             drain_timeout,
             dump,
@@ -475,6 +464,25 @@ fn log_notice(notice: Notice) {
             live: false,
             reason,
         } => error!(%reason, "not live"),
+    }
+}
+
+fn log_app_exited(status: ChildStatus, since_drain: Option<Duration>, after_deadline: bool) {
+    if after_deadline {
+        // Debug only: it comes while other processes still print their tracebacks, and a line
+        // of pyinit's would cut into one of them; the deadline's error line said it all already.
+        debug!(
+            status = %status,
+            since_drain_ms = since_drain.map(millis),
+            "app exited after the drain deadline: pyinit exits 137 all the same"
+        );
+    } else {
+        info!(
+            code = status.exit_code(),
+            status = %status,
+            since_drain_ms = since_drain.map(millis),
+            "app exited"
+        );
     }
 }
 
