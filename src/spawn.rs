@@ -25,7 +25,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -203,39 +203,10 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<SpawnedChild, SpawnError> {
         .envs(spec.env.iter().map(|(key, value)| (key, value)));
     command.process_group(0);
     if let Some(dir) = &spec.working_dir {
-        let entered = std::fs::metadata(dir).and_then(|metadata| {
-            if metadata.is_dir() {
-                Ok(())
-            } else {
-                Err(io::Error::from(io::ErrorKind::NotADirectory))
-            }
-        });
-        if let Err(source) = entered {
-            return Err(SpawnError::WorkingDirectory {
-                dir: dir.clone(),
-                source,
-            });
-        }
+        check_working_dir(dir)?;
         command.current_dir(dir);
     }
-    let output = match spec.stdio {
-        ChildStdio::Inherit => None,
-        ChildStdio::Pipe => {
-            // Both ends are close-on-exec: only the child's dup2'ed stdout and stderr stay open
-            // across its exec, and no other child inherits either end.
-            let (sender, receiver) = pipe::pipe().map_err(SpawnError::OutputPipe)?;
-            let stdout = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
-            let stderr = stdout.try_clone().map_err(SpawnError::OutputPipe)?;
-            command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
-            Some(receiver)
-        }
-        ChildStdio::StderrPipe => {
-            let (sender, receiver) = pipe::pipe().map_err(SpawnError::OutputPipe)?;
-            let stderr = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
-            command.stderr(stderr);
-            Some(receiver)
-        }
-    };
+    let output = connect_output(&mut command, spec.stdio)?;
     let terminal = std::io::stdin();
     // tcgetpgrp succeeds only when stdin is pyinit's controlling terminal.
     let take_terminal = spec.take_terminal && tcgetpgrp(terminal.as_fd()).is_ok();
@@ -270,22 +241,67 @@ pub fn spawn_child(spec: &SpawnSpec) -> Result<SpawnedChild, SpawnError> {
     // The command holds pyinit's copies of the pipe's write end: closed here, the reader sees the
     // end of the output as soon as the child's own copies are closed.
     drop(command);
-    match spawned {
-        Ok(child) => match i32::try_from(child.id()) {
-            Ok(pid) => Ok(SpawnedChild { pid, output }),
-            Err(_) => Err(SpawnError::NotExecutable {
-                program: program.clone(),
-                source: io::Error::other("pid out of range"),
-            }),
-        },
-        Err(source) if source.kind() == io::ErrorKind::NotFound => Err(SpawnError::NotFound {
+    let pid = spawned
+        .and_then(|child| {
+            i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
+        })
+        .map_err(|source| exec_error(program, source))?;
+    Ok(SpawnedChild { pid, output })
+}
+
+/// A working directory that is missing or not a directory fails the spawn before the fork,
+/// with its own message.
+fn check_working_dir(dir: &Path) -> Result<(), SpawnError> {
+    let entered = std::fs::metadata(dir).and_then(|metadata| {
+        if metadata.is_dir() {
+            Ok(())
+        } else {
+            Err(io::Error::from(io::ErrorKind::NotADirectory))
+        }
+    });
+    entered.map_err(|source| SpawnError::WorkingDirectory {
+        dir: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Gives the child the output `stdio` asks for; the read end of its pipe, if it has one.
+fn connect_output(
+    command: &mut Command,
+    stdio: ChildStdio,
+) -> Result<Option<pipe::Receiver>, SpawnError> {
+    match stdio {
+        ChildStdio::Inherit => Ok(None),
+        ChildStdio::Pipe => {
+            // Both ends are close-on-exec: only the child's dup2'ed stdout and stderr stay open
+            // across its exec, and no other child inherits either end.
+            let (sender, receiver) = pipe::pipe().map_err(SpawnError::OutputPipe)?;
+            let stdout = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
+            let stderr = stdout.try_clone().map_err(SpawnError::OutputPipe)?;
+            command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+            Ok(Some(receiver))
+        }
+        ChildStdio::StderrPipe => {
+            let (sender, receiver) = pipe::pipe().map_err(SpawnError::OutputPipe)?;
+            let stderr = sender.into_blocking_fd().map_err(SpawnError::OutputPipe)?;
+            command.stderr(stderr);
+            Ok(Some(receiver))
+        }
+    }
+}
+
+/// A failed exec as the shell reports it: 127 for a program not found, 126 otherwise.
+fn exec_error(program: &OsString, source: io::Error) -> SpawnError {
+    if source.kind() == io::ErrorKind::NotFound {
+        SpawnError::NotFound {
             program: program.clone(),
             source,
-        }),
-        Err(source) => Err(SpawnError::NotExecutable {
+        }
+    } else {
+        SpawnError::NotExecutable {
             program: program.clone(),
             source,
-        }),
+        }
     }
 }
 
