@@ -170,7 +170,7 @@ fn run() -> Result<u8, SetupError> {
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
     let supervisor = new_supervisor(&config, app.workload, &startup.facts);
     let (status_tx, status_rx) = watch::channel(supervisor.status().clone());
-    let (probe_gate_tx, probe_gate_rx) = watch::channel(supervisor.probe_gate());
+    let probe_gate = Arc::new(probe::SharedGate::new(supervisor.probe_gate()));
     let reaper = Arc::new(Reaper::new());
     let (probe_tx, probe_rx) = mpsc::channel(16);
     // The tasks start with the app, so that the probes' initial delays count from its start.
@@ -178,7 +178,7 @@ fn run() -> Result<u8, SetupError> {
         config: &config,
         health_listener,
         status_rx: &status_rx,
-        probe_gate_rx,
+        probe_gate: Arc::clone(&probe_gate),
         probe_tx,
         reaper: &reaper,
         app_env,
@@ -193,7 +193,7 @@ fn run() -> Result<u8, SetupError> {
         reaper,
         supervisor::driver::Publishers {
             status_tx,
-            probe_gate_tx,
+            probe_gate,
         },
         probe_rx,
         oom_monitor,

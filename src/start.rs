@@ -24,7 +24,8 @@ use crate::container::env::app_environment;
 use crate::container::facts::ContainerFacts;
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
-use crate::probe::threshold::{ProbeGate, ProbeReport, Probes};
+use crate::probe::SharedGate;
+use crate::probe::threshold::{ProbeReport, Probes};
 use crate::reaper::Reaper;
 use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
@@ -150,7 +151,7 @@ pub struct Tasks<'a> {
     pub config: &'a Config,
     pub health_listener: Option<TcpListener>,
     pub status_rx: &'a watch::Receiver<Status>,
-    pub probe_gate_rx: watch::Receiver<ProbeGate>,
+    pub probe_gate: Arc<SharedGate>,
     pub probe_tx: mpsc::Sender<ProbeReport>,
     pub reaper: &'a Arc<Reaper>,
     /// The app's environment, which its exec probes see too.
@@ -168,7 +169,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
         config,
         health_listener,
         status_rx,
-        probe_gate_rx,
+        probe_gate,
         probe_tx,
         reaper,
         app_env,
@@ -189,7 +190,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
     };
     probe::spawn_probers(
         config.health.probes.clone(),
-        &probe_gate_rx,
+        &probe_gate,
         &probe_tx,
         &exec_context,
     );

@@ -26,12 +26,13 @@ use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
-use self::spec::{ProbeConfig, ProbeTarget};
+use self::spec::{ProbeConfig, ProbeKind, ProbeTarget};
 use self::threshold::{Outcome, ProbeGate, ProbeReport, Schedule};
 use crate::clock::now;
 use crate::reaper::Reaper;
@@ -98,17 +99,58 @@ pub struct ExecContext {
     pub working_dir: Option<Arc<Path>>,
 }
 
+/// The probers' gate, shared by the driver, which sets it after every step, and the probers,
+/// which wait on it: the last gate and a wake-up for those waiting. A watch channel would do the
+/// same, but a second kind of one (beside `Status`'s) costs about 3 KB of code; this is a few
+/// hundred bytes.
+#[derive(Debug)]
+pub struct SharedGate {
+    gate: AtomicU8,
+    changed: Notify,
+}
+
+impl SharedGate {
+    pub fn new(gate: ProbeGate) -> Self {
+        SharedGate {
+            gate: AtomicU8::new(gate.into()),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Sets the gate; wakes the probers waiting on it if it changed.
+    pub fn set(&self, gate: ProbeGate) {
+        if self.gate.swap(gate.into(), Ordering::SeqCst) != u8::from(gate) {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits until the gate lets a probe of `kind` run (true) or has closed (false).
+    async fn wait_for_turn(&self, kind: ProbeKind) -> bool {
+        loop {
+            // Created before the gate is read, so a change in between still wakes it: a Notified
+            // receives every notify_waiters that comes after its creation, polled or not
+            // (tokio's docs, `Notified::enable`).
+            let changed = self.changed.notified();
+            let gate = ProbeGate::from(self.gate.load(Ordering::SeqCst));
+            if gate == ProbeGate::Closed || gate.admits(kind) {
+                return gate != ProbeGate::Closed;
+            }
+            changed.await;
+        }
+    }
+}
+
 /// Starts one task per configured probe on the current runtime.
 pub fn spawn_probers(
     configs: Vec<ProbeConfig>,
-    gate_rx: &watch::Receiver<ProbeGate>,
+    gate: &Arc<SharedGate>,
     report_tx: &mpsc::Sender<ProbeReport>,
     exec_context: &ExecContext,
 ) {
     for config in configs {
         tokio::spawn(run_prober(
             config,
-            gate_rx.clone(),
+            Arc::clone(gate),
             report_tx.clone(),
             exec_context.clone(),
         ));
@@ -119,7 +161,7 @@ pub fn spawn_probers(
 /// until the app is gone (or, for a startup probe, until startup is done).
 async fn run_prober(
     config: ProbeConfig,
-    mut gate_rx: watch::Receiver<ProbeGate>,
+    gate: Arc<SharedGate>,
     report_tx: mpsc::Sender<ProbeReport>,
     exec_context: ExecContext,
 ) {
@@ -129,14 +171,9 @@ async fn run_prober(
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
         // Startup gating: liveness and readiness wait here until the startup probe succeeded.
-        let may_run = gate_rx
-            .wait_for(|gate| *gate == ProbeGate::Closed || gate.admits(kind))
-            .await
-            .map(|gate| *gate != ProbeGate::Closed);
-        match may_run {
-            Ok(true) => {}
-            // The app is gone, or the supervisor is: nothing left to probe.
-            Ok(false) | Err(_) => break,
+        if !gate.wait_for_turn(kind).await {
+            // The app is gone, or pyinit exits: nothing left to probe.
+            break;
         }
         let began = now();
         schedule.began(began);
@@ -221,12 +258,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn prober_waits_for_the_initial_delay_then_probes_once_per_period() {
-        let (gate_tx, gate_rx) = watch::channel(ProbeGate::Started);
+        let gate = Arc::new(SharedGate::new(ProbeGate::Started));
         let (report_tx, mut report_rx) = mpsc::channel(4);
         let start = now();
         tokio::spawn(run_prober(
             missing_file_probe(ProbeKind::Readiness),
-            gate_rx,
+            Arc::clone(&gate),
             report_tx,
             ExecContext {
                 reaper: Arc::new(Reaper::new()),
@@ -241,18 +278,18 @@ mod tests {
         let second = report_rx.recv().await.unwrap();
         assert_eq!(second.began, first.began + Duration::from_secs(10));
         // The app is gone: the prober stops.
-        gate_tx.send_replace(ProbeGate::Closed);
+        gate.set(ProbeGate::Closed);
         assert_eq!(report_rx.recv().await, None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn liveness_prober_waits_for_startup() {
-        let (gate_tx, gate_rx) = watch::channel(ProbeGate::Starting);
+        let gate = Arc::new(SharedGate::new(ProbeGate::Starting));
         let (report_tx, mut report_rx) = mpsc::channel(4);
         let start = now();
         tokio::spawn(run_prober(
             missing_file_probe(ProbeKind::Liveness),
-            gate_rx,
+            Arc::clone(&gate),
             report_tx,
             ExecContext {
                 reaper: Arc::new(Reaper::new()),
@@ -264,7 +301,7 @@ mod tests {
         assert!(nothing.is_err(), "a liveness probe ran before startup");
         let done_at = now();
         assert!(done_at >= start + Duration::from_secs(60));
-        gate_tx.send_replace(ProbeGate::Started);
+        gate.set(ProbeGate::Started);
         // The initial delay has long passed: it probes at once.
         let first = report_rx.recv().await.unwrap();
         assert_eq!(first.kind, ProbeKind::Liveness);

@@ -259,6 +259,26 @@ impl ProbeGate {
     }
 }
 
+impl From<ProbeGate> for u8 {
+    fn from(gate: ProbeGate) -> u8 {
+        match gate {
+            ProbeGate::Starting => 0,
+            ProbeGate::Started => 1,
+            ProbeGate::Closed => 2,
+        }
+    }
+}
+
+impl From<u8> for ProbeGate {
+    fn from(number: u8) -> ProbeGate {
+        match number {
+            0 => ProbeGate::Starting,
+            1 => ProbeGate::Started,
+            _ => ProbeGate::Closed,
+        }
+    }
+}
+
 /// When a probe runs: not before the initial delay, then once per period, start to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {

@@ -29,7 +29,8 @@ use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{self, OomMonitor, Victim};
 use crate::container::{self, facts::ContainerFacts};
 use crate::exit::ChildStatus;
-use crate::probe::threshold::{ProbeGate, ProbeReport, Verdict};
+use crate::probe::SharedGate;
+use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
 use crate::signals::spec::{self, ForwardTarget, Signal, short_name};
 use crate::signals::{self, CaughtSignal, RunningProcess, SignalStream};
@@ -41,7 +42,7 @@ use crate::units::millis;
 #[derive(Debug)]
 pub struct Publishers {
     pub status_tx: watch::Sender<Status>,
-    pub probe_gate_tx: watch::Sender<ProbeGate>,
+    pub probe_gate: Arc<SharedGate>,
 }
 
 impl Publishers {
@@ -54,9 +55,7 @@ impl Publishers {
             }
             changed
         });
-        let gate = supervisor.probe_gate();
-        self.probe_gate_tx
-            .send_if_modified(|published| std::mem::replace(published, gate) != gate);
+        self.probe_gate.set(supervisor.probe_gate());
     }
 }
 
