@@ -2,121 +2,78 @@
 //! purpose: pyinit writes a few flat objects and never reads JSON, so a serializer crate would
 //! cost more binary than it saves code.
 //!
-//! [`JsonObject`] adds `"key":value` fields in order; any [`JsonValue`] goes in as a value:
-//! numbers and booleans as themselves, strings escaped, `None` as `null`, slices as arrays and
-//! objects nested.
+//! [`object`] writes `{"key":value,...}` from a list of fields, [`array`] a list of values, each
+//! a [`JsonValue`]: `null`, a boolean, a number, a string (escaped), or a nested object or array
+//! already written. The fields are a list, not a chain of calls, so that the writer is two
+//! small functions in the binary, whatever the report holds.
 
 use std::fmt::Write as _;
 
-/// Something that writes itself as one JSON value.
-pub trait JsonValue {
-    fn write_json(&self, out: &mut String);
+/// One JSON value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JsonValue<'a> {
+    Null,
+    Bool(bool),
+    Number(u128),
+    String(&'a str),
+    /// JSON text already written: a nested [`object`] or [`array`].
+    Written(String),
 }
 
-macro_rules! json_number {
-    ($($number:ty),*) => {$(
-        impl JsonValue for $number {
-            fn write_json(&self, out: &mut String) {
-                write_display(out, self);
-            }
-        }
-    )*};
-}
-
-json_number!(bool, u8, u32, u64, u128, usize);
-
-fn write_display(out: &mut String, value: &dyn std::fmt::Display) {
-    let _ = write!(out, "{value}");
-}
-
-impl JsonValue for str {
-    fn write_json(&self, out: &mut String) {
-        push_json_string(out, self);
+impl JsonValue<'_> {
+    /// A number, or `null` for `None`.
+    pub fn number_or_null(value: Option<u128>) -> Self {
+        value.map_or(JsonValue::Null, JsonValue::Number)
     }
-}
 
-impl JsonValue for String {
-    fn write_json(&self, out: &mut String) {
-        push_json_string(out, self);
-    }
-}
-
-impl<T: JsonValue + ?Sized> JsonValue for &T {
-    fn write_json(&self, out: &mut String) {
-        (**self).write_json(out);
-    }
-}
-
-impl<T: JsonValue> JsonValue for Option<T> {
-    fn write_json(&self, out: &mut String) {
+    fn write(&self, out: &mut String) {
         match self {
-            Some(value) => value.write_json(out),
-            None => out.push_str("null"),
-        }
-    }
-}
-
-impl<T: JsonValue> JsonValue for [T] {
-    fn write_json(&self, out: &mut String) {
-        out.push('[');
-        for (index, value) in self.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
+            JsonValue::Null => out.push_str("null"),
+            JsonValue::Bool(value) => {
+                let _ = write!(out, "{value}");
             }
-            value.write_json(out);
-        }
-        out.push(']');
-    }
-}
-
-impl<T: JsonValue> JsonValue for Vec<T> {
-    fn write_json(&self, out: &mut String) {
-        self.as_slice().write_json(out);
-    }
-}
-
-/// A JSON object written as its fields are added, in that order.
-#[derive(Debug)]
-pub struct JsonObject {
-    /// `{` and the fields so far, without the closing brace.
-    text: String,
-}
-
-impl JsonObject {
-    pub fn new() -> Self {
-        JsonObject {
-            text: String::from("{"),
+            JsonValue::Number(value) => {
+                let _ = write!(out, "{value}");
+            }
+            JsonValue::String(text) => push_json_string(out, text),
+            JsonValue::Written(json) => out.push_str(json),
         }
     }
+}
 
-    /// Adds `"key":value`.
-    pub fn field(&mut self, key: &str, value: impl JsonValue) -> &mut Self {
-        self.add_field(key, &value);
-        self
-    }
-
-    // One copy of the code for every type of value: the binary stays small.
-    fn add_field(&mut self, key: &str, value: &dyn JsonValue) {
-        if self.text.len() > 1 {
-            self.text.push(',');
-        }
-        push_json_string(&mut self.text, key);
-        self.text.push(':');
-        value.write_json(&mut self.text);
-    }
-
-    /// The object's text.
-    pub fn finish(mut self) -> String {
-        self.text.push('}');
-        self.text
+impl<'a> JsonValue<'a> {
+    /// A string, or `null` for `None`.
+    pub fn string_or_null(value: Option<&'a str>) -> Self {
+        value.map_or(JsonValue::Null, JsonValue::String)
     }
 }
 
-impl JsonValue for JsonObject {
-    fn write_json(&self, out: &mut String) {
-        out.push_str(&self.text);
-        out.push('}');
+/// `{"key":value,...}`, the fields in the order given.
+pub fn object(fields: &[(&str, JsonValue<'_>)]) -> String {
+    let mut out = String::from("{");
+    for (index, (key, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, key);
+        out.push(':');
+        value.write(&mut out);
     }
+    out.push('}');
+    out
+}
+
+/// `[value,...]`.
+pub fn array(values: &[JsonValue<'_>]) -> String {
+    let mut out = String::from("[");
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        value.write(&mut out);
+    }
+    out.push(']');
+    out
 }
 
 /// `text` as a JSON string: quotes, backslashes and control characters escaped.
@@ -146,20 +103,27 @@ mod tests {
 
     #[test]
     fn objects_nest_with_every_kind_of_value() {
-        let mut inner = JsonObject::new();
-        inner.field("n", 7_u64).field("none", None::<u8>);
-        let mut outer = JsonObject::new();
-        outer
-            .field("passed", true)
-            .field("name", "a \"quoted\"\nline")
-            .field("list", vec!["x".to_owned(), "y".to_owned()])
-            .field("empty", Vec::<u32>::new())
-            .field("inner", Some(inner));
+        let inner = object(&[
+            ("n", JsonValue::Number(7)),
+            ("none", JsonValue::string_or_null(None)),
+        ]);
+        let listed = array(&[JsonValue::String("x"), JsonValue::String("y")]);
+        let outer = object(&[
+            ("passed", JsonValue::Bool(true)),
+            ("name", JsonValue::String("a \"quoted\"\nline")),
+            ("list", JsonValue::Written(listed)),
+            ("empty", JsonValue::Written(array(&[]))),
+            ("inner", JsonValue::Written(inner)),
+            ("null", JsonValue::number_or_null(None)),
+        ]);
         assert_eq!(
-            outer.finish(),
-            r#"{"passed":true,"name":"a \"quoted\"\nline","list":["x","y"],"empty":[],"inner":{"n":7,"none":null}}"#
+            outer,
+            concat!(
+                r#"{"passed":true,"name":"a \"quoted\"\nline","list":["x","y"],"empty":[],"#,
+                r#""inner":{"n":7,"none":null},"null":null}"#
+            )
         );
-        assert_eq!(JsonObject::new().finish(), "{}");
+        assert_eq!(object(&[]), "{}");
     }
 
     #[test]

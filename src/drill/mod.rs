@@ -150,9 +150,7 @@ impl Rehearsal {
         let stuck_frames = traceback::stuck_frames(&String::from_utf8_lossy(&after_deadline));
         let final_status = self.status_rx.borrow().clone();
         let observations = observe(trace, &final_status, exit_code, &self.drill, stuck_frames);
-        let report = Report::grade(observations);
-        print_report(&report, self.drill.json);
-        if report.passed() { 0 } else { 1 }
+        grade_and_print(observations, self.drill.json)
     }
 }
 
@@ -310,6 +308,14 @@ fn observe(
         grace_period: drill.grace_period,
         requests: trace.requests,
     }
+}
+
+/// Grades the drill, prints the report on stdout, and gives the drill's exit code: 0 when no
+/// check failed.
+fn grade_and_print(observations: Observations, json: bool) -> u8 {
+    let report = Report::grade(observations);
+    print_report(&report, json);
+    if report.passed() { 0 } else { 1 }
 }
 
 #[allow(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::traceback::{StuckFrame, group_frames};
 use crate::exit::ChildStatus;
-use crate::json::JsonObject;
+use crate::json::{self, JsonValue};
 use crate::signals::spec::{Signal, short_name};
 use crate::units::{format_duration, millis};
 
@@ -451,69 +451,108 @@ pub fn render_table(report: &Report) -> String {
 /// The JSON report for machines: every observation and every check.
 pub fn render_json(report: &Report) -> String {
     let observations = &report.observations;
-    let millis = |duration: Option<Duration>| duration.map(|duration| duration.as_millis());
-    let stuck_frames: Vec<JsonObject> = group_frames(&observations.stuck_frames)
+    let millis = |duration: Option<Duration>| {
+        JsonValue::number_or_null(duration.map(|duration| duration.as_millis()))
+    };
+    let stuck_frames: Vec<JsonValue> = group_frames(&observations.stuck_frames)
         .into_iter()
         .map(|(frame, threads)| {
-            let mut json = JsonObject::new();
-            json.field("file", &frame.file)
-                .field("line", frame.line)
-                .field("function", &frame.function)
-                .field("threads", threads);
-            json
+            JsonValue::Written(json::object(&[
+                ("file", JsonValue::String(&frame.file)),
+                ("line", JsonValue::Number(frame.line.into())),
+                ("function", JsonValue::String(&frame.function)),
+                ("threads", count(threads)),
+            ]))
         })
         .collect();
-    let checks: Vec<JsonObject> = report.checks.iter().map(check_json).collect();
-    let mut json = JsonObject::new();
-    json.field("passed", report.passed())
-        .field("exit_code", observations.exit_code)
-        .field(
+    let checks: Vec<JsonValue> = (report.checks.iter())
+        .map(|check| JsonValue::Written(check_json(check)))
+        .collect();
+    let app_exit_code = observations.app_status.map(ChildStatus::exit_code);
+    json::object(&[
+        ("passed", JsonValue::Bool(report.passed())),
+        (
+            "exit_code",
+            JsonValue::Number(observations.exit_code.into()),
+        ),
+        (
             "app_exit_code",
-            observations.app_status.map(ChildStatus::exit_code),
-        )
-        .field("ready_ms", millis(observations.ready_after))
-        .field(
+            JsonValue::number_or_null(app_exit_code.map(u128::from)),
+        ),
+        ("ready_ms", millis(observations.ready_after)),
+        (
             "readiness_503_ms",
             millis(observations.readiness_dropped_after),
-        )
-        .field(
+        ),
+        (
             "stop_signal",
-            (observations.stop_signal).map(|(signal, _)| short_name(signal)),
-        )
-        .field(
+            JsonValue::string_or_null(
+                observations
+                    .stop_signal
+                    .map(|(signal, _)| short_name(signal)),
+            ),
+        ),
+        (
             "stop_signal_ms",
             millis(observations.stop_signal.map(|(_, after)| after)),
-        )
-        .field("hard_stop_sent", observations.hard_stop_sent)
-        .field("app_exit_ms", millis(observations.app_exited_after))
-        .field("killed_at_deadline", observations.killed_at_deadline)
-        .field("left_behind", observations.left_behind)
-        .field("stuck_frames", stuck_frames)
-        .field("grace_period_ms", observations.grace_period.as_millis())
-        .field("drain_timeout_ms", observations.drain_timeout.as_millis())
-        .field("pre_stop_delay_ms", observations.pre_stop_delay.as_millis())
-        .field("requests", observations.requests.as_ref().map(tally_json))
-        .field("checks", checks);
-    json.finish()
+        ),
+        (
+            "hard_stop_sent",
+            JsonValue::Bool(observations.hard_stop_sent),
+        ),
+        ("app_exit_ms", millis(observations.app_exited_after)),
+        (
+            "killed_at_deadline",
+            JsonValue::Bool(observations.killed_at_deadline),
+        ),
+        ("left_behind", JsonValue::Bool(observations.left_behind)),
+        (
+            "stuck_frames",
+            JsonValue::Written(json::array(&stuck_frames)),
+        ),
+        ("grace_period_ms", millis(Some(observations.grace_period))),
+        ("drain_timeout_ms", millis(Some(observations.drain_timeout))),
+        (
+            "pre_stop_delay_ms",
+            millis(Some(observations.pre_stop_delay)),
+        ),
+        (
+            "requests",
+            observations
+                .requests
+                .as_ref()
+                .map_or(JsonValue::Null, |tally| {
+                    JsonValue::Written(tally_json(tally))
+                }),
+        ),
+        ("checks", JsonValue::Written(json::array(&checks))),
+    ])
 }
 
-fn tally_json(tally: &RequestTally) -> JsonObject {
-    let mut json = JsonObject::new();
-    json.field("in_flight_at_term", tally.in_flight_at_term)
-        .field("sent_during_drain", tally.sent_during_drain)
-        .field("succeeded", tally.succeeded)
-        .field("failed", tally.failed)
-        .field("first_failures", &tally.first_failures);
-    json
+fn count(n: usize) -> JsonValue<'static> {
+    JsonValue::number_or_null(u128::try_from(n).ok())
 }
 
-fn check_json(check: &DrillCheck) -> JsonObject {
-    let mut json = JsonObject::new();
-    json.field("name", check.name)
-        .field("verdict", check.grade.as_str())
-        .field("detail", &check.detail)
-        .field("hint", check.hint.as_deref());
-    json
+fn tally_json(tally: &RequestTally) -> String {
+    let failures: Vec<JsonValue> = (tally.first_failures.iter())
+        .map(|failure| JsonValue::String(failure))
+        .collect();
+    json::object(&[
+        ("in_flight_at_term", count(tally.in_flight_at_term)),
+        ("sent_during_drain", count(tally.sent_during_drain)),
+        ("succeeded", count(tally.succeeded)),
+        ("failed", count(tally.failed)),
+        ("first_failures", JsonValue::Written(json::array(&failures))),
+    ])
+}
+
+fn check_json(check: &DrillCheck) -> String {
+    json::object(&[
+        ("name", JsonValue::String(check.name)),
+        ("verdict", JsonValue::String(check.grade.as_str())),
+        ("detail", JsonValue::String(&check.detail)),
+        ("hint", JsonValue::string_or_null(check.hint.as_deref())),
+    ])
 }
 
 #[cfg(test)]
