@@ -213,8 +213,7 @@ fn resolve_user<'a>(
     current: &CurrentIds,
     passwd_text: &'a str,
 ) -> Result<(u32, Option<PasswdEntry<'a>>), ResolveError> {
-    let find_uid = |uid: u32| passwd_entries(passwd_text).find(|entry| entry.uid == uid);
-    Ok(match config.user.as_ref().map(|spec| &spec.user) {
+    let uid = match config.user.as_ref().map(|spec| &spec.user) {
         Some(IdOrName::Name(name)) => {
             let entry = passwd_entries(passwd_text)
                 .find(|entry| entry.name == name)
@@ -223,11 +222,15 @@ fn resolve_user<'a>(
                     value: name.clone(),
                     file: PASSWD_PATH,
                 })?;
-            (entry.uid, Some(entry))
+            return Ok((entry.uid, Some(entry)));
         }
-        Some(IdOrName::Id(uid)) => (*uid, find_uid(*uid)),
-        None => (current.uid, find_uid(current.uid)),
-    })
+        Some(IdOrName::Id(uid)) => *uid,
+        None => current.uid,
+    };
+    Ok((
+        uid,
+        passwd_entries(passwd_text).find(|entry| entry.uid == uid),
+    ))
 }
 
 /// The gid from `--group`, else from `--user USER:GROUP`, else the passwd entry's, else the
