@@ -4,7 +4,7 @@
 //! The rules themselves (initial delay, period, thresholds, startup gating) are pure code in
 //! `threshold.rs`; the supervisor counts and publishes the results, so it stays the one writer
 //! of readiness and liveness. A task here only waits for its turn, runs one probe of its kind
-//! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It reads the
+//! (`http.rs`, `tcp.rs`, `grpc.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It reads the
 //! supervisor's `Status` to learn whether startup is done and whether the app is gone. The
 //! health server never calls in here: a request never waits for a probe.
 //!
@@ -15,6 +15,8 @@
 
 pub mod exec;
 pub mod file;
+pub mod grpc;
+pub mod grpc_wire;
 pub mod http;
 pub mod redirect;
 pub mod spec;
@@ -177,6 +179,7 @@ async fn probe_once(
             http::probe_http(*addr, host, path, timeout).await
         }
         ProbeTarget::Tcp { addr } => tcp::probe_tcp(*addr, timeout).await,
+        ProbeTarget::Grpc { addr, service } => grpc::probe_grpc(*addr, service, timeout).await,
         ProbeTarget::Exec { argv } => {
             let working_dir = exec_context.working_dir.as_deref();
             exec::probe_exec(
