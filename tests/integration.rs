@@ -25,6 +25,7 @@ mod dist;
 mod drill;
 mod examples;
 mod exit_codes;
+mod grpc_probe;
 mod health;
 mod privileges;
 mod probes;

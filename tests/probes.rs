@@ -1,4 +1,4 @@
-//! Each probe kind (http, tcp, exec, file) for success, failure and timeout, seen through
+//! Each probe kind (http, tcp, grpc, exec, file) for success, failure and timeout, seen through
 //! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies. The http probe
 //! follows a real Django app's APPEND_SLASH redirect as the kubelet does; an exec probe's output
 //! shows in `?verbose` and in the verdict's log line, and what it leaves behind does not pile up.
@@ -44,6 +44,20 @@ fn http_app(port: u16, args: &[&str]) -> Vec<OsString> {
     python_fixture("http_app.py", &all)
 }
 
+/// The gRPC fixture (grpcio with grpcio-health-checking's servicer) on `port`, under the
+/// end-to-end venv's Python.
+pub fn grpc_app(port: u16, args: &[&str]) -> Vec<OsString> {
+    let port = port.to_string();
+    let mut argv = vec![
+        venv_bin("python3").into_os_string(),
+        fixture("grpc_app.py").into_os_string(),
+        "--port".into(),
+        port.into(),
+    ];
+    argv.extend(args.iter().map(OsString::from));
+    argv
+}
+
 fn exec_probe(args: &str) -> String {
     format!(
         "exec:/usr/bin/python3 {} {args}",
@@ -75,10 +89,10 @@ type Case = (
     Vec<OsString>,
     &'static str,
     u16,
-    &'static str,
+    String,
 );
 
-/// Every kind of probe (http, tcp, exec, file) for success, failure and timeout, as the endpoint
+/// Every kind of probe (http, tcp, grpc, exec, file) for success, failure and timeout, as the endpoint
 /// behind it shows it: each case in a pyinit of its own (period 200ms, timeout 300ms, failure
 /// threshold 1), all started at once. A case: what it is, the probe's kind (`readiness` is seen in
 /// `/readyz`, `liveness` in `/livez`), the probe, the app, the result counted in
@@ -89,11 +103,20 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
     let missing =
         std::env::temp_dir().join(format!("pyinit-heartbeat-{}-none", std::process::id()));
     let [ok, failing, unknown, slow, tcp_ok, tcp_slow] = [(); 6].map(|()| free_port());
+    let [grpc_ok, grpc_bare, grpc_http, grpc_slow] = [(); 4].map(|()| free_port());
+    let grpc = |port: u16| format!("grpc://127.0.0.1:{port}");
+    let not_http2 = format!(
+        "[-]readiness failed: failed to connect service at 127.0.0.1:{grpc_http}: the server \
+         does not speak HTTP/2 (an HTTP/1 server?)"
+    );
+    let grpc_slow_line = format!(
+        "[-]liveness failed: failed to connect service at 127.0.0.1:{grpc_slow} within 300ms"
+    );
     let http = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
     let tcp = |port: u16| format!("tcp://127.0.0.1:{port}");
     let file = |path: &Path| format!("file://{}?max-age=30s", path.display());
     let (ready, live) = ("readiness", "liveness");
-    let cases: [Case; 12] = [
+    let cases: [Case; 16] = [
         (
             "http success (by name)",
             ready,
@@ -101,7 +124,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(ok, &[]),
             "success",
             200,
-            "[+]readiness ok",
+            "[+]readiness ok".to_owned(),
         ),
         (
             "http failure (the app's 500)",
@@ -110,7 +133,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(failing, &["--status", "500"]),
             "failure",
             503,
-            "[-]readiness failed: status 500",
+            "[-]readiness failed: status 500".to_owned(),
         ),
         (
             "http failure (a path the app does not know)",
@@ -119,7 +142,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(unknown, &[]),
             "failure",
             503,
-            "[-]readiness failed: status 404",
+            "[-]readiness failed: status 404".to_owned(),
         ),
         (
             "http timeout",
@@ -128,7 +151,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(slow, &["--delay", "5"]),
             "timeout",
             503,
-            "[-]readiness failed: timed out after 300ms",
+            "[-]readiness failed: timed out after 300ms".to_owned(),
         ),
         (
             "tcp success",
@@ -137,7 +160,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(tcp_ok, &[]),
             "success",
             200,
-            "[+]liveness ok",
+            "[+]liveness ok".to_owned(),
         ),
         (
             "tcp failure",
@@ -146,7 +169,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]liveness failed: connection refused",
+            "[-]liveness failed: connection refused".to_owned(),
         ),
         (
             "tcp timeout",
@@ -155,7 +178,45 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             python_fixture("tcp_blackhole.py", &[&tcp_slow.to_string()]),
             "timeout",
             503,
-            "[-]liveness failed: timed out after 300ms",
+            "[-]liveness failed: timed out after 300ms".to_owned(),
+        ),
+        (
+            "grpc success (SERVING)",
+            ready,
+            format!("grpc://localhost:{grpc_ok}"),
+            grpc_app(grpc_ok, &[]),
+            "success",
+            200,
+            "[+]readiness ok".to_owned(),
+        ),
+        (
+            "grpc failure (no health service: UNIMPLEMENTED)",
+            ready,
+            grpc(grpc_bare),
+            grpc_app(grpc_bare, &["--no-health"]),
+            "failure",
+            503,
+            "[-]readiness failed: this server does not implement the grpc health protocol \
+             (grpc.health.v1.Health): UNIMPLEMENTED: Method not found!"
+                .to_owned(),
+        ),
+        (
+            "grpc failure (an HTTP/1 server)",
+            ready,
+            grpc(grpc_http),
+            http_app(grpc_http, &[]),
+            "failure",
+            503,
+            not_http2,
+        ),
+        (
+            "grpc timeout",
+            live,
+            grpc(grpc_slow),
+            python_fixture("tcp_blackhole.py", &[&grpc_slow.to_string()]),
+            "timeout",
+            503,
+            grpc_slow_line,
         ),
         (
             "exec success",
@@ -164,7 +225,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "success",
             200,
-            "[+]liveness ok",
+            "[+]liveness ok".to_owned(),
         ),
         (
             "exec failure",
@@ -173,7 +234,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]liveness failed: exit code 3",
+            "[-]liveness failed: exit code 3".to_owned(),
         ),
         (
             "exec failure (no such command)",
@@ -182,7 +243,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]liveness failed: command not found: /no/such/probe",
+            "[-]liveness failed: command not found: /no/such/probe".to_owned(),
         ),
         (
             "file success",
@@ -191,7 +252,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "success",
             200,
-            "[+]readiness ok",
+            "[+]readiness ok".to_owned(),
         ),
         (
             "file failure (no heartbeat)",
@@ -200,7 +261,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]readiness failed: no such file",
+            "[-]readiness failed: no such file".to_owned(),
         ),
     ];
     let started: Vec<(Running, SocketAddr)> = (cases.iter())
