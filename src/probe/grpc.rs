@@ -53,7 +53,8 @@ use super::grpc_wire::{
 use super::http::PROBE_USER_AGENT;
 use super::threshold::Outcome;
 use super::{ProbeAnswer, describe_io_error};
-use crate::units::{format_duration, now};
+use crate::clock::now;
+use crate::units::format_duration;
 
 /// The most header bytes an answer may carry, per block (headers, trailers): the size gRPC's
 /// protocol suggests clients accept. A `grpc-message` longer than this fails the probe.
@@ -107,7 +108,14 @@ async fn check(
         first_read: Arc::clone(&first_read),
     };
     let error = match call(watched, addr, service, deadline).await {
-        Ok(answer) => return judge(&answer, timeout),
+        Ok(answer) => {
+            let (outcome, message) = judge(&answer, timeout);
+            return ProbeAnswer {
+                outcome,
+                message,
+                warning: None,
+            };
+        }
         Err(error) => error,
     };
     ProbeAnswer::failure(match first_read.load(Ordering::Relaxed) {

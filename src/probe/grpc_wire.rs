@@ -21,7 +21,6 @@
 
 use std::time::Duration;
 
-use super::ProbeAnswer;
 use super::threshold::Outcome;
 use crate::units::format_duration;
 
@@ -241,12 +240,19 @@ pub fn grpc_timeout(left: Duration) -> String {
     }
 }
 
+/// One probe's verdict and its message, as the probe reports it.
+pub type Judged = (Outcome, String);
+
+fn failure(message: impl Into<String>) -> Judged {
+    (Outcome::Failure, message.into())
+}
+
 /// Judges one answer as the kubelet's grpc prober does; `timeout` names the probe's timeout
 /// when the server says its deadline passed.
-pub fn judge(answer: &CheckAnswer, timeout: Duration) -> ProbeAnswer {
+pub fn judge(answer: &CheckAnswer, timeout: Duration) -> Judged {
     let Some(status) = &answer.grpc_status else {
         // No status at all: not a gRPC server's answer (the protocol requires one).
-        return ProbeAnswer::failure(match answer.http_status {
+        return failure(match answer.http_status {
             200 => "health rpc probe failed: the answer has no grpc-status".to_owned(),
             other => format!("health rpc probe failed: HTTP status {other} without grpc-status"),
         });
@@ -256,7 +262,7 @@ pub fn judge(answer: &CheckAnswer, timeout: Duration) -> ProbeAnswer {
         .and_then(|text| text.trim().parse::<u32>().ok());
     let Some(code) = code else {
         let shown = String::from_utf8_lossy(status);
-        return ProbeAnswer::failure(format!(
+        return failure(format!(
             "health rpc probe failed: malformed grpc-status '{shown}'"
         ));
     };
@@ -271,31 +277,30 @@ pub fn judge(answer: &CheckAnswer, timeout: Duration) -> ProbeAnswer {
     };
     match code {
         OK => judge_response(&answer.data),
-        UNIMPLEMENTED => ProbeAnswer::failure(format!(
+        UNIMPLEMENTED => failure(format!(
             "this server does not implement the grpc health protocol (grpc.health.v1.Health): \
              {name}"
         )),
-        DEADLINE_EXCEEDED => ProbeAnswer {
-            outcome: Outcome::Timeout,
-            message: format!(
+        DEADLINE_EXCEEDED => (
+            Outcome::Timeout,
+            format!(
                 "health rpc did not complete within {} ({name})",
                 format_duration(timeout)
             ),
-            warning: None,
-        },
-        _ => ProbeAnswer::failure(format!("health rpc probe failed: {name}")),
+        ),
+        _ => failure(format!("health rpc probe failed: {name}")),
     }
 }
 
 /// An OK answer: SERVING passes, any other status fails with its name.
-fn judge_response(data: &[u8]) -> ProbeAnswer {
+fn judge_response(data: &[u8]) -> Judged {
     match decode_check_response(data) {
-        Ok(SERVING) => ProbeAnswer::success("service healthy"),
-        Ok(status) => ProbeAnswer::failure(format!(
+        Ok(SERVING) => (Outcome::Success, "service healthy".to_owned()),
+        Ok(status) => failure(format!(
             "service unhealthy (responded with \"{}\")",
             serving_status_name(status)
         )),
-        Err(error) => ProbeAnswer::failure(format!("health rpc probe failed: {error}")),
+        Err(error) => failure(format!("health rpc probe failed: {error}")),
     }
 }
 
@@ -392,7 +397,7 @@ mod tests {
     #[test]
     fn serving_passes_and_every_other_status_fails_with_its_name() {
         let serving = judge(&answer("0", None, framed(&[0x08, 1])), TIMEOUT);
-        assert_eq!(serving, ProbeAnswer::success("service healthy"));
+        assert_eq!(serving, (Outcome::Success, "service healthy".to_owned()));
         for (message, name) in [
             (vec![0x08, 2], "NOT_SERVING"),
             (vec![], "UNKNOWN"),
@@ -402,7 +407,7 @@ mod tests {
             let judged = judge(&answer("0", None, framed(&message)), TIMEOUT);
             assert_eq!(
                 judged,
-                ProbeAnswer::failure(format!("service unhealthy (responded with \"{name}\")"))
+                failure(format!("service unhealthy (responded with \"{name}\")"))
             );
         }
     }
@@ -412,34 +417,31 @@ mod tests {
         let unimplemented = judge(&answer("12", Some("Method not found!"), vec![]), TIMEOUT);
         assert_eq!(
             unimplemented,
-            ProbeAnswer::failure(
+            failure(
                 "this server does not implement the grpc health protocol \
                  (grpc.health.v1.Health): UNIMPLEMENTED: Method not found!"
             )
         );
         let not_found = judge(&answer("5", None, vec![]), TIMEOUT);
-        assert_eq!(
-            not_found,
-            ProbeAnswer::failure("health rpc probe failed: NOT_FOUND")
-        );
+        assert_eq!(not_found, failure("health rpc probe failed: NOT_FOUND"));
         let unavailable = judge(&answer("14", Some("draining%20now%0A"), vec![]), TIMEOUT);
         assert_eq!(
-            unavailable.message,
+            unavailable.1,
             "health rpc probe failed: UNAVAILABLE: draining now"
         );
         let deadline = judge(&answer("4", Some("Deadline Exceeded"), vec![]), TIMEOUT);
-        assert_eq!(deadline.outcome, Outcome::Timeout);
+        assert_eq!(deadline.0, Outcome::Timeout);
         assert_eq!(
-            deadline.message,
+            deadline.1,
             "health rpc did not complete within 1s (DEADLINE_EXCEEDED: Deadline Exceeded)"
         );
         let beyond = judge(&answer("99", None, vec![]), TIMEOUT);
-        assert_eq!(beyond.message, "health rpc probe failed: code 99");
+        assert_eq!(beyond.1, "health rpc probe failed: code 99");
         // An OK status cannot make a broken message pass.
         let empty = judge(&answer("0", None, vec![]), TIMEOUT);
         assert_eq!(
             empty,
-            ProbeAnswer::failure("health rpc probe failed: no HealthCheckResponse in the answer")
+            failure("health rpc probe failed: no HealthCheckResponse in the answer")
         );
     }
 
@@ -450,18 +452,18 @@ mod tests {
             ..CheckAnswer::default()
         };
         assert_eq!(
-            judge(&plain, TIMEOUT).message,
+            judge(&plain, TIMEOUT).1,
             "health rpc probe failed: HTTP status 404 without grpc-status"
         );
         plain.http_status = 200;
         plain.data = framed(&[0x08, 1]);
         assert_eq!(
-            judge(&plain, TIMEOUT).message,
+            judge(&plain, TIMEOUT).1,
             "health rpc probe failed: the answer has no grpc-status"
         );
         let garbled = judge(&answer("OK", None, vec![]), TIMEOUT);
         assert_eq!(
-            garbled.message,
+            garbled.1,
             "health rpc probe failed: malformed grpc-status 'OK'"
         );
     }
