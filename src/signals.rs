@@ -52,7 +52,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::libc::{self, c_int, siginfo_t};
-use nix::sys::signal::{self as nix_signal};
+use nix::sys::signal::{self as nix_signal, SigSet};
 use nix::unistd::Pid;
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 
@@ -448,6 +448,9 @@ pub type SignalStream = signal_hook_tokio::SignalsInfo<WithRawSiginfo>;
 /// one, and they must exist before the app is spawned so that no early signal is lost. The guard
 /// that keeps pyinit's own SIGSYS and SIGTRAP fatal goes in first, so that it is in place before
 /// either signal has a handler at all.
+///
+/// Once they are, the signals [`block_handled_signals`] held back during set-up are let through:
+/// one sent meanwhile is delivered now, to its handler.
 pub fn register_handlers(extra: impl IntoIterator<Item = Signal>) -> io::Result<SignalStream> {
     keep_own_faults_fatal()?;
     let mut numbers: Vec<i32> = FORWARDED.iter().map(|signal| *signal as i32).collect();
@@ -458,7 +461,34 @@ pub fn register_handlers(extra: impl IntoIterator<Item = Signal>) -> io::Result<
             numbers.push(number);
         }
     }
-    SignalStream::new(numbers)
+    let stream = SignalStream::new(numbers)?;
+    handled_signals()
+        .thread_unblock()
+        .map_err(io::Error::from)?;
+    Ok(stream)
+}
+
+/// Holds back every signal pyinit will handle ([`FORWARDED`] and SIGCHLD) until
+/// [`register_handlers`] has installed their handlers: `main` calls it first of all.
+///
+/// Until a handler exists the kernel drops a signal sent to PID 1 (its default action does not
+/// apply to a namespace's init), so without this a SIGTERM sent during set-up, which can last a
+/// second (emptying a multiprocess directory of many stale files), would be lost and the app
+/// would keep running. A blocked signal waits instead: the kernel keeps it pending, even for
+/// PID 1, and delivers it once it is unblocked. pyinit has one thread here, so the thread's mask
+/// is the process's. The app and the exec probes start with an empty mask (`spawn` resets it).
+pub fn block_handled_signals() {
+    // sigprocmask fails only for a bad `how` or pointer: neither can happen here.
+    let _ = handled_signals().thread_block();
+}
+
+/// [`FORWARDED`] and SIGCHLD: the signals held back during set-up.
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+        set.add(*signal);
+    }
+    set
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod privileges;
 mod probes;
 mod readme;
 mod reaping;
+mod reliability;
 mod rolling_restart;
 mod runc;
 mod runc_dump;
