@@ -3,12 +3,14 @@
 //! name their cause. Each test runs the real binary, as PID 1 of a fresh PID namespace where the
 //! kernel's rules for PID 1 apply, or in runc.
 
+use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::common::http::{free_port, get, health_addr, metric};
 use crate::common::runc::Bundle;
-use crate::common::{PATIENCE, Pyinit, poll_until};
+use crate::common::{PATIENCE, Pyinit, fixture, poll_until, python_fixture};
 use crate::dist::TempDir;
 
 /// Fills `dir` with `count` empty `counter_N.db` files, as a restarted container's emptyDir holds
@@ -97,4 +99,118 @@ fn runc_kill_term_during_set_up_drains_the_container() {
         container.stderr.joined()
     );
     container.stderr.wait_for("drain started", Duration::ZERO);
+}
+
+/// `pyinit_probe_results_total` for one probe and result.
+fn probe_results(addr: std::net::SocketAddr, probe: &str, result: &str) -> f64 {
+    metric(
+        addr,
+        &format!("pyinit_probe_results_total{{probe=\"{probe}\",result=\"{result}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+#[test]
+fn a_low_open_files_limit_leaves_room_for_the_kubelet_and_the_probes() {
+    let port = free_port();
+    let running = Pyinit::new()
+        .as_pid1()
+        .args(["--rlimit", "nofile=128"])
+        .args(["--readiness", &format!("http://127.0.0.1:{port}/healthz")])
+        .args(["--readiness-period", "200ms", "--liveness-period", "200ms"])
+        .arg("--liveness")
+        .arg(format!(
+            "exec:/usr/bin/python3 {} ok",
+            fixture("exec_probe.py").display()
+        ))
+        .app(python_fixture(
+            "http_app.py",
+            &["--port", &port.to_string()],
+        ))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(PATIENCE, "/readyz to answer 200", || {
+        get(addr, "/readyz").status == 200
+    });
+    // More connections than pyinit may open files, held open and silent.
+    let held: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // The first answer may wait behind the accepts of those; later ones must not.
+    let asked = Instant::now();
+    let first = get(addr, "/readyz");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let answer = get(addr, "/readyz");
+        let took = asked.elapsed();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
+    }
+    // The probes keep passing: several more successes of each, and not one more failure.
+    let results =
+        |result| ["readiness", "liveness"].map(|probe| probe_results(addr, probe, result));
+    let (successes, failures, timeouts) =
+        (results("success"), results("failure"), results("timeout"));
+    poll_until(PATIENCE, "three more successes of each probe", || {
+        let now = results("success");
+        now[0] >= successes[0] + 3.0 && now[1] >= successes[1] + 3.0
+    });
+    assert_eq!(
+        (results("failure"), results("timeout")),
+        (failures, timeouts),
+        "probes failed\nstderr:\n{}",
+        running.stderr.joined()
+    );
+    // An episode of exhaustion is worth one warning, not one per failed accept.
+    let warnings = (running.stderr.all().iter())
+        .filter(|line| line.contains("health server cannot accept"))
+        .count();
+    assert!(warnings <= 1, "stderr:\n{}", running.stderr.joined());
+    drop(held);
+}
+
+/// Out of descriptors all the same (here the limit is lowered from outside below what pyinit
+/// holds): each accept that fails closes the least recently used connection and tries again, and
+/// the whole episode is one warning.
+#[test]
+fn out_of_file_descriptors_the_health_server_makes_room_and_warns_once() {
+    let running = Pyinit::new()
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    let held: Vec<TcpStream> = (0..120)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    poll_until(PATIENCE, "pyinit to accept the connections", || {
+        std::fs::read_dir(format!("/proc/{}/fd", running.pyinit_pid))
+            .unwrap()
+            .count()
+            > 120
+    });
+    let lowered = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", running.pyinit_pid))
+        .arg("--nofile=64:64")
+        .status()
+        .unwrap();
+    assert!(lowered.success());
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let answer = get(addr, "/readyz");
+        let took = asked.elapsed();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
+    }
+    let warnings = (running.stderr.all().iter())
+        .filter(|line| line.contains("health server cannot accept"))
+        .count();
+    assert_eq!(warnings, 1, "stderr:\n{}", running.stderr.joined());
+    drop(held);
 }
