@@ -37,7 +37,7 @@ make_venv target/e2e-venv scripts/e2e-requirements.txt
 make_venv target/dist-venv scripts/dist-requirements.txt
 
 # The wheels the tests' local index serves beside pyinit's own: the example app's packages
-# (Dockerfile.example installs them) and maturin (the README's install step for building wheels).
+# (Dockerfile.example installs them) and maturin (docs/install.md's step for building wheels).
 wheelhouse=target/wheelhouse
 stamp="$wheelhouse/.requirements.sha256"
 wanted=$(cat examples/gunicorn/requirements.txt scripts/dist-requirements.txt | sha256sum | cut -d' ' -f1)

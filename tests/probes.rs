@@ -406,7 +406,7 @@ fn an_exec_probe_leaves_nothing_behind_in_its_process_group() {
 }
 
 /// A leftover that left the probe's group (leave_behind.py: a child in a session of its own,
-/// holding the probe's stdout) is not killed: as the README says, it lives on as pyinit's
+/// holding the probe's stdout) is not killed: as docs/probes.md says, it lives on as pyinit's
 /// child, PID 1 having adopted it. The probe does not wait for it to close the pipe.
 #[test]
 fn an_exec_probe_does_not_wait_for_a_leftover_outside_its_group() {

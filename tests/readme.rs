@@ -1,5 +1,6 @@
-//! The README stays true: every flag and `PYINIT_*` variable that `--help` lists (for pyinit and
-//! for `pyinit drill`) appears in README.md, and every command of its Install section runs.
+//! The documentation stays true: every flag and `PYINIT_*` variable that `--help` lists (for
+//! pyinit and for `pyinit drill`) appears in docs/flags.md, and every command of the Install
+//! section of docs/install.md runs.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -33,10 +34,15 @@ fn flags_and_variables(args: &[&str]) -> BTreeSet<String> {
     found
 }
 
+/// A page of docs/, by its file name.
+fn page(name: &str) -> String {
+    let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
 #[test]
-fn readme_lists_every_flag_and_variable() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+fn flags_page_lists_every_flag_and_variable() {
+    let flags = page("flags.md");
     let mut listed = flags_and_variables(&["--help"]);
     listed.extend(flags_and_variables(&["drill", "--help"]));
     assert!(
@@ -45,19 +51,31 @@ fn readme_lists_every_flag_and_variable() {
     );
     let missing: Vec<&String> = listed
         .iter()
-        .filter(|name| !readme.contains(&format!("`{name}")))
+        .filter(|name| !flags.contains(&format!("`{name}")))
         .collect();
-    assert!(missing.is_empty(), "README.md does not list: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/flags.md does not list: {missing:?}"
+    );
 }
 
-/// The README's `## Install` section: its text and its code blocks as (language, lines).
+/// The Install section of docs/install.md, from its `# Install` title to the next heading of
+/// level 1 or 2 outside a code block: its text and its code blocks as (language, lines).
 fn install_section() -> (String, Vec<(String, Vec<String>)>) {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("\n## Install\n").expect("an Install section");
-    let rest = &readme[start + 1..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |at| at + 3);
-    let section = rest[..end].to_owned();
+    let page = page("install.md");
+    let mut in_code = false;
+    let mut section: Option<Vec<&str>> = None;
+    for line in page.lines() {
+        let heading = !in_code && (line.starts_with("# ") || line.starts_with("## "));
+        match section.as_mut() {
+            None if heading && line == "# Install" => section = Some(vec![line]),
+            Some(_) if heading => break,
+            Some(lines) => lines.push(line),
+            None => {}
+        }
+        in_code ^= line.starts_with("```");
+    }
+    let section = section.expect("an Install section").join("\n");
     let mut blocks = Vec::new();
     let mut current: Option<(String, Vec<String>)> = None;
     for line in section.lines() {
@@ -75,13 +93,13 @@ fn install_section() -> (String, Vec<(String, Vec<String>)>) {
     (section, blocks)
 }
 
-/// Every command of the README's Install section runs, in its order, as a user would run it:
-/// the pip commands in a fresh venv against the tests' offline index (which holds the wheels
-/// just built, gunicorn's and maturin's), the build scripts and cargo commands in the
-/// repository's root (through `dist::run_once`, shared with the tests that need their output),
-/// maturin's `--out dist` in a temporary folder instead of the clone's dist/. Each Dockerfile
-/// line is built in podman, offline, on the local base image, and the built image must run
-/// `pyinit --version`. A command this test does not know fails it, so none is left out.
+/// Every command of the Install section of docs/install.md runs, in its order, as a user would run
+/// it: the pip commands in a fresh venv against the tests' offline index (which holds the wheels
+/// just built, gunicorn's and maturin's), the build scripts and cargo commands in the repository's
+/// root (through `dist::run_once`, shared with the tests that need their output), maturin's
+/// `--out dist` in a temporary folder instead of the clone's dist/. Each Dockerfile line is built
+/// in podman, offline, on the local base image, and the built image must run `pyinit --version`.
+/// A command this test does not know fails it, so none is left out.
 #[test]
 fn every_command_of_the_install_section_runs() {
     use crate::dist::{

@@ -1,5 +1,5 @@
-//! pyinit as users install it (the README's Install section): the wheels (`wheels.rs`: installed
-//! from the file alone into a fresh venv, and accepted by pip's resolver on manylinux and
+//! pyinit as users install it (docs/install.md): the wheels (`wheels.rs`: installed from the
+//! file alone into a fresh venv, and accepted by pip's resolver on manylinux and
 //! musllinux, x86_64 and aarch64), the static aarch64 binary under qemu-user (`aarch64.rs`), and
 //! `Dockerfile.example` built offline and run in podman (`podman.rs`).
 //!
@@ -79,7 +79,7 @@ pub fn run_once(command_line: &str) -> String {
 /// The two architectures pyinit ships for, as Rust and wheel tags name them.
 pub const ARCHITECTURES: [&str; 2] = ["x86_64", "aarch64"];
 
-/// The static release binary for `arch`, built as the README says.
+/// The static release binary for `arch`, built as docs/install.md says.
 pub fn static_binary(arch: &str) -> PathBuf {
     let target = format!("{arch}-unknown-linux-musl");
     run_once(&format!("cargo build --release --locked --target {target}"));
