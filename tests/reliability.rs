@@ -223,3 +223,95 @@ fn out_of_file_descriptors_the_health_server_makes_room_and_warns_once() {
     assert_eq!(accept_warnings(&running), 1, "{}", running.stderr.joined());
     drop(held);
 }
+
+/// The secrets a probe meets: an exec probe's output and a redirect's user info and query.
+const SECRETS: [&str; 3] = ["hunter2", "token", "s3cret"];
+
+/// The health port is unauthenticated: it says what kind of failure, never what a probe printed
+/// nor where a redirect led. pyinit's log has the whole of it.
+#[test]
+fn the_health_port_shows_the_kind_of_failure_and_the_log_the_rest() {
+    let port = free_port();
+    let location = format!("http://user:hunter2@127.0.0.1:{port}/other?token=s3cret");
+    let running = Pyinit::new()
+        .as_pid1()
+        .args(["--readiness", &format!("http://127.0.0.1:{port}/healthz")])
+        .args(["--readiness-period", "200ms", "--liveness-period", "200ms"])
+        .arg("--liveness")
+        .arg(format!(
+            "exec:/usr/bin/python3 {} secret",
+            fixture("exec_probe.py").display()
+        ))
+        .app(python_fixture(
+            "http_app.py",
+            &[
+                "--port",
+                &port.to_string(),
+                "--status",
+                "302",
+                "--location",
+                &location,
+            ],
+        ))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    poll_until(
+        PATIENCE,
+        "both probes to have failed after the app started",
+        || {
+            let livez = get(addr, "/livez?verbose").body;
+            let readyz = get(addr, "/readyz?verbose").body;
+            livez.contains("[-]liveness failed: exit code 1 (last probe")
+                && readyz.contains("[-]readiness failed: status 404 (after 1 redirect) (last probe")
+        },
+    );
+    for path in [
+        "/livez?verbose",
+        "/healthz?verbose",
+        "/livez/liveness",
+        "/readyz?verbose",
+        "/readyz/readiness",
+        "/metrics",
+    ] {
+        let body = get(addr, path).body;
+        for secret in SECRETS {
+            assert!(!body.contains(secret), "{path} shows {secret:?}:\n{body}");
+        }
+    }
+    running.stderr.wait_for(
+        "exit code 1: cannot log in to the broker with password hunter2",
+        PATIENCE,
+    );
+    running
+        .stderr
+        .wait_for("/other?token=s3cret (after 1 redirect)", PATIENCE);
+}
+
+/// An exec probe that writes nothing but NUL bytes: its output is no output, on the health port
+/// and in the log, not 10 KiB of spaces.
+#[test]
+fn nul_bytes_from_an_exec_probe_become_nothing() {
+    let running = Pyinit::new()
+        .as_pid1()
+        .args(["--liveness-period", "200ms", "--liveness"])
+        .arg(format!(
+            "exec:/usr/bin/python3 {} nul",
+            fixture("exec_probe.py").display()
+        ))
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    running.stderr.wait_for("not live", PATIENCE);
+    let livez = get(addr, "/livez?verbose").body;
+    assert!(
+        livez.contains("[-]liveness failed: exit code 1 (last probe"),
+        "{livez}"
+    );
+    assert!(livez.len() < 512, "{livez}");
+    let runs_of_blanks = |text: &str| text.contains(&" ".repeat(64));
+    assert!(!runs_of_blanks(&get(addr, "/livez/liveness").body));
+    let log = running.stderr.joined();
+    assert!(!runs_of_blanks(&log) && !log.contains('\0'), "{log}");
+}
