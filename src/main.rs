@@ -5,11 +5,13 @@
 //! by the supervisor. Both modes (`pyinit` and `pyinit drill`) run the same phases; a drill only
 //! attaches one more task and judges the shutdown at the end.
 
+mod clock;
 mod config;
 mod container;
 mod drill;
 mod exit;
 mod health;
+mod json;
 mod log;
 mod multiproc;
 mod privileges;
@@ -35,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
-use crate::container::ContainerFacts;
+use crate::container::facts::ContainerFacts;
 use crate::container::oom::OomMonitor;
 use crate::reaper::Reaper;
 use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, Mode};
+use crate::container::StartupReport;
 use crate::container::cgroup::CpuQuota;
 use crate::container::checks::{AppFacts, startup_warnings};
 use crate::container::env::app_environment;
-use crate::container::{ContainerFacts, StartupReport};
+use crate::container::facts::ContainerFacts;
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
 use crate::probe::threshold::{ProbeReport, Probes};

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{Probes, Verdict};
-use crate::signals::Signal;
+use crate::signals::spec::Signal;
 
 /// Where pyinit is in the app's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

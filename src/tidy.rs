@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Files that hold pure decisions: no tokio, nix or libc, no files, sockets, processes or
-/// threads, and no clock (`Instant::now`, `SystemTime::now`, `units::now`, `.elapsed()`).
+/// threads, and no clock (`Instant::now`, `SystemTime::now`, `clock::now`, `.elapsed()`).
 const PURE_FILES: &[&str] = &[
     "src/supervisor/mod.rs",
     "src/config/mod.rs",
@@ -19,6 +19,8 @@ const PURE_FILES: &[&str] = &[
     "src/config/parse.rs",
     "src/config/probe_flags.rs",
     "src/exit.rs",
+    "src/units.rs",
+    "src/signals/spec.rs",
     "src/drill/report.rs",
     "src/drill/spec.rs",
     "src/drill/traceback.rs",
@@ -40,9 +42,9 @@ const PURE_FILES: &[&str] = &[
 /// merge cleanly: each block there has a `// SAFETY:` comment and its function an
 /// `#[allow(unsafe_code, reason = ...)]`.
 const UNSAFE_ALLOWED: &[&str] = &[
-    "src/spawn.rs",   // pre_exec and the raw rt_sigaction between fork and exec
-    "src/reaper.rs",  // the raw waitpid status
-    "src/signals.rs", // the origin of a caught signal
+    "src/spawn.rs",       // pre_exec and the raw rt_sigaction between fork and exec
+    "src/reaper.rs",      // the raw waitpid status
+    "src/signals/mod.rs", // the origin of a caught signal
 ];
 
 /// Whole crates and `std` modules that do I/O, start threads or processes.
@@ -55,6 +57,9 @@ const FORBIDDEN_PREFIXES: &[&[&str]] = &[
     &["std", "thread"],
     &["std", "os"],
 ];
+
+/// What nix holds that is a value and no call: the names of the kernel's signal numbers.
+const NIX_VALUES: &[&[&str]] = &[&["nix", "sys", "signal", "Signal"]];
 
 /// What `std::net` holds besides sockets: address values, which parsing and printing need.
 const NET_VALUES: &[&str] = &[
@@ -368,7 +373,9 @@ fn impurity(path: &[String]) -> Option<String> {
     let starts_with = |prefix: &[&str]| {
         path.len() >= prefix.len() && path.iter().zip(prefix).all(|(segment, p)| segment == p)
     };
-    if FORBIDDEN_PREFIXES.iter().any(|prefix| starts_with(prefix)) {
+    if FORBIDDEN_PREFIXES.iter().any(|prefix| starts_with(prefix))
+        && !NIX_VALUES.iter().any(|value| starts_with(value))
+    {
         return Some(joined);
     }
     if starts_with(&["std", "net"])
@@ -379,7 +386,7 @@ fn impurity(path: &[String]) -> Option<String> {
     }
     let reads_clock = path.ends_with(&["Instant".to_owned(), "now".to_owned()])
         || path.ends_with(&["SystemTime".to_owned(), "now".to_owned()])
-        || starts_with(&["crate", "units", "now"]);
+        || starts_with(&["crate", "clock", "now"]);
     reads_clock.then(|| format!("{joined} (a clock)"))
 }
 
@@ -510,6 +517,7 @@ fn impurities_are_found_whatever_they_are_called() {
             "std::fs::read",
         ),
         ("use tokio as t;", "tokio"),
+        ("use nix::sys::signal::kill;", "nix::sys::signal::kill"),
         ("fn f() { tokio::spawn(async {}); }", "tokio::spawn"),
         (
             "use std::time::Instant; fn f() { Instant::now(); }",
@@ -519,7 +527,7 @@ fn impurities_are_found_whatever_they_are_called() {
             "use std::time::Instant as Clock; fn f() { Clock::now(); }",
             "Instant::now",
         ),
-        ("use crate::units::{millis, now};", "crate::units::now"),
+        ("use crate::clock::now;", "crate::clock::now"),
         ("fn f(t: std::time::Instant) { t.elapsed(); }", "elapsed"),
         ("#[cfg(test)]\nfn helper() {}\nuse std::fs;", "std::fs"),
         ("use std::process::Command;", "std::process::Command"),
@@ -533,6 +541,7 @@ fn impurities_are_found_whatever_they_are_called() {
     for code in [
         "use core::net::{IpAddr, Ipv4Addr, SocketAddr};",
         "use std::net::SocketAddr; fn f(a: SocketAddr) {}",
+        "pub use nix::sys::signal::Signal; fn f() { Signal::try_from(15); }",
         "use std::time::{Duration, Instant}; fn f(now: Instant) -> Instant { now }",
         "use crate::units::format_duration;",
         "// tokio::spawn, std::fs::read\nfn f() {}",

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::{debug, error};
 
 use super::cgroup::{self, CgroupVersion};
-use super::{ContainerFacts, Limit, format_bytes};
+use super::facts::{ContainerFacts, Limit, format_bytes};
 
 /// How often the counter is read when nothing else prompts it.
 pub const POLL_PERIOD: Duration = Duration::from_secs(1);

@@ -13,7 +13,7 @@ use std::fmt::{Display, Write as _};
 
 use crate::container::env::format_millicpus;
 use crate::probe::threshold::{LastResult, Outcome};
-use crate::signals::{FORWARDED, Signal, short_name};
+use crate::signals::spec::{FORWARDED, Signal, short_name};
 use crate::status::Status;
 
 /// Text being written in the exposition format: `# HELP`, `# TYPE`, then samples.

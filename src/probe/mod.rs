@@ -40,9 +40,10 @@ use tracing::{debug, info, warn};
 
 use self::spec::{ProbeConfig, ProbeTarget};
 use self::threshold::{Outcome, ProbeReport, Schedule};
+use crate::clock::now;
 use crate::reaper::Reaper;
 use crate::status::Status;
-use crate::units::{format_duration, now};
+use crate::units::format_duration;
 
 /// What one probe run found, before it is stamped with its kind and times.
 #[derive(Clone, Debug, PartialEq, Eq)]

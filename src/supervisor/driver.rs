@@ -27,13 +27,12 @@ use tracing::{debug, error, info, warn};
 
 use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{self, OomMonitor, Victim};
-use crate::container::{self, ContainerFacts};
+use crate::container::{self, facts::ContainerFacts};
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{ProbeReport, Verdict};
 use crate::reaper::Reaper;
-use crate::signals::{
-    self, CaughtSignal, ForwardTarget, RunningProcess, Signal, SignalStream, short_name,
-};
+use crate::signals::spec::{self, ForwardTarget, Signal, short_name};
+use crate::signals::{self, CaughtSignal, RunningProcess, SignalStream};
 use crate::status::Status;
 use crate::units::millis;
 
@@ -77,7 +76,7 @@ pub async fn run_supervisor(
                 read_resource_usage(&facts, &oom_monitor)
             }
         };
-        let now = crate::units::now();
+        let now = crate::clock::now();
         let actions = supervisor.step(event, now);
         // Published before the actions run: /readyz turns 503 before the app hears of the drain,
         // and the last status (the exit included) is seen by every reader.
@@ -126,7 +125,7 @@ async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut 
                     if *own_signals_logged & bit == 0 {
                         *own_signals_logged |= bit;
                         debug!(
-                            signal = &*signals::signal_name(caught.number),
+                            signal = &*spec::signal_name(caught.number),
                             code = caught.code,
                             "signal raised by the kernel for pyinit's own doing: not forwarded \
                              (logged once)"

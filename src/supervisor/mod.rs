@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use crate::exit::{self, ChildStatus, ExitRemap};
 use crate::probe::spec::ProbeKind;
 use crate::probe::threshold::{ProbeReport, Probes, Verdict};
-use crate::signals::{ForwardTarget, RewriteMap, Signal};
+use crate::signals::spec::{ForwardTarget, RewriteMap, Signal};
 use crate::status::{Phase, Resources, ShutdownRecord, Status};
 
 /// An optional middle rung between the stop signal and SIGKILL.
