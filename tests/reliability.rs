@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::http::{free_port, get, health_addr, metric};
 use crate::common::runc::Bundle;
-use crate::common::{PATIENCE, Pyinit, Running, fixture, poll_until, python_fixture};
+use crate::common::{
+    PATIENCE, Pyinit, Running, children_of, fixture, poll_until, process_state, python_fixture,
+    send_signal,
+};
 use crate::dist::TempDir;
 
 /// Fills `dir` with `count` empty `counter_N.db` files, as a restarted container's emptyDir holds
@@ -314,4 +317,76 @@ fn nul_bytes_from_an_exec_probe_become_nothing() {
     assert!(!runs_of_blanks(&get(addr, "/livez/liveness").body));
     let log = running.stderr.joined();
     assert!(!runs_of_blanks(&log) && !log.contains('\0'), "{log}");
+}
+
+/// The app's host pid: pyinit's one child, once it has printed its ready line.
+fn stopped_app(running: &Running) -> u32 {
+    running.wait_ready();
+    let app = children_of(running.pyinit_pid)
+        .into_iter()
+        .next()
+        .expect("the app");
+    send_signal(app, "STOP");
+    poll_until(PATIENCE, "the app to stop", || {
+        process_state(app) == Some('T')
+    });
+    app
+}
+
+/// An app stopped (SIGSTOP, a debugger, a `kill -STOP` by hand) when the drain begins gets its
+/// SIGTERM and a SIGCONT after it: it drains and exits cleanly instead of being killed at the
+/// deadline.
+#[test]
+fn an_app_stopped_when_the_drain_begins_still_drains() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--grace-period", "6s", "--drain-timeout", "3s"])
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    stopped_app(&running);
+    running.signal("TERM");
+    let status = running.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(0), "{}", running.stderr.joined());
+    running.stdout.wait_for("signal TERM", Duration::ZERO);
+}
+
+/// Stopped after its stop signal: the hard-stop signal comes with a SIGCONT too.
+#[test]
+fn an_app_stopped_during_the_drain_gets_its_hard_stop_signal() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--grace-period", "30s", "--drain-timeout", "20s"])
+        .args(["--hard-stop-signal", "QUIT", "--hard-stop-after", "2s"])
+        .app(python_fixture("print_signals.py", &["--exit-on", "QUIT"]))
+        .start();
+    running.wait_ready();
+    running.signal("TERM");
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    stopped_app(&running);
+    let status = running.wait_exit(PATIENCE);
+    assert_eq!(status.code(), Some(0), "{}", running.stderr.joined());
+    running.stdout.wait_for("signal QUIT", Duration::ZERO);
+}
+
+/// Stopped at the drain deadline: the dump signal comes with a SIGCONT, so the traceback it asks
+/// for is printed before the SIGKILL (pyinit exits 137 all the same: the deadline was missed).
+#[test]
+fn an_app_stopped_at_the_deadline_prints_its_traceback() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--grace-period", "10s", "--drain-timeout", "2s"])
+        .args(["--deadline-dump-window", "3s"])
+        .app(python_fixture("print_signals.py", &["--exit-on", "never"]))
+        .start();
+    running.wait_ready();
+    running.signal("TERM");
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    stopped_app(&running);
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(137));
+    // faulthandler's own line, not pyinit's error line that mentions it.
+    running
+        .stderr
+        .wait_for_line("the app's traceback", Duration::ZERO, |line| {
+            line.starts_with("Fatal Python error: Bus error")
+        });
 }
