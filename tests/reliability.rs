@@ -390,3 +390,25 @@ fn an_app_stopped_at_the_deadline_prints_its_traceback() {
             line.starts_with("Fatal Python error: Bus error")
         });
 }
+
+/// Root without CAP_SETUID and CAP_SETGID (`capabilities: drop: [ALL]` and no `runAsUser`):
+/// `--user` cannot work there, and the error says why and what does.
+#[test]
+fn user_without_the_capabilities_to_change_ids_names_them_and_run_as_user() {
+    let finished = Pyinit::new()
+        .started_by_pod_as(0, 0)
+        .args(["--user", "nobody"])
+        .app(vec!["/bin/true".into()])
+        .run();
+    finished.assert_exit_code(125);
+    let error = finished.stderr_text();
+    for needed in [
+        "--user nobody",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "securityContext.runAsUser: 65534",
+    ] {
+        assert!(error.contains(needed), "no {needed:?} in: {error}");
+    }
+    assert_eq!(finished.stderr.len(), 1, "one line: {error}");
+}
