@@ -412,3 +412,35 @@ fn user_without_the_capabilities_to_change_ids_names_them_and_run_as_user() {
     }
     assert_eq!(finished.stderr.len(), 1, "one line: {error}");
 }
+
+/// At the drain's start `/livez` stops holding a failing liveness probe against the app (the
+/// kubelet must not restart a pod that is shutting down), but the probe still fails: pyinit
+/// must not log that the app is live again.
+#[test]
+fn the_drain_does_not_claim_a_failing_app_is_live_again() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args([
+            "--liveness-period",
+            "200ms",
+            "--liveness-failure-threshold",
+            "1",
+        ])
+        .arg("--liveness")
+        .arg(format!(
+            "exec:/usr/bin/python3 {} fail",
+            fixture("exec_probe.py").display()
+        ))
+        .app(python_fixture("print_signals.py", &[]))
+        .start();
+    running.wait_ready();
+    running.stderr.wait_for("not live", PATIENCE);
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    running.stderr.wait_for("drain started", Duration::ZERO);
+    assert!(
+        !running.stderr.contains("live again"),
+        "{}",
+        running.stderr.joined()
+    );
+}

@@ -158,7 +158,7 @@ pub enum Notice {
         ready: bool,
         reason: String,
     },
-    /// `/livez` changed; as for readiness, not sent when the app's exit caused it.
+    /// `/livez` changed; as for readiness, not sent when the app's exit or the drain caused it.
     LivenessChanged {
         live: bool,
         reason: String,
@@ -455,7 +455,9 @@ impl Supervisor {
                 reason: failing_reasons(&after.readiness_checks()),
             }));
         }
-        if after.live != before.live {
+        // At the drain's start /livez stops holding the probes against the app, but they fail
+        // as before: "live again" would not be true.
+        if after.live != before.live && !drain_started {
             actions.push(Action::Notice(Notice::LivenessChanged {
                 live: after.live,
                 reason: failing_reasons(&after.liveness_checks()),
