@@ -26,6 +26,7 @@ mod drill;
 mod examples;
 mod exit_codes;
 mod health;
+mod peers;
 mod privileges;
 mod probes;
 mod readme;
