@@ -1,6 +1,6 @@
 //! What pyinit knows about the container's resources: its CPU and memory limits as far as they
 //! could be read, where its cgroups are, and how many CPUs the host lets it run on. Pure: the
-//! facts are read under an injected root by `container/mod.rs` (`ContainerFacts::read`).
+//! facts are read under an injected root by `container/mod.rs` (`read_facts`).
 
 use std::fmt;
 use std::path::PathBuf;

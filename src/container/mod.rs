@@ -23,42 +23,40 @@ use cgroup::{CgroupLocation, CgroupVersion, CpuQuota};
 use env::AppEnvironment;
 use facts::{CgroupDir, ContainerFacts, Limit};
 
-impl ContainerFacts {
-    /// Reads every fact under `root` ("/" in production).
-    pub fn read(root: &Path) -> ContainerFacts {
-        let memberships = read_text(&root.join("proc/self/cgroup"))
-            .map(|text| cgroup::parse_proc_cgroup(&text))
-            .unwrap_or_default();
-        let mounts = read_text(&root.join("proc/self/mountinfo"))
-            .map(|text| cgroup::parse_mountinfo(&text))
-            .unwrap_or_default();
-        let locate = |controller: &str| {
-            let location = cgroup::locate_controller(controller, &memberships, &mounts);
-            if location.is_none() {
-                debug!(controller, "no cgroup found for the controller");
-            }
-            location
-        };
-        let cpu_location = locate("cpu");
-        let memory_location = locate("memory");
-        let cpu_limit = cpu_location
-            .as_ref()
-            .map_or(Limit::Unknown, |location| read_cpu_limit(root, location));
-        let memory_limit_bytes = memory_location
-            .as_ref()
-            .map_or(Limit::Unknown, |location| read_memory_limit(root, location));
-        let host_cpus = read_text(&root.join("proc/self/status")).and_then(|text| {
-            cgroup::parse_cpus_allowed(&text)
-                .map_err(|failure| debug!(path = "/proc/self/status", "{failure}"))
-                .ok()
-        });
-        ContainerFacts {
-            cpu_limit,
-            memory_limit_bytes,
-            host_cpus,
-            cpu_cgroup: cpu_location.map(|location| cgroup_dir(root, &location)),
-            memory_cgroup: memory_location.map(|location| cgroup_dir(root, &location)),
+/// Reads every fact under `root` ("/" in production).
+pub fn read_facts(root: &Path) -> ContainerFacts {
+    let memberships = read_text(&root.join("proc/self/cgroup"))
+        .map(|text| cgroup::parse_proc_cgroup(&text))
+        .unwrap_or_default();
+    let mounts = read_text(&root.join("proc/self/mountinfo"))
+        .map(|text| cgroup::parse_mountinfo(&text))
+        .unwrap_or_default();
+    let locate = |controller: &str| {
+        let location = cgroup::locate_controller(controller, &memberships, &mounts);
+        if location.is_none() {
+            debug!(controller, "no cgroup found for the controller");
         }
+        location
+    };
+    let cpu_location = locate("cpu");
+    let memory_location = locate("memory");
+    let cpu_limit = cpu_location
+        .as_ref()
+        .map_or(Limit::Unknown, |location| read_cpu_limit(root, location));
+    let memory_limit_bytes = memory_location
+        .as_ref()
+        .map_or(Limit::Unknown, |location| read_memory_limit(root, location));
+    let host_cpus = read_text(&root.join("proc/self/status")).and_then(|text| {
+        cgroup::parse_cpus_allowed(&text)
+            .map_err(|failure| debug!(path = "/proc/self/status", "{failure}"))
+            .ok()
+    });
+    ContainerFacts {
+        cpu_limit,
+        memory_limit_bytes,
+        host_cpus,
+        cpu_cgroup: cpu_location.map(|location| cgroup_dir(root, &location)),
+        memory_cgroup: memory_location.map(|location| cgroup_dir(root, &location)),
     }
 }
 
@@ -206,7 +204,7 @@ mod tests {
     #[test]
     fn v2_limited() {
         let root = fixture("v2-limited");
-        let facts = ContainerFacts::read(&root);
+        let facts = read_facts(&root);
         assert_eq!(facts.cpu_limit, quota(150000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(268435456));
         assert_eq!(facts.host_cpus, Some(4));
@@ -223,7 +221,7 @@ mod tests {
 
     #[test]
     fn v2_unlimited_with_max_and_period() {
-        let facts = ContainerFacts::read(&fixture("v2-unlimited"));
+        let facts = read_facts(&fixture("v2-unlimited"));
         // cpu.max says `max 100000`, memory.max says `max`.
         assert_eq!(facts.cpu_limit, Limit::Unlimited);
         assert_eq!(facts.memory_limit_bytes, Limit::Unlimited);
@@ -235,7 +233,7 @@ mod tests {
     fn v2_nested_takes_the_tightest_level() {
         // The pod's cgroup limits memory to 512 MiB and CPU to 0.5; the container's own cgroup
         // limits memory to 1 GiB and CPU to 2: the pod's limits win.
-        let facts = ContainerFacts::read(&fixture("v2-nested"));
+        let facts = read_facts(&fixture("v2-nested"));
         assert_eq!(facts.cpu_limit, quota(50000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(512 << 20));
         assert_eq!(
@@ -247,7 +245,7 @@ mod tests {
     #[test]
     fn v1_limited_without_cgroup_namespace() {
         let root = fixture("v1-limited");
-        let facts = ContainerFacts::read(&root);
+        let facts = read_facts(&root);
         assert_eq!(facts.cpu_limit, quota(50000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(64 << 20));
         assert_eq!(facts.host_cpus, Some(8));
@@ -261,7 +259,7 @@ mod tests {
     #[test]
     fn v1_unlimited_host_values() {
         // -1 and the page-rounded LONG_MAX, as on a v1 host with no limits.
-        let facts = ContainerFacts::read(&fixture("v1-unlimited"));
+        let facts = read_facts(&fixture("v1-unlimited"));
         assert_eq!(facts.cpu_limit, Limit::Unlimited);
         assert_eq!(facts.memory_limit_bytes, Limit::Unlimited);
         assert_eq!(facts.effective_millicpus(), Some(2000));
@@ -275,7 +273,7 @@ mod tests {
     fn missing_files_are_unknown() {
         // The cgroups are found, but the limit files are missing or garbled, and so is
         // /proc/self/status.
-        let facts = ContainerFacts::read(&fixture("v2-missing"));
+        let facts = read_facts(&fixture("v2-missing"));
         assert_eq!(facts.cpu_limit, Limit::Unknown);
         assert_eq!(facts.memory_limit_bytes, Limit::Unknown);
         assert_eq!(facts.host_cpus, None);
@@ -283,7 +281,7 @@ mod tests {
         assert!(facts.memory_cgroup.is_some());
         assert_eq!(read_memory_usage(&facts), None);
         // Nothing at all under the root.
-        let facts = ContainerFacts::read(&fixture("does-not-exist"));
+        let facts = read_facts(&fixture("does-not-exist"));
         assert_eq!(facts.cpu_limit, Limit::Unknown);
         assert_eq!(facts.memory_cgroup, None);
         assert_eq!(read_memory_usage(&facts), None);

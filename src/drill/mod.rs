@@ -202,7 +202,7 @@ async fn rehearse(
     trace.readiness_dropped_after = match health_addr {
         Some(addr) => wait_for_readyz_503(addr, term_sent_at).await,
         None => status_rx
-            .wait_for(|status| !status.ready)
+            .wait_for(|status| !status.checks.ready())
             .await
             .ok()
             .map(|_| clock::now().saturating_duration_since(term_sent_at)),
@@ -240,12 +240,12 @@ async fn wait_until_ready(
         match drill.readiness {
             DrillReadiness::After(after) => {
                 tokio::time::sleep(after).await;
-                status_rx.borrow().app_pid.is_some()
+                status_rx.borrow().app.is_running()
             }
             DrillReadiness::Probe => status_rx
-                .wait_for(|status| status.ready || status.shutdown.app_exited_at.is_some())
+                .wait_for(|status| status.checks.ready() || status.shutdown.app_exited_at.is_some())
                 .await
-                .is_ok_and(|status| status.ready),
+                .is_ok_and(|status| status.checks.ready()),
         }
     };
     match tokio::time::timeout(drill.ready_timeout, ready).await {
