@@ -1,10 +1,11 @@
 //! The grpc probe against a real grpcio server (tests/fixtures/grpc_app.py, with
 //! grpcio-health-checking's servicer): a status switched to NOT_SERVING makes the app not ready
 //! within the thresholds and SERVING again makes it ready; a service the server does not know is
-//! a failure (grpcio answers NOT_FOUND); a named service it knows passes; liveness and startup
-//! probes take the same form; every probe's connection is closed; and bad forms of the flag are
-//! usage errors. The table in `probes.rs` has grpc's success, UNIMPLEMENTED, HTTP/1 and timeout
-//! rows beside the other kinds.
+//! a failure (grpcio answers NOT_FOUND); a named service it knows passes; a server without the
+//! health service fails naming UNIMPLEMENTED, with grpcio's own words in the log alone; liveness
+//! and startup probes take the same form; every probe's connection is closed; and bad forms of
+//! the flag are usage errors. The table in `probes.rs` has grpc's success, UNIMPLEMENTED, HTTP/1
+//! and timeout rows beside the other kinds.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -119,6 +120,38 @@ fn a_grpc_probe_asks_for_the_named_service() {
         answer.body
     );
     assert_eq!(n_results(unknown_addr, "readiness", "success"), 0.0);
+}
+
+/// A server without the health service: the health port names UNIMPLEMENTED as the kubelet
+/// does; grpcio's own words ("Method not found!") are the app's, and go to pyinit's log only.
+#[test]
+fn a_server_without_the_health_service_fails_naming_unimplemented() {
+    let port = free_port();
+    let probe = format!("grpc://127.0.0.1:{port}");
+    let (running, addr) = start_grpc_probed("readiness", &probe, port, &["--no-health"]);
+    poll_until(PATIENCE, "three failures", || {
+        n_results(addr, "readiness", "failure") >= 3.0
+    });
+    let kubelets = "this server does not implement the grpc health protocol \
+                    (grpc.health.v1.Health): UNIMPLEMENTED";
+    let answer = get(addr, "/readyz?verbose");
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains(&format!("[-]readiness failed: {kubelets} (last probe")),
+        "{}",
+        answer.body
+    );
+    assert!(!answer.body.contains("Method not found"), "{}", answer.body);
+    let line = running
+        .stderr
+        .wait_for("readiness probe failed: this server", PATIENCE);
+    assert!(
+        line.contains(&format!("{kubelets}: Method not found!")),
+        "{line}"
+    );
+    assert_eq!(n_results(addr, "readiness", "success"), 0.0);
 }
 
 /// Startup and liveness take the same form: the startup probe passes on SERVING and lets the

@@ -80,6 +80,7 @@ pub async fn probe_grpc(addr: SocketAddr, service: &str, timeout: Duration) -> P
                     format_duration(timeout)
                 ),
             },
+            detail: None,
             warning: None,
         },
     }
@@ -109,10 +110,11 @@ async fn check(
     };
     let error = match call(watched, addr, service, deadline).await {
         Ok(answer) => {
-            let (outcome, message) = judge(&answer, timeout);
+            let judged = judge(&answer, timeout);
             return ProbeAnswer {
-                outcome,
-                message,
+                outcome: judged.outcome,
+                message: judged.message,
+                detail: judged.detail,
                 warning: None,
             };
         }

@@ -17,7 +17,9 @@
 //! The verdict follows the kubelet's `pkg/probe/grpc/grpc.go` (kubernetes/kubernetes): SERVING
 //! passes ("service healthy"); any other status fails ("service unhealthy (responded with
 //! ...)"); a non-OK `grpc-status` fails, UNIMPLEMENTED as "this server does not implement the
-//! grpc health protocol" and DEADLINE_EXCEEDED as a timeout. Pure: `grpc.rs` does the I/O.
+//! grpc health protocol" and DEADLINE_EXCEEDED as a timeout. The server's `grpc-message` is the
+//! app's own text: it goes into the verdict's detail, for pyinit's log, never into the message
+//! the health port shows. Pure: `grpc.rs` does the I/O.
 
 use std::time::Duration;
 
@@ -240,11 +242,36 @@ pub fn grpc_timeout(left: Duration) -> String {
     }
 }
 
-/// One probe's verdict and its message, as the probe reports it.
-pub type Judged = (Outcome, String);
+/// One probe's verdict. `message` is what the health port shows, which anyone who reaches it may
+/// read: never the app's own words. `detail`, for pyinit's log alone, adds them when the server
+/// said something (its `grpc-message`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    pub outcome: Outcome,
+    pub message: String,
+    pub detail: Option<String>,
+}
 
-fn failure(message: impl Into<String>) -> Judged {
-    (Outcome::Failure, message.into())
+impl Judged {
+    fn new(outcome: Outcome, message: impl Into<String>) -> Self {
+        Judged {
+            outcome,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    fn failure(message: impl Into<String>) -> Self {
+        Judged::new(Outcome::Failure, message)
+    }
+
+    /// The message and, after it, what the server said: the detail, when it said anything.
+    fn told(mut self, said: &str) -> Self {
+        if !said.is_empty() {
+            self.detail = Some(format!("{}: {said}", self.message));
+        }
+        self
+    }
 }
 
 /// Judges one answer as the kubelet's grpc prober does; `timeout` names the probe's timeout
@@ -252,7 +279,7 @@ fn failure(message: impl Into<String>) -> Judged {
 pub fn judge(answer: &CheckAnswer, timeout: Duration) -> Judged {
     let Some(status) = &answer.grpc_status else {
         // No status at all: not a gRPC server's answer (the protocol requires one).
-        return failure(match answer.http_status {
+        return Judged::failure(match answer.http_status {
             200 => "health rpc probe failed: the answer has no grpc-status".to_owned(),
             other => format!("health rpc probe failed: HTTP status {other} without grpc-status"),
         });
@@ -262,45 +289,43 @@ pub fn judge(answer: &CheckAnswer, timeout: Duration) -> Judged {
         .and_then(|text| text.trim().parse::<u32>().ok());
     let Some(code) = code else {
         let shown = String::from_utf8_lossy(status);
-        return failure(format!(
-            "health rpc probe failed: malformed grpc-status '{shown}'"
-        ));
+        return Judged::failure("health rpc probe failed: malformed grpc-status")
+            .told(&format!("'{shown}'"));
     };
-    let message = answer
+    let said = answer
         .grpc_message
         .as_deref()
         .map(decode_grpc_message)
         .unwrap_or_default();
-    let name = match message.as_str() {
-        "" => status_code_name(code),
-        message => format!("{}: {message}", status_code_name(code)),
-    };
+    let name = status_code_name(code);
     match code {
         OK => judge_response(&answer.data),
-        UNIMPLEMENTED => failure(format!(
+        UNIMPLEMENTED => Judged::failure(format!(
             "this server does not implement the grpc health protocol (grpc.health.v1.Health): \
              {name}"
-        )),
-        DEADLINE_EXCEEDED => (
+        ))
+        .told(&said),
+        DEADLINE_EXCEEDED => Judged::new(
             Outcome::Timeout,
             format!(
                 "health rpc did not complete within {} ({name})",
                 format_duration(timeout)
             ),
-        ),
-        _ => failure(format!("health rpc probe failed: {name}")),
+        )
+        .told(&said),
+        _ => Judged::failure(format!("health rpc probe failed: {name}")).told(&said),
     }
 }
 
 /// An OK answer: SERVING passes, any other status fails with its name.
 fn judge_response(data: &[u8]) -> Judged {
     match decode_check_response(data) {
-        Ok(SERVING) => (Outcome::Success, "service healthy".to_owned()),
-        Ok(status) => failure(format!(
+        Ok(SERVING) => Judged::new(Outcome::Success, "service healthy"),
+        Ok(status) => Judged::failure(format!(
             "service unhealthy (responded with \"{}\")",
             serving_status_name(status)
         )),
-        Err(error) => failure(format!("health rpc probe failed: {error}")),
+        Err(error) => Judged::failure(format!("health rpc probe failed: {error}")),
     }
 }
 
@@ -394,54 +419,81 @@ mod tests {
         assert!(decode_check_response(&endless).is_err());
     }
 
+    /// A verdict: its outcome, message and detail.
+    fn verdict(outcome: Outcome, message: &str, detail: Option<&str>) -> Judged {
+        Judged {
+            outcome,
+            message: message.to_owned(),
+            detail: detail.map(str::to_owned),
+        }
+    }
+
     #[test]
     fn serving_passes_and_every_other_status_fails_with_its_name() {
         let serving = judge(&answer("0", None, framed(&[0x08, 1])), TIMEOUT);
-        assert_eq!(serving, (Outcome::Success, "service healthy".to_owned()));
+        assert_eq!(serving, verdict(Outcome::Success, "service healthy", None));
         for (message, name) in [
             (vec![0x08, 2], "NOT_SERVING"),
             (vec![], "UNKNOWN"),
             (vec![0x08, 3], "SERVICE_UNKNOWN"),
             (vec![0x08, 7], "7"),
         ] {
-            let judged = judge(&answer("0", None, framed(&message)), TIMEOUT);
-            assert_eq!(
-                judged,
-                failure(format!("service unhealthy (responded with \"{name}\")"))
-            );
+            // An OK status's grpc-message says nothing the verdict needs.
+            let judged = judge(&answer("0", Some("fine"), framed(&message)), TIMEOUT);
+            let expected = format!("service unhealthy (responded with \"{name}\")");
+            assert_eq!(judged, verdict(Outcome::Failure, &expected, None));
         }
     }
 
     #[test]
-    fn non_ok_statuses_fail_with_their_code_and_message() {
+    fn non_ok_statuses_fail_with_their_code_and_keep_the_apps_words_for_the_log() {
         let unimplemented = judge(&answer("12", Some("Method not found!"), vec![]), TIMEOUT);
+        let kubelets = "this server does not implement the grpc health protocol \
+                        (grpc.health.v1.Health): UNIMPLEMENTED";
         assert_eq!(
             unimplemented,
-            failure(
-                "this server does not implement the grpc health protocol \
-                 (grpc.health.v1.Health): UNIMPLEMENTED: Method not found!"
+            verdict(
+                Outcome::Failure,
+                kubelets,
+                Some(&format!("{kubelets}: Method not found!"))
             )
         );
         let not_found = judge(&answer("5", None, vec![]), TIMEOUT);
-        assert_eq!(not_found, failure("health rpc probe failed: NOT_FOUND"));
-        let unavailable = judge(&answer("14", Some("draining%20now%0A"), vec![]), TIMEOUT);
         assert_eq!(
-            unavailable.1,
-            "health rpc probe failed: UNAVAILABLE: draining now"
+            not_found,
+            verdict(Outcome::Failure, "health rpc probe failed: NOT_FOUND", None)
+        );
+        let unavailable = judge(&answer("14", Some("token%3Dsecret%0A"), vec![]), TIMEOUT);
+        assert_eq!(
+            unavailable,
+            verdict(
+                Outcome::Failure,
+                "health rpc probe failed: UNAVAILABLE",
+                Some("health rpc probe failed: UNAVAILABLE: token=secret")
+            )
         );
         let deadline = judge(&answer("4", Some("Deadline Exceeded"), vec![]), TIMEOUT);
-        assert_eq!(deadline.0, Outcome::Timeout);
         assert_eq!(
-            deadline.1,
-            "health rpc did not complete within 1s (DEADLINE_EXCEEDED: Deadline Exceeded)"
+            deadline,
+            verdict(
+                Outcome::Timeout,
+                "health rpc did not complete within 1s (DEADLINE_EXCEEDED)",
+                Some(
+                    "health rpc did not complete within 1s (DEADLINE_EXCEEDED): Deadline Exceeded"
+                )
+            )
         );
         let beyond = judge(&answer("99", None, vec![]), TIMEOUT);
-        assert_eq!(beyond.1, "health rpc probe failed: code 99");
+        assert_eq!(beyond.message, "health rpc probe failed: code 99");
         // An OK status cannot make a broken message pass.
         let empty = judge(&answer("0", None, vec![]), TIMEOUT);
         assert_eq!(
             empty,
-            failure("health rpc probe failed: no HealthCheckResponse in the answer")
+            verdict(
+                Outcome::Failure,
+                "health rpc probe failed: no HealthCheckResponse in the answer",
+                None
+            )
         );
     }
 
@@ -452,19 +504,23 @@ mod tests {
             ..CheckAnswer::default()
         };
         assert_eq!(
-            judge(&plain, TIMEOUT).1,
+            judge(&plain, TIMEOUT).message,
             "health rpc probe failed: HTTP status 404 without grpc-status"
         );
         plain.http_status = 200;
         plain.data = framed(&[0x08, 1]);
         assert_eq!(
-            judge(&plain, TIMEOUT).1,
+            judge(&plain, TIMEOUT).message,
             "health rpc probe failed: the answer has no grpc-status"
         );
         let garbled = judge(&answer("OK", None, vec![]), TIMEOUT);
         assert_eq!(
-            garbled.1,
-            "health rpc probe failed: malformed grpc-status 'OK'"
+            garbled,
+            verdict(
+                Outcome::Failure,
+                "health rpc probe failed: malformed grpc-status",
+                Some("health rpc probe failed: malformed grpc-status: 'OK'")
+            )
         );
     }
 
