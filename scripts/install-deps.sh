@@ -33,19 +33,20 @@ make_venv() {
 # The end-to-end venv: made from Debian's /usr/bin/python3, because the runc containers mount
 # only the host's system folders (the pyenv python3 on PATH lives under /root).
 make_venv target/e2e-venv scripts/e2e-requirements.txt
-# The packaging tools: maturin builds the wheels, pypiserver is the tests' local package index.
+# The tests' packaging tools: pypiserver is their local package index. (maturin has a venv of its
+# own, which scripts/build-wheels.sh makes.)
 make_venv target/dist-venv scripts/dist-requirements.txt
 
 # The wheels the tests' local index serves beside pyinit's own: the example app's packages
 # (Dockerfile.example installs them) and maturin (docs/install.md's step for building wheels).
 wheelhouse=target/wheelhouse
 stamp="$wheelhouse/.requirements.sha256"
-wanted=$(cat examples/gunicorn/requirements.txt scripts/dist-requirements.txt | sha256sum | cut -d' ' -f1)
+wanted=$(cat examples/gunicorn/requirements.txt scripts/maturin-requirements.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     rm -rf "$wheelhouse"
     mkdir -p "$wheelhouse"
     target/dist-venv/bin/pip download --disable-pip-version-check --no-input -q --no-deps \
         --only-binary :all: -d "$wheelhouse" -r examples/gunicorn/requirements.txt \
-        "$(grep -m1 '^maturin==' scripts/dist-requirements.txt)"
+        "$(grep -m1 '^maturin==' scripts/maturin-requirements.txt)"
     echo "$wanted" >"$stamp"
 fi

@@ -79,6 +79,19 @@ pub fn run_once(command_line: &str) -> String {
 /// The two architectures pyinit ships for, as Rust and wheel tags name them.
 pub const ARCHITECTURES: [&str; 2] = ["x86_64", "aarch64"];
 
+/// The name pip installs pyinit by (pyproject.toml's `name`): `pyinit` on PyPI belongs to an
+/// unrelated project. The command it puts on PATH is `pyinit`.
+pub const DISTRIBUTION: &str = "pyinit-k8s";
+
+/// The file name of the wheel for `arch`: the distribution's name as wheel names spell it
+/// (PEP 427: `pyinit_k8s`) and both platform tags.
+pub fn wheel_name(version: &str, arch: &str) -> String {
+    format!(
+        "{}-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl",
+        DISTRIBUTION.replace('-', "_")
+    )
+}
+
 /// The static release binary for `arch`, built as docs/install.md says.
 pub fn static_binary(arch: &str) -> PathBuf {
     let target = format!("{arch}-unknown-linux-musl");
@@ -86,25 +99,24 @@ pub fn static_binary(arch: &str) -> PathBuf {
     repo().join("target").join(target).join("release/pyinit")
 }
 
-/// pyinit's wheels, built by `scripts/build-wheels.sh` into target/wheels: (arch, file).
+/// pyinit's wheels, built by `scripts/build-wheels.sh` (with the maturin it installs for
+/// itself) into target/wheels: (arch, file).
 pub fn wheels() -> Vec<(&'static str, PathBuf)> {
-    dist_venv_bin("maturin");
     run_once("bash scripts/build-wheels.sh");
     let version = cargo_version();
     ARCHITECTURES
         .iter()
         .map(|arch| {
-            let name = format!(
-                "pyinit-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl"
-            );
-            let path = repo().join("target/wheels").join(name);
+            let path = repo()
+                .join("target/wheels")
+                .join(wheel_name(&version, arch));
             assert!(path.is_file(), "{} was not built", path.display());
             (*arch, path)
         })
         .collect()
 }
 
-/// A program in the packaging tools' venv (maturin, pypi-server, pip); fails the test with the
+/// A program in the packaging tools' venv (pypi-server, pip); fails the test with the
 /// fix when it was never installed.
 pub fn dist_venv_bin(name: &str) -> PathBuf {
     let path = repo().join("target/dist-venv/bin").join(name);

@@ -268,7 +268,7 @@ fn build_example_image(index: &OfflineIndex) -> Image {
         ],
     );
     // pip chose the x86_64 wheel of this build from the index, by its platform tags.
-    let wheel = format!("pyinit-{}-py3-none-manylinux2014_x86_64", cargo_version());
+    let wheel = super::wheel_name(&cargo_version(), "x86_64");
     assert!(log.contains(&wheel), "pip did not install {wheel}:\n{log}");
     image
 }
