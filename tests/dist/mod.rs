@@ -1,7 +1,8 @@
 //! pyinit as users install it (docs/install.md): the wheels (`wheels.rs`: installed from the
 //! file alone into a fresh venv, and accepted by pip's resolver on manylinux and
 //! musllinux, x86_64 and aarch64), the static aarch64 binary under qemu-user (`aarch64.rs`), and
-//! `Dockerfile.example` built offline and run in podman (`podman.rs`).
+//! `Dockerfile.example` built offline and run in podman (`podman.rs`); and the crate as
+//! crates.io would receive it (`crate_package.rs`).
 //!
 //! The helpers here run the repository's own build scripts, once per test process (they are
 //! idempotent, and after `scripts/test.sh` has run them they take seconds), and give the tests
@@ -10,6 +11,7 @@
 //! loopback device, so that whatever installs from it provably needs no other network.
 
 mod aarch64;
+mod crate_package;
 pub mod podman;
 pub mod wheels;
 
