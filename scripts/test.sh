@@ -2,8 +2,9 @@
 # Runs every check pyinit has, installing what they need first (idempotent, as root): Debian
 # packages (runc, podman, qemu-user-static, debootstrap, ...), the musl targets and the venvs;
 # then the lint gate, the static release binaries and the wheels for x86_64 and aarch64 with their
-# checks, podman's base image, and the whole test suite (the aarch64 binary under qemu and
-# Dockerfile.example in podman included). Each step's time is printed, and a summary at the end.
+# checks, the distribution image, podman's base image, and the whole test suite (the aarch64
+# binary under qemu, Dockerfile.example in podman, the image's uses and `cargo publish
+# --dry-run` included). Each step's time is printed, and a summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +51,9 @@ bash scripts/build-static.sh
 
 step "wheels, x86_64 and aarch64"
 bash scripts/build-wheels.sh
+
+step "distribution image, localhost/pyinit"
+bash scripts/build-image.sh
 
 step "podman base image (debootstrap, once per recipe)"
 bash scripts/podman-base-image.sh

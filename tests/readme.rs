@@ -113,6 +113,7 @@ fn every_command_of_the_install_section_runs() {
     for expected in [
         "pip install pyinit-k8s",
         "RUN pip install",
+        "COPY --from=ghcr.io/",
         "COPY pyinit",
         "cargo build",
     ] {
@@ -172,20 +173,29 @@ fn every_command_of_the_install_section_runs() {
                     let context = TempDir::new("readme-docker");
                     std::fs::copy(static_binary("x86_64"), context.path.join("pyinit")).unwrap();
                     let dockerfile = context.path.join("Dockerfile");
+                    // The published image is this checkout's localhost/pyinit:VERSION here.
                     std::fs::write(
                         &dockerfile,
                         format!(
-                            "FROM {}\nARG PIP_INDEX_URL\n{line}\nRUN pyinit --version\n",
-                            base_image()
+                            "FROM {}\nARG PIP_INDEX_URL\n{}\nRUN pyinit --version\n",
+                            base_image(),
+                            crate::dist::image::with_local_registry(line)
                         ),
                     )
                     .unwrap();
-                    let (_image, log) = crate::dist::podman::build_offline(
-                        &index,
-                        &dockerfile,
-                        &context.path,
-                        &[format!("PIP_INDEX_URL={}", index.url())],
-                    );
+                    let build = || {
+                        crate::dist::podman::build_offline(
+                            &index,
+                            &dockerfile,
+                            &context.path,
+                            &[format!("PIP_INDEX_URL={}", index.url())],
+                        )
+                    };
+                    let (_image, log) = if line.starts_with("COPY --from=") {
+                        crate::dist::image::with_local_image(|_| build())
+                    } else {
+                        build()
+                    };
                     assert!(
                         log.contains(&format!("pyinit {version}")),
                         "`{line}` gave no working pyinit:\n{log}"

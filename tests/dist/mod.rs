@@ -1,8 +1,9 @@
 //! pyinit as users install it (docs/install.md): the wheels (`wheels.rs`: installed from the
 //! file alone into a fresh venv, and accepted by pip's resolver on manylinux and
 //! musllinux, x86_64 and aarch64), the static aarch64 binary under qemu-user (`aarch64.rs`), and
-//! `Dockerfile.example` built offline and run in podman (`podman.rs`); and the crate as
-//! crates.io would receive it (`crate_package.rs`).
+//! `Dockerfile.example` built offline and run in podman (`podman.rs`); pyinit's own image, taken
+//! with `COPY --from` into a Python image, and the release's two-platform build of it
+//! (`image.rs`); and the crate as crates.io would receive it (`crate_package.rs`).
 //!
 //! The helpers here run the repository's own build scripts, once per test process (they are
 //! idempotent, and after `scripts/test.sh` has run them they take seconds), and give the tests
@@ -12,6 +13,7 @@
 
 mod aarch64;
 mod crate_package;
+pub mod image;
 pub mod podman;
 pub mod wheels;
 
@@ -46,7 +48,7 @@ fn text_of(output: &Output) -> String {
 
 /// The longest a build script may take: cold release builds of both targets, or debootstrap, on a
 /// loaded 2-core machine.
-const BUILD_PATIENCE: Duration = Duration::from_secs(20 * 60);
+pub const BUILD_PATIENCE: Duration = Duration::from_secs(20 * 60);
 
 /// Runs `command_line` with `sh -c` in the repository's root, once per test process however many
 /// tests ask (the builds share target/), and returns its stdout; fails the test with its output
