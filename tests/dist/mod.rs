@@ -3,7 +3,8 @@
 //! musllinux, x86_64 and aarch64), the static aarch64 binary under qemu-user (`aarch64.rs`), and
 //! `Dockerfile.example` built offline and run in podman (`podman.rs`); pyinit's own image, taken
 //! with `COPY --from` into a Python image, and the release's two-platform build of it
-//! (`image.rs`); and the crate as crates.io would receive it (`crate_package.rs`).
+//! (`image.rs`); the crate as crates.io would receive it (`crate_package.rs`); and the release
+//! workflows that publish all of these, through both linters (`workflows.rs`).
 //!
 //! The helpers here run the repository's own build scripts, once per test process (they are
 //! idempotent, and after `scripts/test.sh` has run them they take seconds), and give the tests
@@ -16,6 +17,7 @@ mod crate_package;
 pub mod image;
 pub mod podman;
 pub mod wheels;
+mod workflows;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
