@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::signals::signal_name;
+use crate::signals::spec::signal_name;
 
 /// Bad usage: a flag or variable with an invalid value, or a contradiction between flags.
 pub const USAGE: u8 = 2;

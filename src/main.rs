@@ -5,11 +5,13 @@
 //! by the supervisor. Both modes (`pyinit` and `pyinit drill`) run the same phases; a drill only
 //! attaches one more task and judges the shutdown at the end.
 
+mod clock;
 mod config;
 mod container;
 mod drill;
 mod exit;
 mod health;
+mod json;
 mod log;
 mod multiproc;
 mod privileges;
@@ -35,7 +37,6 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
-use crate::container::ContainerFacts;
 use crate::container::oom::OomMonitor;
 use crate::reaper::Reaper;
 use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};
@@ -111,7 +112,7 @@ fn run() -> Result<u8, SetupError> {
     log::init_logging(config.log_format, config.log_level);
     // Limits: read once, before the app starts, so that it can be sized to them; the OOM-kill
     // counter too, before the app exists, so that only later rises are the app's.
-    let facts = ContainerFacts::read(Path::new("/"));
+    let facts = container::read_facts(Path::new("/"));
     let oom_monitor = OomMonitor::new(&facts);
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let parent_pid = become_reaper()?;
@@ -166,8 +167,9 @@ fn run() -> Result<u8, SetupError> {
         (dropped.env.into_iter().chain(startup.app_env.to_os_pairs())).collect();
     let app = start_app(&config, &app_env, &startup).map_err(SetupError::Spawn)?;
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor = new_supervisor(&config, app.pid, &startup.facts);
+    let supervisor = new_supervisor(&config, app.workload, &startup.facts);
     let (status_tx, status_rx) = watch::channel(supervisor.status().clone());
+    let (probe_gate_tx, probe_gate_rx) = watch::channel(supervisor.probe_gate());
     let reaper = Arc::new(Reaper::new());
     let (probe_tx, probe_rx) = mpsc::channel(16);
     // The tasks start with the app, so that the probes' initial delays count from its start.
@@ -175,6 +177,7 @@ fn run() -> Result<u8, SetupError> {
         config: &config,
         health_listener,
         status_rx: &status_rx,
+        probe_gate_rx,
         probe_tx,
         reaper: &reaper,
         app_env,
@@ -187,7 +190,10 @@ fn run() -> Result<u8, SetupError> {
         supervisor,
         signal_stream,
         reaper,
-        status_tx,
+        supervisor::driver::Publishers {
+            status_tx,
+            probe_gate_tx,
+        },
         probe_rx,
         oom_monitor,
         startup.facts,

@@ -17,17 +17,18 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, Mode};
+use crate::container::StartupReport;
 use crate::container::cgroup::CpuQuota;
 use crate::container::checks::{AppFacts, startup_warnings};
 use crate::container::env::app_environment;
-use crate::container::{ContainerFacts, StartupReport};
+use crate::container::facts::ContainerFacts;
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
-use crate::probe::threshold::{ProbeReport, Probes};
+use crate::probe::threshold::{ProbeGate, ProbeReport, Probes};
 use crate::reaper::Reaper;
 use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Supervisor, Workload};
 use crate::{health, probe, units};
 
 /// The facts, the app's environment and the start-up warnings that apply, with what was done
@@ -58,8 +59,8 @@ pub fn startup_report(
 /// What starting the app hands on to the tasks and the supervisor.
 #[derive(Debug)]
 pub struct StartedApp {
-    /// The app's pid; `None` for a health sidecar.
-    pub pid: Option<i32>,
+    /// The app's pid, or a health sidecar.
+    pub workload: Workload,
     /// For a drill, the read end of the app's stderr, which the drill passes on to pyinit's.
     pub stderr: Option<tokio::net::unix::pipe::Receiver>,
     /// Where the app started (pyinit's own directory until then); its exec probes start there.
@@ -85,7 +86,9 @@ pub fn start_app(
     };
     leave_working_directory();
     Ok(StartedApp {
-        pid: app.as_ref().map(|app| app.pid),
+        workload: app
+            .as_ref()
+            .map_or(Workload::Sidecar, |app| Workload::App { pid: app.pid }),
         stderr: app.and_then(|app| app.output),
         working_dir,
     })
@@ -121,10 +124,10 @@ fn spawn_app(
     Ok(app)
 }
 
-/// The supervisor for the app at `app_pid` (none for a sidecar), with the configured probes and
+/// The supervisor for the app or a health sidecar, with the configured probes and
 /// the container's limits, which `/metrics` shows.
-pub fn new_supervisor(config: &Config, app_pid: Option<i32>, facts: &ContainerFacts) -> Supervisor {
-    Supervisor::new(config.policy.clone(), app_pid)
+pub fn new_supervisor(config: &Config, workload: Workload, facts: &ContainerFacts) -> Supervisor {
+    Supervisor::new(config.policy.clone(), workload)
         .with_probes(Probes::new(&config.health.probes))
         .with_resource_limits(
             facts.cpu_limit.limited().map(CpuQuota::millicpus),
@@ -147,6 +150,7 @@ pub struct Tasks<'a> {
     pub config: &'a Config,
     pub health_listener: Option<TcpListener>,
     pub status_rx: &'a watch::Receiver<Status>,
+    pub probe_gate_rx: watch::Receiver<ProbeGate>,
     pub probe_tx: mpsc::Sender<ProbeReport>,
     pub reaper: &'a Arc<Reaper>,
     /// The app's environment, which its exec probes see too.
@@ -164,6 +168,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
         config,
         health_listener,
         status_rx,
+        probe_gate_rx,
         probe_tx,
         reaper,
         app_env,
@@ -184,7 +189,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
     };
     probe::spawn_probers(
         config.health.probes.clone(),
-        status_rx,
+        &probe_gate_rx,
         &probe_tx,
         &exec_context,
     );

@@ -1,17 +1,17 @@
 //! `Status`: what the supervisor knows, as the health server and metrics read it.
 //!
 //! The one contract between the supervisor (the only writer, through a `watch` channel), the
-//! health routes, the metrics text, the probers and the drill. It is plain data, cheap to clone,
-//! with no I/O, and a view: the supervisor derives every field from its own state after each
-//! step and keeps nothing of its own here. The checks behind `/livez` and `/readyz` are
-//! computed here, from the status alone, so that the supervisor's `live`/`ready` and the
-//! routes' check lists can never disagree.
+//! health routes, the metrics text and the drill. It is plain data, cheap to clone, with no
+//! I/O, and a view: the supervisor derives every field from its own state after each step and
+//! keeps nothing of its own here. The checks behind `/livez` and `/readyz` ([`Checks`]) are
+//! computed once per step, from the app, the drain and the probes, and `live` and `ready` with
+//! them: the routes answer from the same lists the notices and `/metrics` read.
 
 use std::time::Instant;
 
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{Probes, Verdict};
-use crate::signals::Signal;
+use crate::signals::spec::Signal;
 
 /// Where pyinit is in the app's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -28,11 +28,22 @@ pub enum Phase {
     Exited,
 }
 
-impl Phase {
-    /// True once the app has exited or been killed at the drain deadline, and in pyinit's last
-    /// status (a sidecar's too): nothing is left to probe.
-    pub fn app_stopped(self) -> bool {
-        matches!(self, Phase::Stopping | Phase::Exited)
+/// The app as readers see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppState {
+    /// pyinit is a health sidecar: there is no app, and liveness and readiness follow the probes
+    /// alone.
+    #[default]
+    Sidecar,
+    /// The app runs as `pid` (an app signalled at the drain deadline, until it is reaped).
+    Running { pid: i32 },
+    /// The app has exited; its exit code (before `--remap-exit`) when its status could be read.
+    Exited { exit_code: Option<u8> },
+}
+
+impl AppState {
+    pub fn is_running(self) -> bool {
+        matches!(self, AppState::Running { .. })
     }
 }
 
@@ -40,24 +51,17 @@ impl Phase {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     pub phase: Phase,
-    /// The app's pid while it runs; `None` before, after, and in sidecar mode.
-    pub app_pid: Option<i32>,
+    pub app: AppState,
     /// True from the first SIGTERM on: readiness is false for good.
     pub draining: bool,
-    /// The app's exit code (before `--remap-exit`) once it has exited.
-    pub app_exit_code: Option<u8>,
     /// Signals forwarded to the app, indexed by signal number.
     pub signals_forwarded: [u64; 32],
     /// Exited processes reaped that were neither the app nor a probe: orphans.
     pub orphans_reaped: u64,
-    /// False in sidecar mode: there is no app, and liveness and readiness follow the probes alone.
-    pub has_app: bool,
     /// Every configured probe's results, counted by Kubernetes' rules.
     pub probes: Probes,
-    /// What `/livez` answers: every liveness check passes.
-    pub live: bool,
-    /// What `/readyz` answers: every readiness check passes.
-    pub ready: bool,
+    /// The checks behind `/livez` and `/readyz`, from `app`, `draining` and `probes`.
+    pub checks: Checks,
     /// What happened during the shutdown, with when: the drill's evidence.
     pub shutdown: ShutdownRecord,
     /// The container's limits and memory use, for `/metrics`.
@@ -129,94 +133,138 @@ impl Check {
     }
 }
 
-impl Status {
-    fn app_running_check(&self) -> Option<Check> {
-        if !self.has_app {
-            return None;
+/// The checks behind `/livez` and `/readyz`, and their verdicts, computed once per step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checks {
+    liveness: Vec<Check>,
+    readiness: Vec<Check>,
+    live: bool,
+    ready: bool,
+}
+
+impl Checks {
+    pub fn new(app: AppState, draining: bool, probes: &Probes) -> Self {
+        let liveness = liveness_checks(app, draining, probes);
+        let readiness = readiness_checks(app, draining, probes);
+        Checks {
+            live: liveness.iter().all(|check| check.passed),
+            ready: readiness.iter().all(|check| check.passed),
+            liveness,
+            readiness,
         }
-        Some(match (self.app_pid, self.app_exit_code) {
-            (Some(_), _) => Check::pass("app-running"),
-            (None, Some(code)) => {
-                Check::fail("app-running", format!("app exited with code {code}"), None)
-            }
-            (None, None) => Check::fail("app-running", "app exited".to_owned(), None),
-        })
     }
 
-    /// The checks behind `/livez`: the app runs, startup has not failed, and the liveness probe
-    /// has not reached its failure threshold. During a drain the probes are not held against the
-    /// app: the kubelet must not restart a pod that is shutting down cleanly.
-    pub fn liveness_checks(&self) -> Vec<Check> {
-        let mut checks: Vec<Check> = self.app_running_check().into_iter().collect();
-        if let Some(startup) = &self.probes.startup {
-            checks.push(if self.probes.startup_failed() && !self.draining {
-                Check::fail(
-                    "startup",
-                    startup.failure_reason(),
-                    startup.last.as_ref().map(|last| last.at),
-                )
-            } else {
-                Check::pass("startup")
-            });
-        }
-        if let Some(liveness) = &self.probes.liveness {
-            checks.push(if liveness.verdict == Verdict::Failing && !self.draining {
-                Check::fail(
-                    "liveness",
-                    liveness.failure_reason(),
-                    liveness.last.as_ref().map(|last| last.at),
-                )
-            } else {
-                Check::pass("liveness")
-            });
-        }
-        checks
+    /// The checks behind `/livez`.
+    pub fn liveness(&self) -> &[Check] {
+        &self.liveness
     }
 
-    /// The checks behind `/readyz`: the app runs, startup is done, the readiness probe passes,
-    /// and pyinit is not shutting down.
-    pub fn readiness_checks(&self) -> Vec<Check> {
-        let mut checks: Vec<Check> = self.app_running_check().into_iter().collect();
-        if let Some(startup) = &self.probes.startup {
-            checks.push(match startup.verdict {
-                Verdict::Passing => Check::pass("startup"),
-                Verdict::Pending => Check::fail(
-                    "startup",
-                    format!("not yet succeeded: {}", startup.failure_reason()),
-                    startup.last.as_ref().map(|last| last.at),
-                ),
-                Verdict::Failing => Check::fail(
-                    "startup",
-                    startup.failure_reason(),
-                    startup.last.as_ref().map(|last| last.at),
-                ),
-            });
+    /// The checks behind `/readyz`.
+    pub fn readiness(&self) -> &[Check] {
+        &self.readiness
+    }
+
+    /// What `/livez` answers: every liveness check passes.
+    pub fn live(&self) -> bool {
+        self.live
+    }
+
+    /// What `/readyz` answers: every readiness check passes.
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+}
+
+impl Default for Checks {
+    /// The checks of a default `Status`: a sidecar without probes, not draining.
+    fn default() -> Self {
+        Checks::new(AppState::default(), false, &Probes::default())
+    }
+}
+
+fn app_running_check(app: AppState) -> Option<Check> {
+    match app {
+        AppState::Sidecar => None,
+        AppState::Running { .. } => Some(Check::pass("app-running")),
+        AppState::Exited {
+            exit_code: Some(code),
+        } => Some(Check::fail(
+            "app-running",
+            format!("app exited with code {code}"),
+            None,
+        )),
+        AppState::Exited { exit_code: None } => {
+            Some(Check::fail("app-running", "app exited".to_owned(), None))
         }
-        if let Some(readiness) = &self.probes.readiness {
-            checks.push(if readiness.verdict == Verdict::Passing {
-                Check::pass("readiness")
-            } else {
-                Check::fail(
-                    "readiness",
-                    readiness.failure_reason(),
-                    readiness.last.as_ref().map(|last| last.at),
-                )
-            });
-        }
-        checks.push(if self.draining {
-            Check::fail("shutdown", "draining after SIGTERM".to_owned(), None)
+    }
+}
+
+/// The checks behind `/livez`: the app runs, startup has not failed, and the liveness probe has
+/// not reached its failure threshold. During a drain the probes are not held against the app:
+/// the kubelet must not restart a pod that is shutting down cleanly.
+fn liveness_checks(app: AppState, draining: bool, probes: &Probes) -> Vec<Check> {
+    let mut checks: Vec<Check> = app_running_check(app).into_iter().collect();
+    if let Some(startup) = &probes.startup {
+        checks.push(if probes.startup_failed() && !draining {
+            Check::fail(
+                "startup",
+                startup.failure_reason(),
+                startup.last.as_ref().map(|last| last.at),
+            )
         } else {
-            Check::pass("shutdown")
+            Check::pass("startup")
         });
-        checks
     }
+    if let Some(liveness) = &probes.liveness {
+        checks.push(if liveness.verdict == Verdict::Failing && !draining {
+            Check::fail(
+                "liveness",
+                liveness.failure_reason(),
+                liveness.last.as_ref().map(|last| last.at),
+            )
+        } else {
+            Check::pass("liveness")
+        });
+    }
+    checks
+}
 
-    /// Recomputes `live` and `ready` from the checks; the supervisor's view calls it after every
-    /// step.
-    pub fn refresh_verdicts(&mut self) {
-        self.live = self.liveness_checks().iter().all(|check| check.passed);
-        self.ready = self.readiness_checks().iter().all(|check| check.passed);
+/// The checks behind `/readyz`: the app runs, startup is done, the readiness probe passes, and
+/// pyinit is not shutting down.
+fn readiness_checks(app: AppState, draining: bool, probes: &Probes) -> Vec<Check> {
+    let mut checks: Vec<Check> = app_running_check(app).into_iter().collect();
+    if let Some(startup) = &probes.startup {
+        checks.push(match startup.verdict {
+            Verdict::Passing => Check::pass("startup"),
+            Verdict::Pending => Check::fail(
+                "startup",
+                format!("not yet succeeded: {}", startup.failure_reason()),
+                startup.last.as_ref().map(|last| last.at),
+            ),
+            Verdict::Failing => Check::fail(
+                "startup",
+                startup.failure_reason(),
+                startup.last.as_ref().map(|last| last.at),
+            ),
+        });
     }
+    if let Some(readiness) = &probes.readiness {
+        checks.push(if readiness.verdict == Verdict::Passing {
+            Check::pass("readiness")
+        } else {
+            Check::fail(
+                "readiness",
+                readiness.failure_reason(),
+                readiness.last.as_ref().map(|last| last.at),
+            )
+        });
+    }
+    checks.push(if draining {
+        Check::fail("shutdown", "draining after SIGTERM".to_owned(), None)
+    } else {
+        Check::pass("shutdown")
+    });
+    checks
 }
 
 #[cfg(test)]
@@ -224,10 +272,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probing_ends_once_the_app_is_stopped_or_pyinit_exits() {
-        assert!(!Phase::Running.app_stopped());
-        assert!(!Phase::Draining.app_stopped());
-        assert!(Phase::Stopping.app_stopped());
-        assert!(Phase::Exited.app_stopped());
+    fn a_sidecar_without_probes_is_live_and_ready_until_it_drains() {
+        let checks = Checks::default();
+        assert!(checks.live() && checks.ready());
+        assert!(checks.liveness().is_empty());
+        assert_eq!(checks.readiness(), [Check::pass("shutdown")]);
+        let draining = Checks::new(AppState::Sidecar, true, &Probes::default());
+        assert!(draining.live() && !draining.ready());
+    }
+
+    #[test]
+    fn an_exited_app_fails_both_with_its_code() {
+        let exited = AppState::Exited { exit_code: Some(3) };
+        let checks = Checks::new(exited, false, &Probes::default());
+        assert!(!checks.live() && !checks.ready());
+        assert_eq!(
+            checks.liveness(),
+            [Check::fail(
+                "app-running",
+                "app exited with code 3".to_owned(),
+                None
+            )]
+        );
     }
 }

@@ -2,6 +2,11 @@
 //! source. The decision core imports no OS layer and reads no clock; `unsafe` stays in the
 //! syscall owners; every file says what it owns.
 //!
+//! Purity is an allow-list: a pure file names only other pure files of the crate (through
+//! `crate::`, `super::` or `self::`), `std` without its I/O, and the few items of other crates
+//! that are values (`PURE_EXTERNAL`). Any other path into the crate or into a dependency of
+//! Cargo.toml is an impurity, whatever it does.
+//!
 //! The checks read tokens, not substrings: comments and string literals are skipped, `use`
 //! trees are expanded and their aliases followed, `core::` and `alloc::` count as `std::`, and a
 //! `#[cfg(test)]` item is left out whole, wherever it stands. So `core::net::TcpStream` is a
@@ -10,8 +15,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Files that hold pure decisions: no tokio, nix or libc, no files, sockets, processes or
-/// threads, and no clock (`Instant::now`, `SystemTime::now`, `units::now`, `.elapsed()`).
+/// Files that hold pure decisions: they name only each other, `std` without files, sockets,
+/// processes or threads, no clock (`Instant::now`, `SystemTime::now`, `.elapsed()`), and of
+/// other crates only `PURE_EXTERNAL`.
 const PURE_FILES: &[&str] = &[
     "src/supervisor/mod.rs",
     "src/config/mod.rs",
@@ -19,15 +25,21 @@ const PURE_FILES: &[&str] = &[
     "src/config/parse.rs",
     "src/config/probe_flags.rs",
     "src/exit.rs",
+    "src/units.rs",
+    "src/json.rs",
+    "src/log/spec.rs",
+    "src/signals/spec.rs",
     "src/drill/report.rs",
     "src/drill/spec.rs",
     "src/drill/traceback.rs",
     "src/status.rs",
     "src/container/cgroup.rs",
+    "src/container/facts.rs",
     "src/container/env.rs",
     "src/container/checks.rs",
     "src/privileges/passwd.rs",
     "src/privileges/spec.rs",
+    "src/privileges/rlimit.rs",
     "src/multiproc/spec.rs",
     "src/probe/spec.rs",
     "src/probe/threshold.rs",
@@ -40,16 +52,29 @@ const PURE_FILES: &[&str] = &[
 /// merge cleanly: each block there has a `// SAFETY:` comment and its function an
 /// `#[allow(unsafe_code, reason = ...)]`.
 const UNSAFE_ALLOWED: &[&str] = &[
-    "src/spawn.rs",   // pre_exec and the raw rt_sigaction between fork and exec
-    "src/reaper.rs",  // the raw waitpid status
-    "src/signals.rs", // the origin of a caught signal
+    "src/spawn.rs",       // pre_exec and the raw rt_sigaction between fork and exec
+    "src/reaper.rs",      // the raw waitpid status
+    "src/signals/mod.rs", // the origin of a caught signal
 ];
 
-/// Whole crates and `std` modules that do I/O, start threads or processes.
-const FORBIDDEN_PREFIXES: &[&[&str]] = &[
-    &["tokio"],
-    &["nix"],
-    &["libc"],
+/// What a pure file may name of other crates: clap's flag definitions, and values that do no
+/// I/O (nix's names for the kernel's numbers, hyper's response types).
+const PURE_EXTERNAL: &[&[&str]] = &[
+    &["clap"],
+    &["nix", "sys", "signal", "Signal"],
+    &["nix", "sys", "resource", "Resource"],
+    &["nix", "sys", "resource", "RLIM_INFINITY"],
+    &["nix", "sys", "resource", "rlim_t"],
+    &["hyper", "Method"],
+    &["hyper", "Response"],
+    &["hyper", "StatusCode"],
+    &["hyper", "header"],
+    &["hyper", "body", "Bytes"],
+    &["http_body_util", "Full"],
+];
+
+/// The `std` modules that do I/O, start threads or processes.
+const STD_FORBIDDEN: &[&[&str]] = &[
     &["std", "fs"],
     &["std", "process"],
     &["std", "thread"],
@@ -314,7 +339,8 @@ fn use_tree(
     }
     loop {
         match tokens.get(index) {
-            Some(Token::Ident(segment)) if segment == "self" => {
+            // `a::{self, b}` names `a`; a leading `self::` stays, it says where the path starts.
+            Some(Token::Ident(segment)) if segment == "self" && !path.is_empty() => {
                 index += 1;
             }
             Some(Token::Ident(segment)) => {
@@ -323,7 +349,9 @@ fn use_tree(
             }
             Some(Token::Punct('*')) => {
                 path.push("*".to_owned());
-                return index + 1;
+                // A glob brings in no name of its own, but its module is named.
+                uses.push((path, String::new()));
+                return skip_semicolon(tokens, index + 1);
             }
             Some(Token::Punct('{')) => {
                 index += 1;
@@ -362,36 +390,128 @@ fn skip_semicolon(tokens: &[Token], index: usize) -> usize {
     }
 }
 
+/// Where a pure file stands, to judge the paths it names.
+struct PureFile<'a> {
+    /// Its module, from the crate root: `["config", "cli"]` for `src/config/cli.rs`.
+    module: Vec<String>,
+    /// The crates of Cargo.toml's `[dependencies]`, as code names them (`http_body_util`).
+    dependencies: &'a [String],
+    /// Whether an item (a path from the crate root) is defined in a pure file.
+    is_pure: &'a dyn Fn(&[String]) -> bool,
+}
+
+/// The module of a file under `src/`: `src/config/cli.rs` is `config::cli`, `src/log/mod.rs` is
+/// `log`, `src/main.rs` the crate root.
+fn module_of(relative: &str) -> Vec<String> {
+    let inner = relative.trim_start_matches("src/").trim_end_matches(".rs");
+    let mut module: Vec<String> = inner.split('/').map(str::to_owned).collect();
+    if module
+        .last()
+        .is_some_and(|last| last == "mod" || last == "main")
+    {
+        module.pop();
+    }
+    module
+}
+
+/// `path` from the crate root, if it is a path into the crate (`crate::`, `super::`, `self::`).
+fn within_crate(path: &[String], module: &[String]) -> Option<Vec<String>> {
+    let first = path.first()?;
+    let mut base: Vec<String> = match first.as_str() {
+        "crate" => Vec::new(),
+        "self" | "super" => module.to_vec(),
+        _ => return None,
+    };
+    let mut rest = path;
+    if first == "crate" || first == "self" {
+        rest = path.get(1..).unwrap_or_default();
+    }
+    while let Some((segment, after)) = rest.split_first()
+        && segment == "super"
+    {
+        base.pop();
+        rest = after;
+    }
+    base.extend(rest.iter().cloned());
+    Some(base)
+}
+
+/// The file under `root` that defines the item at `path` (from the crate root): the deepest
+/// module file on the way, or `src/main.rs` for the crate root.
+fn defining_file(root: &Path, path: &[String]) -> String {
+    for depth in (1..=path.len()).rev() {
+        let module = path.get(..depth).unwrap_or_default().join("/");
+        for candidate in [format!("src/{module}.rs"), format!("src/{module}/mod.rs")] {
+            if root.join(&candidate).is_file() {
+                return candidate;
+            }
+        }
+    }
+    "src/main.rs".to_owned()
+}
+
 /// Why `path` has no place in a pure file, if it has none.
-fn impurity(path: &[String]) -> Option<String> {
+fn impurity(path: &[String], file: &PureFile<'_>) -> Option<String> {
     let joined = path.join("::");
     let starts_with = |prefix: &[&str]| {
         path.len() >= prefix.len() && path.iter().zip(prefix).all(|(segment, p)| segment == p)
     };
-    if FORBIDDEN_PREFIXES.iter().any(|prefix| starts_with(prefix)) {
-        return Some(joined);
-    }
-    if starts_with(&["std", "net"])
-        && let Some(item) = path.get(2)
-        && !NET_VALUES.contains(&item.as_str())
-    {
-        return Some(format!("{joined} (a socket)"));
-    }
     let reads_clock = path.ends_with(&["Instant".to_owned(), "now".to_owned()])
-        || path.ends_with(&["SystemTime".to_owned(), "now".to_owned()])
-        || starts_with(&["crate", "units", "now"]);
-    reads_clock.then(|| format!("{joined} (a clock)"))
+        || path.ends_with(&["SystemTime".to_owned(), "now".to_owned()]);
+    if reads_clock {
+        return Some(format!("{joined} (a clock)"));
+    }
+    if let Some(item) = within_crate(path, &file.module) {
+        return (!(file.is_pure)(&item)).then(|| format!("{joined} (not in a pure file)"));
+    }
+    let first = path.first()?;
+    if first == "std" {
+        if STD_FORBIDDEN.iter().any(|prefix| starts_with(prefix)) {
+            return Some(joined);
+        }
+        if starts_with(&["std", "net"])
+            && let Some(item) = path.get(2)
+            && !NET_VALUES.contains(&item.as_str())
+        {
+            return Some(format!("{joined} (a socket)"));
+        }
+        return None;
+    }
+    let another_crate = file.dependencies.contains(first) || first == "libc";
+    let allowed = PURE_EXTERNAL.iter().any(|prefix| starts_with(prefix));
+    (another_crate && !allowed).then(|| format!("{joined} (not a value of another crate)"))
 }
 
 /// Everything in `source` (outside its test items) that a pure file must not use.
-fn impurities(source: &str) -> Vec<String> {
+fn impurities(source: &str, file: &PureFile<'_>) -> Vec<String> {
     let code = without_test_items(&tokens(source));
-    let mut found: Vec<String> = paths(&code).iter().filter_map(|p| impurity(p)).collect();
+    let paths = paths(&code);
+    let mut found: Vec<String> = (paths.iter())
+        .filter_map(|path| impurity(path, file))
+        .collect();
     for window in code.windows(3) {
         if let [Token::Punct('.'), Token::Ident(method), Token::Punct('(')] = window
             && method == "elapsed"
         {
             found.push(".elapsed() (a clock)".to_owned());
+        }
+    }
+    found
+}
+
+/// The crates of Cargo.toml's `[dependencies]` table, as code names them.
+fn dependencies(manifest: &str) -> Vec<String> {
+    let mut in_table = false;
+    let mut found = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_table = line == "[dependencies]";
+        } else if in_table
+            && let Some((name, _)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            found.push(name.trim().replace('-', "_"));
         }
     }
     found
@@ -420,11 +540,55 @@ fn root() -> &'static Path {
 
 #[test]
 fn pure_files_stay_pure() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let dependencies = dependencies(&manifest);
+    assert!(
+        dependencies.contains(&"tokio".to_owned()),
+        "{dependencies:?}"
+    );
+    let is_pure = |item: &[String]| PURE_FILES.contains(&defining_file(root(), item).as_str());
     for relative in PURE_FILES {
         let source = std::fs::read_to_string(root().join(relative)).unwrap();
-        let found = impurities(&source);
+        let file = PureFile {
+            module: module_of(relative),
+            dependencies: &dependencies,
+            is_pure: &is_pure,
+        };
+        let found = impurities(&source, &file);
         assert!(found.is_empty(), "{relative} must not use {found:?}");
     }
+}
+
+#[test]
+fn every_crate_path_finds_the_file_that_defines_it() {
+    let path = |text: &str| -> Vec<String> { text.split("::").map(str::to_owned).collect() };
+    for (item, file) in [
+        ("signals::spec::Signal", "src/signals/spec.rs"),
+        ("signals::forward_signal", "src/signals/mod.rs"),
+        ("signals::spec", "src/signals/spec.rs"),
+        ("exit::ChildStatus", "src/exit.rs"),
+        ("container::facts::Limit::Limited", "src/container/facts.rs"),
+        ("Mode", "src/main.rs"),
+    ] {
+        assert_eq!(defining_file(root(), &path(item)), file, "{item}");
+    }
+    assert_eq!(module_of("src/config/cli.rs"), ["config", "cli"]);
+    assert_eq!(module_of("src/log/mod.rs"), ["log"]);
+    assert_eq!(module_of("src/exit.rs"), ["exit"]);
+    let module = module_of("src/container/env.rs");
+    assert_eq!(
+        within_crate(&path("super::facts::Limit"), &module),
+        Some(path("container::facts::Limit"))
+    );
+    assert_eq!(
+        within_crate(&path("super::super::exit::USAGE"), &module),
+        Some(path("exit::USAGE"))
+    );
+    assert_eq!(
+        within_crate(&path("self::tests"), &module),
+        Some(path("container::env::tests"))
+    );
+    assert_eq!(within_crate(&path("std::fs"), &module), None);
 }
 
 #[test]
@@ -492,6 +656,26 @@ fn unsafe_is_found_in_every_form_and_only_in_code() {
     }
 }
 
+/// A pure file `src/supervisor/mod.rs` in a crate where `units`, `exit` and `supervisor` are
+/// pure, but not `supervisor::driver`.
+fn impurities_in_supervisor(code: &str) -> Vec<String> {
+    let dependencies: Vec<String> = ["tokio", "nix", "clap", "hyper", "tracing", "signal_hook"]
+        .map(str::to_owned)
+        .to_vec();
+    let is_pure = |item: &[String]| match item {
+        [first, ..] if first == "units" || first == "exit" => true,
+        [first, second, ..] if first == "supervisor" => second != "driver",
+        [first] => first == "supervisor",
+        _ => false,
+    };
+    let file = PureFile {
+        module: module_of("src/supervisor/mod.rs"),
+        dependencies: &dependencies,
+        is_pure: &is_pure,
+    };
+    impurities(code, &file)
+}
+
 #[test]
 fn impurities_are_found_whatever_they_are_called() {
     for (code, what) in [
@@ -510,7 +694,10 @@ fn impurities_are_found_whatever_they_are_called() {
             "std::fs::read",
         ),
         ("use tokio as t;", "tokio"),
+        ("use nix::sys::signal::kill;", "nix::sys::signal::kill"),
         ("fn f() { tokio::spawn(async {}); }", "tokio::spawn"),
+        ("fn f() { tracing::debug!(\"x\"); }", "tracing::debug"),
+        ("fn f() { libc::getpid(); }", "libc::getpid"),
         (
             "use std::time::Instant; fn f() { Instant::now(); }",
             "Instant::now",
@@ -519,12 +706,31 @@ fn impurities_are_found_whatever_they_are_called() {
             "use std::time::Instant as Clock; fn f() { Clock::now(); }",
             "Instant::now",
         ),
-        ("use crate::units::{millis, now};", "crate::units::now"),
+        ("use crate::clock::now;", "crate::clock::now"),
         ("fn f(t: std::time::Instant) { t.elapsed(); }", "elapsed"),
         ("#[cfg(test)]\nfn helper() {}\nuse std::fs;", "std::fs"),
         ("use std::process::Command;", "std::process::Command"),
+        // Paths into impure files of the crate, however they are spelled.
+        (
+            "use crate::signals::forward_signal;",
+            "crate::signals::forward_signal",
+        ),
+        (
+            "fn f() { crate::signals::forward_signal(1); }",
+            "crate::signals::forward_signal",
+        ),
+        ("use super::clock;", "super::clock"),
+        (
+            "use self::driver::run_supervisor;",
+            "self::driver::run_supervisor",
+        ),
+        (
+            "use crate::signals as s; fn f() { s::kill_all(); }",
+            "crate::signals::kill_all",
+        ),
+        ("use super::*;", "super::*"),
     ] {
-        let found = impurities(code);
+        let found = impurities_in_supervisor(code);
         assert!(
             found.iter().any(|impurity| impurity.contains(what)),
             "{code}: {found:?}"
@@ -533,14 +739,31 @@ fn impurities_are_found_whatever_they_are_called() {
     for code in [
         "use core::net::{IpAddr, Ipv4Addr, SocketAddr};",
         "use std::net::SocketAddr; fn f(a: SocketAddr) {}",
+        "pub use nix::sys::signal::Signal; fn f() { Signal::try_from(15); }",
         "use std::time::{Duration, Instant}; fn f(now: Instant) -> Instant { now }",
         "use crate::units::format_duration;",
+        "use super::exit::ChildStatus; fn f() { crate::exit::code(); }",
+        "use self::tests_helpers::x;",
+        "use clap::ValueEnum;",
+        "use hyper::{Method, StatusCode};",
+        "fn f() { State::Running; Vec::new(); Self::new(); }",
         "// tokio::spawn, std::fs::read\nfn f() {}",
         "fn f() { let s = \"std::fs::read\"; }",
         "#[cfg(test)]\nmod tests {\n    use std::fs;\n    fn t() { tokio::spawn(async {}); }\n}",
         "#[cfg(test)]\nuse std::time::Instant;",
         "fn now() {} fn f() { now(); }",
     ] {
-        assert_eq!(impurities(code), Vec::<String>::new(), "{code}");
+        assert_eq!(
+            impurities_in_supervisor(code),
+            Vec::<String>::new(),
+            "{code}"
+        );
     }
+}
+
+#[test]
+fn the_dependencies_are_read_from_the_manifest() {
+    let manifest = "[package]\nname = \"x\"\n[dependencies]\nclap = \"4\"\n# note = 1\n\
+                    http-body-util = \"0.1\"\n[dev-dependencies]\ntempfile = \"3\"\n";
+    assert_eq!(dependencies(manifest), ["clap", "http_body_util"]);
 }

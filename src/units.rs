@@ -1,13 +1,10 @@
-//! Time as pyinit writes and reads it: durations as flags spell them (`500ms`, `30s`, `2m`, a
-//! bare number of seconds, like Kubernetes' `*Seconds` fields), the shortest exact form for
-//! messages, whole milliseconds for log fields and reports, and the one clock.
+//! Durations as pyinit writes and reads them: as flags spell them (`500ms`, `30s`, `2m`, a bare
+//! number of seconds, like Kubernetes' `*Seconds` fields), the shortest exact form for messages,
+//! and whole milliseconds for log fields and reports.
 //!
-//! Every layer may use the duration functions: they are pure. [`now`] is the exception, the
-//! clock itself: tokio's, read as a std `Instant` because every time in `Status` is one. It is the
-//! only clock pyinit reads for deadlines and ages, so a test that pauses tokio's time controls
-//! all of them; clippy.toml bans std's `Instant::now` and `elapsed` everywhere else.
+//! Pure: every layer may use them. The clock is `clock.rs`'s.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The longest duration any flag takes: far beyond any grace period or probe period.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -55,11 +52,6 @@ pub fn format_duration(duration: Duration) -> String {
 /// Whole milliseconds, for `*_ms` log fields and reports; saturates instead of wrapping.
 pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The runtime's clock (paused in tests), as a std `Instant` like every time in `Status`.
-pub fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]
@@ -115,12 +107,5 @@ mod tests {
     fn milliseconds_saturate() {
         assert_eq!(millis(Duration::from_micros(2500)), 2);
         assert_eq!(millis(Duration::MAX), u64::MAX);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_clock_is_the_runtimes() {
-        let before = now();
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(now() - before, Duration::from_secs(3600));
     }
 }

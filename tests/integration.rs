@@ -8,8 +8,8 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 // clippy.toml's bans (waitpid and Command::status/output outside the reaper, kill outside
-// signals.rs, std's Instant::now outside units.rs) guard pyinit's own ownership rules. They do not
-// apply to this crate: the tests are pyinit's users, start, wait for and signal their own
+// signals/mod.rs, std's Instant::now outside clock.rs) guard pyinit's own ownership rules. They do
+// not apply to this crate: the tests are pyinit's users, start, wait for and signal their own
 // processes, pyinit among them, and time them from outside on std's clock. clippy's
 // allow-*-in-tests keys do not cover disallowed-methods, hence this crate-wide allow.
 #![allow(

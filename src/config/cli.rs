@@ -17,14 +17,14 @@ use super::parse::{HealthAddr, parse_exit_pair, parse_health_addr};
 use super::probe_flags::ProbeTuningArgs;
 use crate::container::env::{WebConcurrency, parse_web_concurrency};
 use crate::drill::spec::{DrillRequest, parse_concurrency, parse_drill_url};
-use crate::log::{LogFormat, LogLevel};
+use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::rlimit::{RlimitSpec, parse_rlimit};
 use crate::privileges::spec::{
     GroupList, IdOrName, Umask, UserSpec, parse_group_list, parse_id_or_name, parse_umask,
     parse_user_spec,
 };
 use crate::probe::spec::{ProbeTarget, parse_probe};
-use crate::signals::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
+use crate::signals::spec::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
 use crate::units::parse_duration;
 
 /// clap's command for [`Cli`], with every flag global: `pyinit drill` takes the supervisor's

@@ -27,10 +27,10 @@ use parse::HealthAddr;
 use crate::container::env::AppEnvSettings;
 use crate::drill::spec::{DrillConfig, DrillReadiness};
 use crate::exit::ExitRemap;
-use crate::log::{LogFormat, LogLevel};
+use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
-use crate::signals::{RewriteMap, Signal};
+use crate::signals::spec::{RewriteMap, Signal};
 use crate::supervisor::{DeadlineDump, HardStop, Policy};
 use crate::units::format_duration;
 

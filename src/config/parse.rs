@@ -2,8 +2,8 @@
 //!
 //! Each returns a message that says what was expected; clap puts the flag and the value in front
 //! of it. Every other flag's parser sits beside the type it produces, in the module that uses
-//! it: durations in `units`, signals and `--signal-map` in `signals`, the privilege flags in
-//! `privileges`, probe specs and thresholds in `probe::spec`, `--web-concurrency` in
+//! it: durations in `units`, signals and `--signal-map` in `signals::spec`, the privilege flags
+//! in `privileges`, probe specs and thresholds in `probe::spec`, `--web-concurrency` in
 //! `container::env`, the drill's flags in `drill`.
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};

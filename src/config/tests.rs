@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
-use crate::signals::ForwardTarget;
+use crate::signals::spec::ForwardTarget;
 
 fn parse(args: &[&str]) -> Result<Config, String> {
     parse_args(args, Environment::default())

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{ContainerFacts, Limit};
+use super::facts::{ContainerFacts, Limit};
 use crate::units::format_duration;
 
 /// What the checks of an app judge; a health sidecar has no app.

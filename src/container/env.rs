@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::num::NonZeroU32;
 
-use super::ContainerFacts;
+use super::facts::ContainerFacts;
 
 /// `--web-concurrency`: how `WEB_CONCURRENCY` is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -167,8 +167,8 @@ pub fn app_environment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::Limit;
     use crate::container::cgroup::CpuQuota;
+    use crate::container::facts::Limit;
 
     fn facts(cpu_limit: Option<(u64, u64)>, memory: Option<u64>, host_cpus: u32) -> ContainerFacts {
         ContainerFacts {

@@ -3,17 +3,17 @@
 //! production, a fixture tree in tests).
 //!
 //! This module owns reading the files and the start-up log of what was found (`StartupReport`);
-//! `cgroup.rs` owns their formats, `env.rs` the environment the app gets from the facts,
-//! `checks.rs` the start-up warnings, and `oom.rs` OOM detection. A file that cannot be read or
-//! parsed is not an error: the fact is just unknown, logged at debug. What to do about a fact
-//! (warn, size the app) is decided elsewhere.
+//! `facts.rs` owns what was found (`ContainerFacts`), `cgroup.rs` the files' formats, `env.rs`
+//! the environment the app gets from the facts, `checks.rs` the start-up warnings, and `oom.rs`
+//! OOM detection. A file that cannot be read or parsed is not an error: the fact is just unknown,
+//! logged at debug. What to do about a fact (warn, size the app) is decided elsewhere.
 
 pub mod cgroup;
 pub mod checks;
 pub mod env;
+pub mod facts;
 pub mod oom;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use tracing::{debug, info, warn};
@@ -21,119 +21,42 @@ use tracing::{debug, info, warn};
 use crate::multiproc::MultiprocReport;
 use cgroup::{CgroupLocation, CgroupVersion, CpuQuota};
 use env::AppEnvironment;
+use facts::{CgroupDir, ContainerFacts, Limit};
 
-/// A limit as pyinit could read it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Limit<T> {
-    Limited(T),
-    /// Readable, and no limit is set at any level pyinit can see.
-    Unlimited,
-    /// No file could be read: pyinit does not know.
-    Unknown,
-}
-
-impl<T: Copy> Limit<T> {
-    pub fn limited(self) -> Option<T> {
-        match self {
-            Limit::Limited(value) => Some(value),
-            Limit::Unlimited | Limit::Unknown => None,
+/// Reads every fact under `root` ("/" in production).
+pub fn read_facts(root: &Path) -> ContainerFacts {
+    let memberships = read_text(&root.join("proc/self/cgroup"))
+        .map(|text| cgroup::parse_proc_cgroup(&text))
+        .unwrap_or_default();
+    let mounts = read_text(&root.join("proc/self/mountinfo"))
+        .map(|text| cgroup::parse_mountinfo(&text))
+        .unwrap_or_default();
+    let locate = |controller: &str| {
+        let location = cgroup::locate_controller(controller, &memberships, &mounts);
+        if location.is_none() {
+            debug!(controller, "no cgroup found for the controller");
         }
-    }
-}
-
-/// One controller's cgroup directory, as pyinit can reach it (under the injected root).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CgroupDir {
-    pub version: CgroupVersion,
-    pub path: PathBuf,
-}
-
-/// What pyinit knows about the container's resources; plain data, cheap to clone, so the metrics
-/// can show the limits.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerFacts {
-    /// The CFS quota, the smallest one from the process's cgroup up to the mount point.
-    pub cpu_limit: Limit<CpuQuota>,
-    /// The memory limit in bytes, likewise the smallest on the way up.
-    pub memory_limit_bytes: Limit<u64>,
-    /// CPUs in this process's affinity mask (cpusets narrow it; CFS quotas do not).
-    pub host_cpus: Option<u32>,
-    pub cpu_cgroup: Option<CgroupDir>,
-    pub memory_cgroup: Option<CgroupDir>,
-}
-
-impl ContainerFacts {
-    /// Reads every fact under `root` ("/" in production).
-    pub fn read(root: &Path) -> ContainerFacts {
-        let memberships = read_text(&root.join("proc/self/cgroup"))
-            .map(|text| cgroup::parse_proc_cgroup(&text))
-            .unwrap_or_default();
-        let mounts = read_text(&root.join("proc/self/mountinfo"))
-            .map(|text| cgroup::parse_mountinfo(&text))
-            .unwrap_or_default();
-        let locate = |controller: &str| {
-            let location = cgroup::locate_controller(controller, &memberships, &mounts);
-            if location.is_none() {
-                debug!(controller, "no cgroup found for the controller");
-            }
-            location
-        };
-        let cpu_location = locate("cpu");
-        let memory_location = locate("memory");
-        let cpu_limit = cpu_location
-            .as_ref()
-            .map_or(Limit::Unknown, |location| read_cpu_limit(root, location));
-        let memory_limit_bytes = memory_location
-            .as_ref()
-            .map_or(Limit::Unknown, |location| read_memory_limit(root, location));
-        let host_cpus = read_text(&root.join("proc/self/status")).and_then(|text| {
-            cgroup::parse_cpus_allowed(&text)
-                .map_err(|failure| debug!(path = "/proc/self/status", "{failure}"))
-                .ok()
-        });
-        ContainerFacts {
-            cpu_limit,
-            memory_limit_bytes,
-            host_cpus,
-            cpu_cgroup: cpu_location.map(|location| cgroup_dir(root, &location)),
-            memory_cgroup: memory_location.map(|location| cgroup_dir(root, &location)),
-        }
-    }
-
-    /// The CPUs the app may use: the quota as a fraction, never more than the host lets it run
-    /// on; the host's CPUs when there is no quota. In thousandths of a CPU.
-    pub fn effective_millicpus(&self) -> Option<u64> {
-        let host = self.host_cpus.map(|cpus| u64::from(cpus) * 1000);
-        match (self.cpu_limit.limited().map(CpuQuota::millicpus), host) {
-            (Some(limit), Some(host)) => Some(limit.min(host)),
-            (Some(limit), None) => Some(limit),
-            (None, host) => host,
-        }
-    }
-}
-
-impl fmt::Display for ContainerFacts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.memory_cgroup.as_ref().or(self.cpu_cgroup.as_ref()) {
-            Some(dir) => write!(f, "cgroup {}, ", dir.version)?,
-            None => f.write_str("no cgroup found, ")?,
-        }
-        match self.cpu_limit {
-            Limit::Limited(quota) => {
-                write!(f, "cpu limit {}", env::format_millicpus(quota.millicpus()))?
-            }
-            Limit::Unlimited => f.write_str("no cpu limit")?,
-            Limit::Unknown => f.write_str("cpu limit unknown")?,
-        }
-        match self.memory_limit_bytes {
-            Limit::Limited(bytes) => write!(f, ", memory limit {}", format_bytes(bytes))?,
-            Limit::Unlimited => f.write_str(", no memory limit")?,
-            Limit::Unknown => f.write_str(", memory limit unknown")?,
-        }
-        match self.host_cpus {
-            Some(cpus) => write!(f, ", {cpus} host cpus"),
-            None => f.write_str(", host cpus unknown"),
-        }
+        location
+    };
+    let cpu_location = locate("cpu");
+    let memory_location = locate("memory");
+    let cpu_limit = cpu_location
+        .as_ref()
+        .map_or(Limit::Unknown, |location| read_cpu_limit(root, location));
+    let memory_limit_bytes = memory_location
+        .as_ref()
+        .map_or(Limit::Unknown, |location| read_memory_limit(root, location));
+    let host_cpus = read_text(&root.join("proc/self/status")).and_then(|text| {
+        cgroup::parse_cpus_allowed(&text)
+            .map_err(|failure| debug!(path = "/proc/self/status", "{failure}"))
+            .ok()
+    });
+    ContainerFacts {
+        cpu_limit,
+        memory_limit_bytes,
+        host_cpus,
+        cpu_cgroup: cpu_location.map(|location| cgroup_dir(root, &location)),
+        memory_cgroup: memory_location.map(|location| cgroup_dir(root, &location)),
     }
 }
 
@@ -171,22 +94,6 @@ impl StartupReport {
             multiproc_dir.log();
         }
     }
-}
-
-/// `268435456` → `256 MiB`; exact binary units when they fit, bytes otherwise.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (size, unit) in UNITS {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{} {unit}", bytes / size);
-        }
-    }
-    if bytes >= 1 << 20 {
-        // Not a whole number of MiB: one decimal is enough for a log line.
-        let tenths = bytes * 10 / (1 << 20);
-        return format!("{}.{} MiB", tenths / 10, tenths % 10);
-    }
-    format!("{bytes} bytes")
 }
 
 /// The cgroup's current memory use (`memory.current`, v1 `memory.usage_in_bytes`), for the metrics;
@@ -297,7 +204,7 @@ mod tests {
     #[test]
     fn v2_limited() {
         let root = fixture("v2-limited");
-        let facts = ContainerFacts::read(&root);
+        let facts = read_facts(&root);
         assert_eq!(facts.cpu_limit, quota(150000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(268435456));
         assert_eq!(facts.host_cpus, Some(4));
@@ -314,7 +221,7 @@ mod tests {
 
     #[test]
     fn v2_unlimited_with_max_and_period() {
-        let facts = ContainerFacts::read(&fixture("v2-unlimited"));
+        let facts = read_facts(&fixture("v2-unlimited"));
         // cpu.max says `max 100000`, memory.max says `max`.
         assert_eq!(facts.cpu_limit, Limit::Unlimited);
         assert_eq!(facts.memory_limit_bytes, Limit::Unlimited);
@@ -326,7 +233,7 @@ mod tests {
     fn v2_nested_takes_the_tightest_level() {
         // The pod's cgroup limits memory to 512 MiB and CPU to 0.5; the container's own cgroup
         // limits memory to 1 GiB and CPU to 2: the pod's limits win.
-        let facts = ContainerFacts::read(&fixture("v2-nested"));
+        let facts = read_facts(&fixture("v2-nested"));
         assert_eq!(facts.cpu_limit, quota(50000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(512 << 20));
         assert_eq!(
@@ -338,7 +245,7 @@ mod tests {
     #[test]
     fn v1_limited_without_cgroup_namespace() {
         let root = fixture("v1-limited");
-        let facts = ContainerFacts::read(&root);
+        let facts = read_facts(&root);
         assert_eq!(facts.cpu_limit, quota(50000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(64 << 20));
         assert_eq!(facts.host_cpus, Some(8));
@@ -352,7 +259,7 @@ mod tests {
     #[test]
     fn v1_unlimited_host_values() {
         // -1 and the page-rounded LONG_MAX, as on a v1 host with no limits.
-        let facts = ContainerFacts::read(&fixture("v1-unlimited"));
+        let facts = read_facts(&fixture("v1-unlimited"));
         assert_eq!(facts.cpu_limit, Limit::Unlimited);
         assert_eq!(facts.memory_limit_bytes, Limit::Unlimited);
         assert_eq!(facts.effective_millicpus(), Some(2000));
@@ -366,7 +273,7 @@ mod tests {
     fn missing_files_are_unknown() {
         // The cgroups are found, but the limit files are missing or garbled, and so is
         // /proc/self/status.
-        let facts = ContainerFacts::read(&fixture("v2-missing"));
+        let facts = read_facts(&fixture("v2-missing"));
         assert_eq!(facts.cpu_limit, Limit::Unknown);
         assert_eq!(facts.memory_limit_bytes, Limit::Unknown);
         assert_eq!(facts.host_cpus, None);
@@ -374,31 +281,9 @@ mod tests {
         assert!(facts.memory_cgroup.is_some());
         assert_eq!(read_memory_usage(&facts), None);
         // Nothing at all under the root.
-        let facts = ContainerFacts::read(&fixture("does-not-exist"));
+        let facts = read_facts(&fixture("does-not-exist"));
         assert_eq!(facts.cpu_limit, Limit::Unknown);
         assert_eq!(facts.memory_cgroup, None);
         assert_eq!(read_memory_usage(&facts), None);
-    }
-
-    #[test]
-    fn quota_above_the_host_cpus_is_capped_for_sizing() {
-        let facts = ContainerFacts {
-            cpu_limit: quota(400000, 100000),
-            memory_limit_bytes: Limit::Unknown,
-            host_cpus: Some(2),
-            cpu_cgroup: None,
-            memory_cgroup: None,
-        };
-        assert_eq!(facts.effective_millicpus(), Some(2000));
-    }
-
-    #[test]
-    fn bytes_for_people() {
-        assert_eq!(format_bytes(268435456), "256 MiB");
-        assert_eq!(format_bytes(64 << 20), "64 MiB");
-        assert_eq!(format_bytes(2 << 30), "2 GiB");
-        assert_eq!(format_bytes(1536), "1536 bytes");
-        assert_eq!(format_bytes(100_000_000), "95.3 MiB");
-        assert_eq!(format_bytes(4096), "4 KiB");
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::{debug, error};
 
 use super::cgroup::{self, CgroupVersion};
-use super::{ContainerFacts, Limit, format_bytes};
+use super::facts::{ContainerFacts, Limit, format_bytes};
 
 /// How often the counter is read when nothing else prompts it.
 pub const POLL_PERIOD: Duration = Duration::from_secs(1);
@@ -358,14 +358,14 @@ mod tests {
     fn the_monitor_reads_the_fixture_counter() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/cgroup/v1-limited");
-        let facts = ContainerFacts::read(&root);
+        let facts = crate::container::read_facts(&root);
         let mut monitor = OomMonitor::new(&facts);
         assert_eq!(monitor.poll_period(), Some(POLL_PERIOD));
         assert!(monitor.has_counter());
         monitor.check_reaped(&[Victim::App { pid: 7 }]);
         monitor.final_check();
         assert_eq!(monitor.kill_count().get(), 0);
-        let facts = ContainerFacts::read(&root.join("does-not-exist"));
+        let facts = crate::container::read_facts(&root.join("does-not-exist"));
         assert_eq!(OomMonitor::new(&facts).poll_period(), None);
         assert!(!OomMonitor::new(&facts).has_counter());
     }

@@ -32,9 +32,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
-use crate::signals::{self, Signal};
+use crate::signals::{self, spec::Signal};
 use crate::status::Status;
-use crate::units;
+use crate::{clock, units};
 use report::{Observations, Report};
 use spec::{DrillConfig, DrillReadiness};
 
@@ -173,7 +173,7 @@ async fn rehearse(
     mut status_rx: watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
 ) -> Trace {
-    let started = units::now();
+    let started = clock::now();
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
         warn!("drill: the app never became ready; sending SIGTERM anyway");
@@ -202,10 +202,10 @@ async fn rehearse(
     trace.readiness_dropped_after = match health_addr {
         Some(addr) => wait_for_readyz_503(addr, term_sent_at).await,
         None => status_rx
-            .wait_for(|status| !status.ready)
+            .wait_for(|status| !status.checks.ready())
             .await
             .ok()
-            .map(|_| units::now().saturating_duration_since(term_sent_at)),
+            .map(|_| clock::now().saturating_duration_since(term_sent_at)),
     };
 
     // New requests keep coming during the pre-stop delay, as from a load balancer that has not
@@ -240,22 +240,22 @@ async fn wait_until_ready(
         match drill.readiness {
             DrillReadiness::After(after) => {
                 tokio::time::sleep(after).await;
-                status_rx.borrow().app_pid.is_some()
+                status_rx.borrow().app.is_running()
             }
             DrillReadiness::Probe => status_rx
-                .wait_for(|status| status.ready || status.shutdown.app_exited_at.is_some())
+                .wait_for(|status| status.checks.ready() || status.shutdown.app_exited_at.is_some())
                 .await
-                .is_ok_and(|status| status.ready),
+                .is_ok_and(|status| status.checks.ready()),
         }
     };
     match tokio::time::timeout(drill.ready_timeout, ready).await {
-        Ok(true) => Some(units::now()),
+        Ok(true) => Some(clock::now()),
         Ok(false) | Err(_) => None,
     }
 }
 
 fn send_sigterm() -> Instant {
-    let sent_at = units::now();
+    let sent_at = clock::now();
     info!("drill: sending SIGTERM, as the kubelet does");
     if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
         warn!("drill: cannot send SIGTERM: {errno}");
@@ -266,9 +266,9 @@ fn send_sigterm() -> Instant {
 /// Asks pyinit's own `/readyz` until it answers 503, as the kubelet's next probe would see it.
 async fn wait_for_readyz_503(addr: SocketAddr, term_sent_at: Instant) -> Option<Duration> {
     let host = addr.ip().to_string();
-    while units::now().saturating_duration_since(term_sent_at) < READINESS_DROP_WAIT {
+    while clock::now().saturating_duration_since(term_sent_at) < READINESS_DROP_WAIT {
         if let Ok(503) = http_get(addr, &host, "/readyz", BodyHandling::Ignore).await {
-            return Some(units::now().saturating_duration_since(term_sent_at));
+            return Some(clock::now().saturating_duration_since(term_sent_at));
         }
         tokio::time::sleep(READINESS_POLL).await;
     }

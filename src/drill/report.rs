@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::traceback::{StuckFrame, group_frames};
 use crate::exit::ChildStatus;
-use crate::signals::{Signal, short_name};
+use crate::json::JsonObject;
+use crate::signals::spec::{Signal, short_name};
 use crate::units::{format_duration, millis};
 
 /// How long readiness may take to turn 503 after the SIGTERM before the check fails.
@@ -411,119 +412,69 @@ pub fn render_table(report: &Report) -> String {
 /// The JSON report for machines: every observation and every check.
 pub fn render_json(report: &Report) -> String {
     let observations = &report.observations;
-    let millis = |duration: Option<Duration>| match duration {
-        Some(duration) => duration.as_millis().to_string(),
-        None => "null".to_owned(),
-    };
-    let mut json = String::from("{");
-    let _ = write!(json, "\"passed\":{},", report.passed());
-    let _ = write!(json, "\"exit_code\":{},", observations.exit_code);
-    let app_code = observations.app_status.map(ChildStatus::exit_code);
-    let _ = write!(
-        json,
-        "\"app_exit_code\":{},",
-        app_code.map_or("null".to_owned(), |code| code.to_string())
-    );
-    let _ = write!(json, "\"ready_ms\":{},", millis(observations.ready_after));
-    let _ = write!(
-        json,
-        "\"readiness_503_ms\":{},",
-        millis(observations.readiness_dropped_after)
-    );
-    let _ = write!(
-        json,
-        "\"stop_signal\":{},",
-        observations
-            .stop_signal
-            .map_or("null".to_owned(), |(signal, _)| json_string(short_name(
-                signal
-            )))
-    );
-    let _ = write!(
-        json,
-        "\"stop_signal_ms\":{},",
-        millis(observations.stop_signal.map(|(_, after)| after))
-    );
-    let _ = write!(json, "\"hard_stop_sent\":{},", observations.hard_stop_sent);
-    let _ = write!(
-        json,
-        "\"app_exit_ms\":{},",
-        millis(observations.app_exited_after)
-    );
-    let _ = write!(
-        json,
-        "\"killed_at_deadline\":{},",
-        observations.killed_at_deadline
-    );
-    let _ = write!(json, "\"left_behind\":{},", observations.left_behind);
-    let frames: Vec<String> = group_frames(&observations.stuck_frames)
+    let millis = |duration: Option<Duration>| duration.map(|duration| duration.as_millis());
+    let stuck_frames: Vec<JsonObject> = group_frames(&observations.stuck_frames)
         .into_iter()
         .map(|(frame, threads)| {
-            format!(
-                "{{\"file\":{},\"line\":{},\"function\":{},\"threads\":{threads}}}",
-                json_string(&frame.file),
-                frame.line,
-                json_string(&frame.function)
-            )
+            let mut json = JsonObject::new();
+            json.field("file", &frame.file)
+                .field("line", frame.line)
+                .field("function", &frame.function)
+                .field("threads", threads);
+            json
         })
         .collect();
-    let _ = write!(json, "\"stuck_frames\":[{}],", frames.join(","));
-    let _ = write!(
-        json,
-        "\"grace_period_ms\":{},",
-        observations.grace_period.as_millis()
-    );
-    let _ = write!(
-        json,
-        "\"drain_timeout_ms\":{},",
-        observations.drain_timeout.as_millis()
-    );
-    let _ = write!(
-        json,
-        "\"pre_stop_delay_ms\":{},",
-        observations.pre_stop_delay.as_millis()
-    );
-    match &observations.requests {
-        Some(tally) => {
-            let failures: Vec<String> = tally
-                .first_failures
-                .iter()
-                .map(|failure| json_string(failure))
-                .collect();
-            let _ = write!(
-                json,
-                "\"requests\":{{\"in_flight_at_term\":{},\"sent_during_drain\":{},\"succeeded\":{},\"failed\":{},\"first_failures\":[{}]}},",
-                tally.in_flight_at_term,
-                tally.sent_during_drain,
-                tally.succeeded,
-                tally.failed,
-                failures.join(",")
-            );
-        }
-        None => json.push_str("\"requests\":null,"),
-    }
-    json.push_str("\"checks\":[");
-    for (index, check) in report.checks.iter().enumerate() {
-        if index > 0 {
-            json.push(',');
-        }
-        let _ = write!(
-            json,
-            "{{\"name\":{},\"verdict\":{},\"detail\":{},\"hint\":{}}}",
-            json_string(check.name),
-            json_string(check.grade.as_str()),
-            json_string(&check.detail),
-            check.hint.as_deref().map_or("null".to_owned(), json_string)
-        );
-    }
-    json.push_str("]}");
+    let checks: Vec<JsonObject> = report.checks.iter().map(check_json).collect();
+    let mut json = JsonObject::new();
+    json.field("passed", report.passed())
+        .field("exit_code", observations.exit_code)
+        .field(
+            "app_exit_code",
+            observations.app_status.map(ChildStatus::exit_code),
+        )
+        .field("ready_ms", millis(observations.ready_after))
+        .field(
+            "readiness_503_ms",
+            millis(observations.readiness_dropped_after),
+        )
+        .field(
+            "stop_signal",
+            (observations.stop_signal).map(|(signal, _)| short_name(signal)),
+        )
+        .field(
+            "stop_signal_ms",
+            millis(observations.stop_signal.map(|(_, after)| after)),
+        )
+        .field("hard_stop_sent", observations.hard_stop_sent)
+        .field("app_exit_ms", millis(observations.app_exited_after))
+        .field("killed_at_deadline", observations.killed_at_deadline)
+        .field("left_behind", observations.left_behind)
+        .field("stuck_frames", stuck_frames)
+        .field("grace_period_ms", observations.grace_period.as_millis())
+        .field("drain_timeout_ms", observations.drain_timeout.as_millis())
+        .field("pre_stop_delay_ms", observations.pre_stop_delay.as_millis())
+        .field("requests", observations.requests.as_ref().map(tally_json))
+        .field("checks", checks);
+    json.finish()
+}
+
+fn tally_json(tally: &RequestTally) -> JsonObject {
+    let mut json = JsonObject::new();
+    json.field("in_flight_at_term", tally.in_flight_at_term)
+        .field("sent_during_drain", tally.sent_during_drain)
+        .field("succeeded", tally.succeeded)
+        .field("failed", tally.failed)
+        .field("first_failures", &tally.first_failures);
     json
 }
 
-fn json_string(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    crate::log::push_json_string(&mut quoted, text);
-    quoted
+fn check_json(check: &DrillCheck) -> JsonObject {
+    let mut json = JsonObject::new();
+    json.field("name", check.name)
+        .field("verdict", check.grade.as_str())
+        .field("detail", &check.detail)
+        .field("hint", check.hint.as_deref());
+    json
 }
 
 #[cfg(test)]
@@ -694,6 +645,25 @@ mod tests {
         let mut observations = clean();
         observations.ready_after = None;
         assert_eq!(grade_of(&Report::judge(observations), "ready"), Grade::Fail);
+    }
+
+    #[test]
+    fn the_json_report_has_every_observation_in_order() {
+        let json = render_json(&Report::judge(clean()));
+        let expected = concat!(
+            r#"{"passed":true,"exit_code":0,"app_exit_code":0,"ready_ms":800,"#,
+            r#""readiness_503_ms":3,"stop_signal":"TERM","stop_signal_ms":0,"#,
+            r#""hard_stop_sent":false,"app_exit_ms":2900,"killed_at_deadline":false,"#,
+            r#""left_behind":false,"stuck_frames":[],"grace_period_ms":30000,"#,
+            r#""drain_timeout_ms":25000,"pre_stop_delay_ms":0,"requests":{"in_flight_at_term":4,"#,
+            r#""sent_during_drain":0,"succeeded":4,"failed":0,"first_failures":[]},"#,
+            r#""checks":[{"name":"ready","verdict":"PASS","detail":"ready after 800ms","hint":null},"#,
+        );
+        assert!(json.starts_with(expected), "{json}");
+        assert!(
+            json.ends_with(r#""detail":"none","hint":null}]}"#),
+            "{json}"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use super::report::RequestTally;
 use super::spec::DrillRequest;
+use crate::clock;
 use crate::probe::http::{BodyHandling, http_get};
-use crate::units;
 
 /// How many failures the report quotes.
 const QUOTED_FAILURES: usize = 3;
@@ -63,8 +63,8 @@ impl Traffic {
 
     /// Waits until every worker has sent its first request (a few seconds at most).
     pub async fn wait_until_all_started(&self) {
-        let deadline = units::now() + START_WAIT;
-        while self.n_started.load(Ordering::SeqCst) < self.workers.len() && units::now() < deadline
+        let deadline = clock::now() + START_WAIT;
+        while self.n_started.load(Ordering::SeqCst) < self.workers.len() && clock::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -127,7 +127,7 @@ async fn run_worker(
 ) -> Vec<RequestRecord> {
     let mut records = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        let started = units::now();
+        let started = clock::now();
         if records.is_empty() {
             n_started.fetch_add(1, Ordering::SeqCst);
         }
@@ -145,7 +145,7 @@ async fn run_worker(
         records.push(RequestRecord {
             path: request.path.clone(),
             started,
-            finished: units::now(),
+            finished: clock::now(),
             result,
         });
         // A refused connection returns at once: do not spin on a server that is gone.

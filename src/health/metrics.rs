@@ -13,8 +13,8 @@ use std::fmt::{Display, Write as _};
 
 use crate::container::env::format_millicpus;
 use crate::probe::threshold::{LastResult, Outcome};
-use crate::signals::{FORWARDED, Signal, short_name};
-use crate::status::Status;
+use crate::signals::spec::{FORWARDED, Signal, short_name};
+use crate::status::{AppState, Status};
 
 /// Text being written in the exposition format: `# HELP`, `# TYPE`, then samples.
 #[derive(Debug, Default)]
@@ -87,14 +87,17 @@ fn write_app(out: &mut Exposition, status: &Status) {
         "gauge",
         "1 while the app runs (0 in sidecar mode).",
     );
-    out.sample("pyinit_app_up", &[], flag(status.app_pid.is_some()));
+    out.sample("pyinit_app_up", &[], flag(status.app.is_running()));
     out.family("pyinit_ready", "gauge", "1 while /readyz answers 200.");
-    out.sample("pyinit_ready", &[], flag(status.ready));
+    out.sample("pyinit_ready", &[], flag(status.checks.ready()));
     out.family("pyinit_live", "gauge", "1 while /livez answers 200.");
-    out.sample("pyinit_live", &[], flag(status.live));
+    out.sample("pyinit_live", &[], flag(status.checks.live()));
     out.family("pyinit_draining", "gauge", "1 from the first SIGTERM on.");
     out.sample("pyinit_draining", &[], flag(status.draining));
-    if let Some(code) = status.app_exit_code {
+    if let AppState::Exited {
+        exit_code: Some(code),
+    } = status.app
+    {
         out.family(
             "pyinit_app_exit_code",
             "gauge",
@@ -255,19 +258,18 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
     use crate::probe::threshold::{ProbeReport, Probes};
-    use crate::status::Resources;
+    use crate::status::{Checks, Resources};
 
     #[test]
     fn app_and_signal_metrics() {
         let mut status = Status {
-            app_pid: Some(7),
-            has_app: true,
+            app: AppState::Running { pid: 7 },
             orphans_reaped: 3,
             ..Status::default()
         };
         status.signals_forwarded[15] = 2;
         status.signals_forwarded[9] = 1;
-        status.refresh_verdicts();
+        status.checks = Checks::new(status.app, status.draining, &status.probes);
         let text = render_metrics(&status);
         for line in [
             "# TYPE pyinit_app_up gauge\npyinit_app_up 1\n",
@@ -284,7 +286,9 @@ mod tests {
         }
         assert!(!text.contains("pyinit_app_exit_code"));
         assert!(!text.contains("pyinit_probe"));
-        status.app_exit_code = Some(143);
+        status.app = AppState::Exited {
+            exit_code: Some(143),
+        };
         assert!(render_metrics(&status).contains("pyinit_app_exit_code 143\n"));
     }
 

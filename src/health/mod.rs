@@ -46,8 +46,8 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
+use crate::clock::now;
 use crate::status::Status;
-use crate::units::now;
 
 /// Time a client has to send a request's headers, and to send the next request on a kept-alive
 /// connection: a slow or idle client cannot hold a connection longer.

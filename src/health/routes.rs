@@ -38,10 +38,10 @@ impl Endpoint {
         }
     }
 
-    fn checks(self, status: &Status) -> Vec<Check> {
+    fn checks(self, status: &Status) -> &[Check] {
         match self {
-            Endpoint::Livez | Endpoint::Healthz => status.liveness_checks(),
-            Endpoint::Readyz => status.readiness_checks(),
+            Endpoint::Livez | Endpoint::Healthz => status.checks.liveness(),
+            Endpoint::Readyz => status.checks.readiness(),
         }
     }
 }
@@ -87,7 +87,7 @@ pub fn respond(
     };
     let checks = endpoint.checks(status);
     match check_name {
-        Some(name) => one_check(&checks, name, now),
+        Some(name) => one_check(checks, name, now),
         None => check_list(endpoint, checks, &Query::parse(query), now),
     }
 }
@@ -118,12 +118,12 @@ impl<'a> Query<'a> {
 
 fn check_list(
     endpoint: Endpoint,
-    checks: Vec<Check>,
+    checks: &[Check],
     query: &Query<'_>,
     now: Instant,
 ) -> Response<Body> {
-    let (included, excluded): (Vec<Check>, Vec<Check>) = checks
-        .into_iter()
+    let (included, excluded): (Vec<&Check>, Vec<&Check>) = checks
+        .iter()
         .partition(|check| !query.excluded.contains(&check.name));
     let passed = included.iter().all(|check| check.passed);
     if passed && !query.verbose {
@@ -236,6 +236,7 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
     use crate::probe::threshold::{Outcome, ProbeReport, Probes};
+    use crate::status::{AppState, Checks};
 
     fn body_of(response: Response<Body>) -> String {
         let collected = futures_executor_block_on(response.into_body().collect());
@@ -262,8 +263,7 @@ mod tests {
             timing: ProbeTiming::KUBERNETES_DEFAULT,
         }]);
         let mut status = Status {
-            app_pid: Some(42),
-            has_app: true,
+            app: AppState::Running { pid: 42 },
             probes,
             ..Status::default()
         };
@@ -275,7 +275,7 @@ mod tests {
             began,
             duration: Duration::from_millis(200),
         });
-        status.refresh_verdicts();
+        status.checks = Checks::new(status.app, status.draining, &status.probes);
         (status, began + Duration::from_millis(1400))
     }
 
@@ -380,7 +380,7 @@ mod tests {
     fn draining_fails_readiness_but_not_liveness() {
         let (mut status, now) = status_with_readiness();
         status.draining = true;
-        status.refresh_verdicts();
+        status.checks = Checks::new(status.app, status.draining, &status.probes);
         let (code, body) = get("/readyz", Some("verbose&exclude=readiness"), &status, now);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(

@@ -25,31 +25,20 @@ use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid, setuid};
 
 use crate::exit;
-use passwd::CurrentIds;
 pub use passwd::Target;
+use passwd::{CurrentIds, GROUP_PATH, PASSWD_PATH, ResolveError};
 use rlimit::{RlimitSpec, default_core_limit};
 pub use spec::PrivilegeConfig;
 use spec::Umask;
 
-/// Where user names are resolved.
-pub const PASSWD_PATH: &str = "/etc/passwd";
-/// Where group names are resolved.
-pub const GROUP_PATH: &str = "/etc/group";
 const STATUS_PATH: &str = "/proc/self/status";
 
 /// Why the drop did not happen; exit code 2 for what the user asked wrongly, 125 for the OS.
 #[derive(Debug)]
 pub enum PrivilegeError {
-    /// A user or group name that the file does not list.
-    UnknownName {
-        flag: &'static str,
-        value: String,
-        file: &'static str,
-    },
-    /// The app would run as root and `--allow-root` was not given.
-    RootRefused,
-    /// pyinit is not root and was asked to become other ids.
-    NotRoot { current_uid: u32, target: String },
+    /// The flags do not resolve (`passwd.rs`): a name not found, root refused, or ids a
+    /// non-root pyinit cannot reach.
+    Resolve(ResolveError),
     /// A file could not be read.
     Read {
         path: &'static str,
@@ -64,9 +53,7 @@ pub enum PrivilegeError {
 impl PrivilegeError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            PrivilegeError::UnknownName { .. }
-            | PrivilegeError::RootRefused
-            | PrivilegeError::NotRoot { .. } => exit::USAGE,
+            PrivilegeError::Resolve(_) => exit::USAGE,
             PrivilegeError::Read { .. }
             | PrivilegeError::Syscall { .. }
             | PrivilegeError::Verify(_) => exit::SETUP_FAILED,
@@ -77,24 +64,7 @@ impl PrivilegeError {
 impl fmt::Display for PrivilegeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PrivilegeError::UnknownName { flag, value, file } => {
-                write!(
-                    f,
-                    "invalid value '{value}' for '{flag}': no such name in {file}"
-                )
-            }
-            PrivilegeError::RootRefused => f.write_str(
-                "refusing to run as root: pass --user (for example --user nobody) or run \
-                 the pod with securityContext.runAsUser; --allow-root permits root",
-            ),
-            PrivilegeError::NotRoot {
-                current_uid,
-                target,
-            } => write!(
-                f,
-                "cannot become {target}: pyinit runs as uid {current_uid}, not root; remove \
-                 --user, --group and --groups or start pyinit as root"
-            ),
+            PrivilegeError::Resolve(failure) => write!(f, "{failure}"),
             PrivilegeError::Read { path, source } => write!(f, "cannot read {path}: {source}"),
             PrivilegeError::Syscall { step, source } => {
                 write!(f, "privilege drop failed at {step}: {source}")
@@ -142,6 +112,7 @@ pub fn resolve_target(config: &PrivilegeConfig) -> Result<Target, PrivilegeError
         (String::new(), String::new())
     };
     passwd::resolve_target(config, &current, &passwd_text, &group_text)
+        .map_err(PrivilegeError::Resolve)
 }
 
 /// Runs the whole drop to `target` (from [`resolve_target`]) and its verification. Call it
@@ -500,7 +471,18 @@ Seccomp:\t0
             "privilege drop failed at setresuid(65534): EPERM: Operation not permitted"
         );
         assert_eq!(syscall.exit_code(), 125);
-        assert_eq!(PrivilegeError::RootRefused.exit_code(), 2);
-        assert!(!PrivilegeError::RootRefused.to_string().contains('\n'));
+        let refused = PrivilegeError::Resolve(ResolveError::RootRefused);
+        assert_eq!(refused.exit_code(), 2);
+        assert!(!refused.to_string().contains('\n'));
+        let unknown = PrivilegeError::Resolve(ResolveError::UnknownName {
+            flag: "--user",
+            value: "ghost".to_owned(),
+            file: PASSWD_PATH,
+        });
+        assert_eq!(unknown.exit_code(), 2);
+        assert_eq!(
+            unknown.to_string(),
+            "invalid value 'ghost' for '--user': no such name in /etc/passwd"
+        );
     }
 }

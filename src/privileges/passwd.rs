@@ -1,14 +1,61 @@
 //! The pure half of the privilege drop: parsers of /etc/passwd and /etc/group text, and the
 //! resolution of the privilege flags into the ids pyinit must reach.
 //!
-//! File contents and the ids pyinit runs with are parameters, so tests pass strings; reading the
-//! files, the set-id calls and the verification belong to `privileges/mod.rs`. pyinit reads the
+//! File contents and the ids pyinit runs with are parameters, so tests pass strings, and the
+//! errors are this file's own ([`ResolveError`], all exit 2); reading the files, the set-id calls
+//! and the verification belong to `privileges/mod.rs`. pyinit reads the
 //! files itself instead of calling getpwnam, so that a static binary resolves names on a
 //! distroless or scratch image, where no NSS modules exist. A missing file reads as empty: a
 //! numeric `--user` then still works, as Kubernetes' arbitrary `runAsUser` needs.
 
-use super::PrivilegeError;
+use std::fmt;
+
 use super::spec::{IdOrName, PrivilegeConfig};
+
+/// Where user names are resolved.
+pub const PASSWD_PATH: &str = "/etc/passwd";
+/// Where group names are resolved.
+pub const GROUP_PATH: &str = "/etc/group";
+
+/// Why the privilege flags cannot be resolved: something the user asked wrongly (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResolveError {
+    /// A user or group name that the file does not list.
+    UnknownName {
+        flag: &'static str,
+        value: String,
+        file: &'static str,
+    },
+    /// The app would run as root and `--allow-root` was not given.
+    RootRefused,
+    /// pyinit is not root and was asked to become other ids.
+    NotRoot { current_uid: u32, target: String },
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::UnknownName { flag, value, file } => {
+                write!(
+                    f,
+                    "invalid value '{value}' for '{flag}': no such name in {file}"
+                )
+            }
+            ResolveError::RootRefused => f.write_str(
+                "refusing to run as root: pass --user (for example --user nobody) or run \
+                 the pod with securityContext.runAsUser; --allow-root permits root",
+            ),
+            ResolveError::NotRoot {
+                current_uid,
+                target,
+            } => write!(
+                f,
+                "cannot become {target}: pyinit runs as uid {current_uid}, not root; remove \
+                 --user, --group and --groups or start pyinit as root"
+            ),
+        }
+    }
+}
 
 /// One line of /etc/passwd: `name:password:uid:gid:gecos:home:shell`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,17 +178,17 @@ pub fn resolve_target(
     current: &CurrentIds,
     passwd_text: &str,
     group_text: &str,
-) -> Result<Target, PrivilegeError> {
+) -> Result<Target, ResolveError> {
     let asked = config.user.is_some() || config.group.is_some() || config.groups.is_some();
     let find_uid = |uid: u32| passwd_entries(passwd_text).find(|entry| entry.uid == uid);
     let (uid, entry) = match config.user.as_ref().map(|spec| &spec.user) {
         Some(IdOrName::Name(name)) => {
             let entry = passwd_entries(passwd_text)
                 .find(|entry| entry.name == name)
-                .ok_or_else(|| PrivilegeError::UnknownName {
+                .ok_or_else(|| ResolveError::UnknownName {
                     flag: "--user",
                     value: name.clone(),
-                    file: super::PASSWD_PATH,
+                    file: PASSWD_PATH,
                 })?;
             (entry.uid, Some(entry))
         }
@@ -173,7 +220,7 @@ pub fn resolve_target(
     groups.dedup();
 
     if uid == 0 && !config.allow_root {
-        return Err(PrivilegeError::RootRefused);
+        return Err(ResolveError::RootRefused);
     }
     let login = config.user.as_ref().map(|_| Login {
         user: entry
@@ -193,7 +240,7 @@ pub fn resolve_target(
         current_groups.dedup();
         let groups_differ = config.groups.is_some() && groups != current_groups;
         if uid != current.uid || gid != current.gid || groups_differ {
-            return Err(PrivilegeError::NotRoot {
+            return Err(ResolveError::NotRoot {
                 current_uid: current.uid,
                 target: describe_ids(uid, gid, config.groups.as_ref().map(|_| &groups[..])),
             });
@@ -219,16 +266,16 @@ fn resolve_group(
     group: &IdOrName,
     flag: &'static str,
     group_text: &str,
-) -> Result<u32, PrivilegeError> {
+) -> Result<u32, ResolveError> {
     match group {
         IdOrName::Id(gid) => Ok(*gid),
         IdOrName::Name(name) => group_entries(group_text)
             .find(|entry| entry.name == name)
             .map(|entry| entry.gid)
-            .ok_or_else(|| PrivilegeError::UnknownName {
+            .ok_or_else(|| ResolveError::UnknownName {
                 flag,
                 value: name.clone(),
-                file: super::GROUP_PATH,
+                file: GROUP_PATH,
             }),
     }
 }
@@ -286,7 +333,7 @@ dup:x:35:
         }
     }
 
-    fn resolve(args: &[&str]) -> Result<Target, PrivilegeError> {
+    fn resolve(args: &[&str]) -> Result<Target, ResolveError> {
         resolve_target(&privileges(args), &root(), PASSWD, GROUP)
     }
 
@@ -411,11 +458,10 @@ dup:x:35:
         ] {
             let error = resolve(args).unwrap_err();
             assert_eq!(error.to_string(), expected);
-            assert_eq!(error.exit_code(), 2);
         }
         // Without the files only numbers resolve.
         let error = resolve_target(&privileges(&["--user", "nobody"]), &root(), "", "");
-        assert!(matches!(error, Err(PrivilegeError::UnknownName { .. })));
+        assert!(matches!(error, Err(ResolveError::UnknownName { .. })));
         let target =
             resolve_target(&privileges(&["--user", "10001:10001"]), &root(), "", "").unwrap();
         assert_eq!(target.groups, [10001]);
@@ -430,8 +476,7 @@ dup:x:35:
             &["--groups", "users"],
         ] {
             let error = resolve(args).unwrap_err();
-            assert!(matches!(error, PrivilegeError::RootRefused), "{args:?}");
-            assert_eq!(error.exit_code(), 2);
+            assert!(matches!(error, ResolveError::RootRefused), "{args:?}");
             let message = error.to_string();
             assert!(
                 message.contains("--user") && message.contains("runAsUser"),
@@ -480,7 +525,7 @@ dup:x:35:
             (&["--groups", ""], "uid 10001 gid 10001 groups []"),
         ] {
             let error = resolve_as_app(args).unwrap_err();
-            assert_eq!(error.exit_code(), 2);
+            assert!(matches!(error, ResolveError::NotRoot { .. }), "{args:?}");
             let message = error.to_string();
             assert!(
                 message.contains(wanted) && message.contains("uid 10001, not root"),

@@ -4,9 +4,10 @@
 //! The rules themselves (initial delay, period, thresholds, startup gating) are pure code in
 //! `threshold.rs`; the supervisor counts and publishes the results, so it stays the one writer
 //! of readiness and liveness. A task here only waits for its turn, runs one probe of its kind
-//! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It reads the
-//! supervisor's `Status` to learn whether startup is done and whether the app is gone. The
-//! health server never calls in here: a request never waits for a probe.
+//! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It learns
+//! whether startup is done and whether the app is gone from its [`ProbeGate`], which the
+//! supervisor publishes after every step, never from `Status`. The health server never calls in
+//! here: a request never waits for a probe.
 //!
 //! A probe that passes with a caveat (an http probe whose last answer is a redirect it did not
 //! follow, which the kubelet records as a warning event) says so in [`ProbeAnswer::warning`];
@@ -31,10 +32,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use self::spec::{ProbeConfig, ProbeTarget};
-use self::threshold::{Outcome, ProbeReport, Schedule};
+use self::threshold::{Outcome, ProbeGate, ProbeReport, Schedule};
+use crate::clock::now;
 use crate::reaper::Reaper;
-use crate::status::Status;
-use crate::units::{format_duration, now};
+use crate::units::format_duration;
 
 /// What one probe run found, before it is stamped with its kind and times.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,14 +101,14 @@ pub struct ExecContext {
 /// Starts one task per configured probe on the current runtime.
 pub fn spawn_probers(
     configs: Vec<ProbeConfig>,
-    status_rx: &watch::Receiver<Status>,
+    gate_rx: &watch::Receiver<ProbeGate>,
     report_tx: &mpsc::Sender<ProbeReport>,
     exec_context: &ExecContext,
 ) {
     for config in configs {
         tokio::spawn(run_prober(
             config,
-            status_rx.clone(),
+            gate_rx.clone(),
             report_tx.clone(),
             exec_context.clone(),
         ));
@@ -118,7 +119,7 @@ pub fn spawn_probers(
 /// until the app is gone (or, for a startup probe, until startup is done).
 async fn run_prober(
     config: ProbeConfig,
-    mut status_rx: watch::Receiver<Status>,
+    mut gate_rx: watch::Receiver<ProbeGate>,
     report_tx: mpsc::Sender<ProbeReport>,
     exec_context: ExecContext,
 ) {
@@ -128,10 +129,10 @@ async fn run_prober(
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
         // Startup gating: liveness and readiness wait here until the startup probe succeeded.
-        let may_run = status_rx
-            .wait_for(|status| status.phase.app_stopped() || status.probes.may_run(kind))
+        let may_run = gate_rx
+            .wait_for(|gate| *gate == ProbeGate::Closed || gate.admits(kind))
             .await
-            .map(|status| !status.phase.app_stopped());
+            .map(|gate| *gate != ProbeGate::Closed);
         match may_run {
             Ok(true) => {}
             // The app is gone, or the supervisor is: nothing left to probe.
@@ -200,8 +201,6 @@ mod tests {
 
     use super::*;
     use crate::probe::spec::{ProbeKind, ProbeTiming};
-    use crate::probe::threshold::Probes;
-    use crate::status::Phase;
 
     fn missing_file_probe(kind: ProbeKind) -> ProbeConfig {
         ProbeConfig {
@@ -222,12 +221,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn prober_waits_for_the_initial_delay_then_probes_once_per_period() {
-        let (status_tx, status_rx) = watch::channel(Status::default());
+        let (gate_tx, gate_rx) = watch::channel(ProbeGate::Started);
         let (report_tx, mut report_rx) = mpsc::channel(4);
         let start = now();
         tokio::spawn(run_prober(
             missing_file_probe(ProbeKind::Readiness),
-            status_rx,
+            gate_rx,
             report_tx,
             ExecContext {
                 reaper: Arc::new(Reaper::new()),
@@ -242,23 +241,18 @@ mod tests {
         let second = report_rx.recv().await.unwrap();
         assert_eq!(second.began, first.began + Duration::from_secs(10));
         // The app is gone: the prober stops.
-        status_tx.send_modify(|status| status.phase = Phase::Stopping);
+        gate_tx.send_replace(ProbeGate::Closed);
         assert_eq!(report_rx.recv().await, None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn liveness_prober_waits_for_startup() {
-        let startup = missing_file_probe(ProbeKind::Startup);
-        let status = Status {
-            probes: Probes::new(std::slice::from_ref(&startup)),
-            ..Status::default()
-        };
-        let (status_tx, status_rx) = watch::channel(status);
+        let (gate_tx, gate_rx) = watch::channel(ProbeGate::Starting);
         let (report_tx, mut report_rx) = mpsc::channel(4);
         let start = now();
         tokio::spawn(run_prober(
             missing_file_probe(ProbeKind::Liveness),
-            status_rx,
+            gate_rx,
             report_tx,
             ExecContext {
                 reaper: Arc::new(Reaper::new()),
@@ -270,15 +264,7 @@ mod tests {
         assert!(nothing.is_err(), "a liveness probe ran before startup");
         let done_at = now();
         assert!(done_at >= start + Duration::from_secs(60));
-        status_tx.send_modify(|status| {
-            status.probes.record(&ProbeReport {
-                kind: ProbeKind::Startup,
-                outcome: Outcome::Success,
-                message: "exists".to_owned(),
-                began: done_at,
-                duration: Duration::ZERO,
-            });
-        });
+        gate_tx.send_replace(ProbeGate::Started);
         // The initial delay has long passed: it probes at once.
         let first = report_rx.recv().await.unwrap();
         assert_eq!(first.kind, ProbeKind::Liveness);

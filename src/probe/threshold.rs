@@ -1,8 +1,9 @@
 //! Kubernetes' probe rules as pure counting: when a probe may run (initial delay, period, startup
 //! gating) and what its results mean (success and failure thresholds).
 //!
-//! The prober tasks (`probe/mod.rs`) ask [`Schedule`] and [`Probes::may_run`] when to probe; the
-//! supervisor feeds every [`ProbeReport`] to [`Probes::record`] and publishes the counts.
+//! The prober tasks (`probe/mod.rs`) ask [`Schedule`] when to probe and wait for their
+//! [`ProbeGate`], which the supervisor publishes after every step; the supervisor feeds every
+//! [`ProbeReport`] to [`Probes::record`] and publishes the counts.
 //! The rules, as the kubelet applies them:
 //!
 //! - A probe's verdict flips only after `success_threshold` consecutive successes or
@@ -215,21 +216,46 @@ impl Probes {
             .is_some_and(|startup| startup.verdict == Verdict::Failing)
     }
 
-    /// Whether a probe of `kind` runs now: startup until it succeeds, the others only after.
-    pub fn may_run(&self, kind: ProbeKind) -> bool {
-        match kind {
-            ProbeKind::Startup => !self.startup_done(),
-            ProbeKind::Liveness | ProbeKind::Readiness => self.startup_done(),
-        }
-    }
-
     /// Counts one report; returns the probe's new verdict if it changed. A report the rules say
     /// should not exist (a liveness result before startup is done) is dropped uncounted.
     pub fn record(&mut self, report: &ProbeReport) -> Option<Verdict> {
-        if !self.may_run(report.kind) {
+        if !ProbeGate::open(self).admits(report.kind) {
             return None;
         }
         self.slot_mut(report.kind).as_mut()?.record(report)
+    }
+}
+
+/// Which probes may run now, as the supervisor decides it after every step: the probers' own
+/// narrow view of it, instead of the whole `Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeGate {
+    /// The startup probe has not succeeded yet: it alone runs.
+    Starting,
+    /// Startup is done, or there is no startup probe: liveness and readiness run.
+    Started,
+    /// The app has exited or was stopped at the drain deadline, or pyinit exits: nothing is left
+    /// to probe.
+    Closed,
+}
+
+impl ProbeGate {
+    /// The gate for `probes` while the app (or the sidecar) runs.
+    pub fn open(probes: &Probes) -> Self {
+        if probes.startup_done() {
+            ProbeGate::Started
+        } else {
+            ProbeGate::Starting
+        }
+    }
+
+    /// Whether a probe of `kind` may run now: startup before startup is done, the others after.
+    pub fn admits(self, kind: ProbeKind) -> bool {
+        match (self, kind) {
+            (ProbeGate::Starting, ProbeKind::Startup) => true,
+            (ProbeGate::Started, ProbeKind::Liveness | ProbeKind::Readiness) => true,
+            (ProbeGate::Starting | ProbeGate::Started | ProbeGate::Closed, _) => false,
+        }
     }
 }
 
@@ -423,9 +449,9 @@ mod tests {
         let mut clock = Clock::new();
         let mut probes = probes_with_startup();
         assert!(!probes.startup_done());
-        assert!(probes.may_run(ProbeKind::Startup));
-        assert!(!probes.may_run(ProbeKind::Liveness));
-        assert!(!probes.may_run(ProbeKind::Readiness));
+        assert!(ProbeGate::open(&probes).admits(ProbeKind::Startup));
+        assert!(!ProbeGate::open(&probes).admits(ProbeKind::Liveness));
+        assert!(!ProbeGate::open(&probes).admits(ProbeKind::Readiness));
         // Results the rules forbid are dropped, uncounted.
         let early = clock.report(ProbeKind::Readiness, Outcome::Success);
         assert_eq!(probes.record(&early), None);
@@ -433,9 +459,9 @@ mod tests {
         let success = clock.report(ProbeKind::Startup, Outcome::Success);
         assert_eq!(probes.record(&success), Some(Verdict::Passing));
         assert!(probes.startup_done());
-        assert!(!probes.may_run(ProbeKind::Startup));
-        assert!(probes.may_run(ProbeKind::Liveness));
-        assert!(probes.may_run(ProbeKind::Readiness));
+        assert!(!ProbeGate::open(&probes).admits(ProbeKind::Startup));
+        assert!(ProbeGate::open(&probes).admits(ProbeKind::Liveness));
+        assert!(ProbeGate::open(&probes).admits(ProbeKind::Readiness));
         // Once done, startup is never counted again.
         let late = clock.report(ProbeKind::Startup, Outcome::Failure);
         assert_eq!(probes.record(&late), None);
@@ -455,7 +481,7 @@ mod tests {
         assert!(probes.startup_failed());
         assert!(!probes.startup_done());
         // Still gated: liveness and readiness never ran.
-        assert!(!probes.may_run(ProbeKind::Liveness));
+        assert!(!ProbeGate::open(&probes).admits(ProbeKind::Liveness));
     }
 
     #[test]
@@ -463,8 +489,8 @@ mod tests {
         let probes = Probes::default();
         assert!(probes.startup_done());
         assert!(!probes.startup_failed());
-        assert!(probes.may_run(ProbeKind::Readiness));
-        assert!(!probes.may_run(ProbeKind::Startup));
+        assert!(ProbeGate::open(&probes).admits(ProbeKind::Readiness));
+        assert!(!ProbeGate::open(&probes).admits(ProbeKind::Startup));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The processes pyinit is responsible for, as /proc shows them: who is a descendant of whom,
 //! who has exited (zombies included), and each one's command line, for the log.
 //!
-//! Reading only: `signals.rs` signals them. As PID 1 pyinit is responsible for every other
+//! Reading only: `signals/mod.rs` signals them. As PID 1 pyinit is responsible for every other
 //! process of its PID namespace; elsewhere for its descendants (as subreaper it inherits the
 //! app's orphans, so they stay among them).
 

@@ -27,27 +27,50 @@ use tracing::{debug, error, info, warn};
 
 use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{self, OomMonitor, Victim};
-use crate::container::{self, ContainerFacts};
+use crate::container::{self, facts::ContainerFacts};
 use crate::exit::ChildStatus;
-use crate::probe::threshold::{ProbeReport, Verdict};
+use crate::probe::threshold::{ProbeGate, ProbeReport, Verdict};
 use crate::reaper::Reaper;
-use crate::signals::{
-    self, CaughtSignal, ForwardTarget, RunningProcess, Signal, SignalStream, short_name,
-};
+use crate::signals::spec::{self, ForwardTarget, Signal, short_name};
+use crate::signals::{self, CaughtSignal, RunningProcess, SignalStream};
 use crate::status::Status;
 use crate::units::millis;
+
+/// Where the driver publishes what the supervisor decided, after every step: the whole `Status`
+/// for its readers (health, metrics, the drill), and the probers' narrow gate.
+#[derive(Debug)]
+pub struct Publishers {
+    pub status_tx: watch::Sender<Status>,
+    pub probe_gate_tx: watch::Sender<ProbeGate>,
+}
+
+impl Publishers {
+    /// Sends what changed; a reader is woken only by a change.
+    fn publish(&self, supervisor: &Supervisor) {
+        self.status_tx.send_if_modified(|published| {
+            let changed = published != supervisor.status();
+            if changed {
+                published.clone_from(supervisor.status());
+            }
+            changed
+        });
+        let gate = supervisor.probe_gate();
+        self.probe_gate_tx
+            .send_if_modified(|published| std::mem::replace(published, gate) != gate);
+    }
+}
 
 /// Runs the supervisor until it decides to exit, and returns the exit code.
 pub async fn run_supervisor(
     mut supervisor: Supervisor,
     mut signal_stream: SignalStream,
     reaper: Arc<Reaper>,
-    status_tx: watch::Sender<Status>,
+    publishers: Publishers,
     mut probe_rx: mpsc::Receiver<ProbeReport>,
     mut oom_monitor: OomMonitor,
     facts: ContainerFacts,
 ) -> u8 {
-    status_tx.send_replace(supervisor.status().clone());
+    publishers.publish(&supervisor);
     // The first tick comes at once, so `/metrics` has the memory use from the start.
     let poll_period = oom_monitor
         .poll_period()
@@ -65,7 +88,7 @@ pub async fn run_supervisor(
             biased;
             signal = next_signal(&mut signal_stream, &mut own_signals_logged) => {
                 if signal == Signal::SIGCHLD {
-                    reap_zombies(&reaper, supervisor.status().app_pid, &mut oom_monitor)
+                    reap_zombies(&reaper, supervisor.app_pid(), &mut oom_monitor)
                 } else {
                     Event::Signal(signal)
                 }
@@ -77,17 +100,11 @@ pub async fn run_supervisor(
                 read_resource_usage(&facts, &oom_monitor)
             }
         };
-        let now = crate::units::now();
+        let now = crate::clock::now();
         let actions = supervisor.step(event, now);
         // Published before the actions run: /readyz turns 503 before the app hears of the drain,
         // and the last status (the exit included) is seen by every reader.
-        status_tx.send_if_modified(|published| {
-            let changed = published != supervisor.status();
-            if changed {
-                published.clone_from(supervisor.status());
-            }
-            changed
-        });
+        publishers.publish(&supervisor);
         for action in actions {
             if sends_sigkill(&action) {
                 oom_monitor.note_sigkill_sent();
@@ -126,7 +143,7 @@ async fn next_signal(signal_stream: &mut SignalStream, own_signals_logged: &mut 
                     if *own_signals_logged & bit == 0 {
                         *own_signals_logged |= bit;
                         debug!(
-                            signal = &*signals::signal_name(caught.number),
+                            signal = &*spec::signal_name(caught.number),
                             code = caught.code,
                             "signal raised by the kernel for pyinit's own doing: not forwarded \
                              (logged once)"

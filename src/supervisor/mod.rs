@@ -19,11 +19,11 @@
 //!   hands some process back.
 //! - **Exited**: the exit code is decided and returned as the last action of the step.
 //!
-//! Without an app (sidecar mode) a SIGTERM or SIGINT only turns readiness false, and pyinit exits 0
-//! once the pre-stop delay has passed.
+//! Without an app (a health sidecar, [`Workload::Sidecar`]) a SIGTERM or SIGINT only turns
+//! readiness false, and pyinit exits 0 once the pre-stop delay has passed.
 //!
-//! Each `State` variant carries what its decisions need and nothing else: the app's pid while it
-//! runs, the drain's start and which of its signals went out, what became of the app and the
+//! Each `State` variant carries what its decisions need and nothing else: the workload while it
+//! runs (the app's pid, or none for a sidecar), the drain's start and which of its signals went out, what became of the app and the
 //! next step (SIGKILL at, give up at) while stopping, the code once exited. Decisions read only
 //! the state and the [`Policy`]. Beside the state the supervisor keeps what it counts and
 //! records: the probes' results, counted by Kubernetes' rules (`probe::threshold`), the signals
@@ -32,10 +32,11 @@
 //! never read back by a decision.
 //!
 //! `Status` is a view: after every step one function, `Supervisor::view`, derives all of it
-//! (phase, draining, has_app, app_exit_code, live, ready, the rest copied) from the state and
-//! those fields, so the supervisor stays the one writer of what readers see. A change of
-//! `live` or `ready` is found by comparing the view before the step with the view after it,
-//! and announced once as a [`Notice`].
+//! (phase, draining, the app's state, the checks with live and ready, the rest copied) from the
+//! state and those fields, so the supervisor stays the one writer of what readers see. A change
+//! of `live` or `ready` is found by comparing the view before the step with the view after it,
+//! and announced once as a [`Notice`]. The probers get a narrower view of their own,
+//! [`Supervisor::probe_gate`]: which probes may run.
 
 pub mod driver;
 
@@ -43,9 +44,9 @@ use std::time::{Duration, Instant};
 
 use crate::exit::{self, ChildStatus, ExitRemap};
 use crate::probe::spec::ProbeKind;
-use crate::probe::threshold::{ProbeReport, Probes, Verdict};
-use crate::signals::{ForwardTarget, RewriteMap, Signal};
-use crate::status::{Phase, Resources, ShutdownRecord, Status};
+use crate::probe::threshold::{ProbeGate, ProbeReport, Probes, Verdict};
+use crate::signals::spec::{ForwardTarget, RewriteMap, Signal};
+use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, Status};
 
 /// An optional middle rung between the stop signal and SIGKILL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,17 +188,28 @@ pub enum Action {
     Exit(u8),
 }
 
+/// What pyinit runs beside its probes; fixed when it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A health sidecar (no command): there is no app, and liveness and readiness follow the
+    /// probes alone.
+    Sidecar,
+    /// The app, running as `pid`.
+    App { pid: i32 },
+}
+
 /// What the supervisor is waiting for, with what it needs to decide the next step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// No stop has been asked for. `app_pid` is `None` in sidecar mode.
-    Running { app_pid: Option<i32> },
-    /// A SIGTERM started a drain; `app_pid` is `None` in sidecar mode.
-    Draining { app_pid: Option<i32>, drain: Drain },
+    /// No stop has been asked for.
+    Running(Workload),
+    /// A stop request (SIGTERM; for a sidecar SIGINT too) started a drain.
+    Draining(Workload, Drain),
     /// The app has exited, or was still running at the drain deadline: what is left is stopped.
     Stopping(Stopping),
-    /// pyinit exits with `code` (already remapped): `step` returns it as the last action.
-    Exited { code: u8 },
+    /// pyinit exits with `code` (already remapped): `step` returns it as the last action. A
+    /// sidecar's last view has no app in it.
+    Exited { code: u8, sidecar: bool },
 }
 
 /// A drain under way.
@@ -251,30 +263,45 @@ enum StopStep {
 }
 
 impl State {
-    /// The app's pid while it runs (signalled at the deadline but not yet reaped included).
-    fn app_pid(self) -> Option<i32> {
+    /// The app's pid while it runs (signalled at the deadline but not yet reaped included):
+    /// the process whose exit is the app's. `None` once the app is gone, and for a sidecar.
+    fn running_app_pid(self) -> Option<i32> {
         match self {
-            State::Running { app_pid } | State::Draining { app_pid, .. } => app_pid,
-            State::Stopping(Stopping {
+            State::Running(Workload::App { pid })
+            | State::Draining(Workload::App { pid }, _)
+            | State::Stopping(Stopping {
                 app: AppEnd::Overdue { pid, reaped: false },
                 ..
             }) => Some(pid),
-            State::Stopping(_) | State::Exited { .. } => None,
+            State::Running(Workload::Sidecar)
+            | State::Draining(Workload::Sidecar, _)
+            | State::Stopping(_)
+            | State::Exited { .. } => None,
         }
+    }
+
+    /// True while pyinit runs as a health sidecar, and in a sidecar's last state.
+    fn is_sidecar(self) -> bool {
+        matches!(
+            self,
+            State::Running(Workload::Sidecar)
+                | State::Draining(Workload::Sidecar, _)
+                | State::Exited { sidecar: true, .. }
+        )
     }
 
     fn drain_started_at(self) -> Option<Instant> {
         match self {
-            State::Draining { drain, .. } => Some(drain.started_at),
+            State::Draining(_, drain) => Some(drain.started_at),
             State::Stopping(stopping) => stopping.drain_started_at,
-            State::Running { .. } | State::Exited { .. } => None,
+            State::Running(_) | State::Exited { .. } => None,
         }
     }
 
     fn phase(self) -> Phase {
         match self {
-            State::Running { .. } => Phase::Running,
-            State::Draining { .. } => Phase::Draining,
+            State::Running(_) => Phase::Running,
+            State::Draining(..) => Phase::Draining,
             State::Stopping(_) => Phase::Stopping,
             State::Exited { .. } => Phase::Exited,
         }
@@ -287,8 +314,6 @@ impl State {
 pub struct Supervisor {
     policy: Policy,
     state: State,
-    /// False in sidecar mode; fixed at the start.
-    has_app: bool,
     /// Every configured probe's results, counted by Kubernetes' rules.
     probes: Probes,
     /// What happened during the shutdown, with when: written as it happens, for the readers of
@@ -304,12 +329,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor for an app that runs as `app_pid`, or for no app at all (sidecar mode).
-    pub fn new(policy: Policy, app_pid: Option<i32>) -> Self {
+    /// A supervisor for the app or for a health sidecar.
+    pub fn new(policy: Policy, workload: Workload) -> Self {
         let mut supervisor = Supervisor {
             policy,
-            state: State::Running { app_pid },
-            has_app: app_pid.is_some(),
+            state: State::Running(workload),
             probes: Probes::default(),
             shutdown: ShutdownRecord::default(),
             signals_forwarded: [0; 32],
@@ -340,6 +364,13 @@ impl Supervisor {
         self
     }
 
+    /// The app's pid while it runs (an app overdue at the deadline until it is reaped included):
+    /// the driver tells the app's exit from the orphans' by it. `None` for a sidecar and once the
+    /// app is gone.
+    pub fn app_pid(&self) -> Option<i32> {
+        self.state.running_app_pid()
+    }
+
     /// The snapshot the health server reads, as of the last step.
     pub fn status(&self) -> &Status {
         &self.status
@@ -348,37 +379,53 @@ impl Supervisor {
     /// Everything `Status` publishes, derived from the state and the supervisor's fields: the
     /// one place where the view is made, so it can never disagree with what decides.
     fn view(&self) -> Status {
-        let mut status = Status {
+        let app = self.app_state();
+        let draining = self.shutdown.drain_started_at.is_some();
+        Status {
             phase: self.state.phase(),
-            app_pid: self.state.app_pid(),
-            draining: self.shutdown.drain_started_at.is_some(),
-            app_exit_code: self.shutdown.app_status.map(ChildStatus::exit_code),
+            app,
+            draining,
             signals_forwarded: self.signals_forwarded,
             orphans_reaped: self.orphans_reaped,
-            has_app: self.has_app,
             probes: self.probes.clone(),
-            live: false,
-            ready: false,
+            checks: Checks::new(app, draining, &self.probes),
             shutdown: self.shutdown.clone(),
             resources: self.resources,
-        };
-        status.refresh_verdicts();
-        status
+        }
+    }
+
+    /// Which probes may run: none once the app is gone (stopped at the deadline included) or
+    /// pyinit exits, a sidecar's too; before that, as startup gating says.
+    pub fn probe_gate(&self) -> ProbeGate {
+        match self.state {
+            State::Running(_) | State::Draining(..) => ProbeGate::open(&self.probes),
+            State::Stopping(_) | State::Exited { .. } => ProbeGate::Closed,
+        }
+    }
+
+    /// The app as readers see it: running (until an overdue app is reaped), exited with its code
+    /// when its status could be read, or absent for a sidecar.
+    fn app_state(&self) -> AppState {
+        if let Some(pid) = self.state.running_app_pid() {
+            AppState::Running { pid }
+        } else if self.state.is_sidecar() {
+            AppState::Sidecar
+        } else {
+            AppState::Exited {
+                exit_code: self.shutdown.app_status.map(ChildStatus::exit_code),
+            }
+        }
     }
 
     /// When the driver must send [`Event::Timer`]; `None` when nothing is scheduled.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Running { .. } | State::Exited { .. } => None,
-            // Sidecar mode: the pre-stop delay is all there is.
-            State::Draining {
-                app_pid: None,
-                drain,
-            } => Some(drain.started_at + self.policy.pre_stop_delay),
-            State::Draining {
-                app_pid: Some(_),
-                drain,
-            } => {
+            State::Running(_) | State::Exited { .. } => None,
+            // A sidecar: the pre-stop delay is all there is.
+            State::Draining(Workload::Sidecar, drain) => {
+                Some(drain.started_at + self.policy.pre_stop_delay)
+            }
+            State::Draining(Workload::App { .. }, drain) => {
                 let mut next = drain.started_at + self.policy.drain_timeout;
                 if !drain.stop_sent {
                     next = next.min(drain.started_at + self.policy.pre_stop_delay);
@@ -419,7 +466,7 @@ impl Supervisor {
         let after = self.view();
         let before = std::mem::replace(&mut self.status, after);
         self.announce_verdicts(&before, &mut actions);
-        if let State::Exited { code } = self.state
+        if let State::Exited { code, .. } = self.state
             && before.phase != Phase::Exited
         {
             actions.push(Action::Exit(code));
@@ -444,58 +491,50 @@ impl Supervisor {
     /// notices, so the changes they cause are not.
     fn announce_verdicts(&self, before: &Status, actions: &mut Vec<Action>) {
         let after = &self.status;
-        let app_exited = before.app_pid.is_some() && after.app_pid.is_none();
+        let app_exited = before.app.is_running() && !after.app.is_running();
         let drain_started = !before.draining && after.draining;
         if app_exited {
             return;
         }
-        if after.ready != before.ready && !drain_started {
+        let (ready, live) = (after.checks.ready(), after.checks.live());
+        if ready != before.checks.ready() && !drain_started {
             actions.push(Action::Notice(Notice::ReadinessChanged {
-                ready: after.ready,
-                reason: failing_reasons(&after.readiness_checks()),
+                ready,
+                reason: failing_reasons(after.checks.readiness()),
             }));
         }
-        if after.live != before.live {
+        if live != before.checks.live() {
             actions.push(Action::Notice(Notice::LivenessChanged {
-                live: after.live,
-                reason: failing_reasons(&after.liveness_checks()),
+                live,
+                reason: failing_reasons(after.checks.liveness()),
             }));
         }
     }
 
     fn on_signal(&mut self, signal: Signal, now: Instant, actions: &mut Vec<Action>) {
         match self.state {
-            // Sidecar mode: a stop request ends the probes' service, there is nothing to forward.
-            State::Running { app_pid: None }
+            // A sidecar: a stop request ends the probes' service, there is nothing to forward.
+            State::Running(Workload::Sidecar)
                 if matches!(signal, Signal::SIGTERM | Signal::SIGINT) =>
             {
-                self.start_drain(None, now, actions);
+                self.start_drain(Workload::Sidecar, now, actions);
             }
-            State::Running {
-                app_pid: Some(app_pid),
-            } if signal == Signal::SIGTERM => {
-                self.start_drain(Some(app_pid), now, actions);
+            State::Running(Workload::App { pid }) if signal == Signal::SIGTERM => {
+                self.start_drain(Workload::App { pid }, now, actions);
                 if self.policy.pre_stop_delay.is_zero() {
-                    self.send_stop_signal(app_pid, now, actions);
+                    self.send_stop_signal(pid, now, actions);
                 }
             }
-            State::Draining {
-                app_pid: Some(app_pid),
-                ..
-            } if signal == Signal::SIGTERM => {
+            State::Draining(Workload::App { pid }, _) if signal == Signal::SIGTERM => {
                 // A repeated SIGTERM ends a pre-stop delay early but moves no deadline.
-                self.send_stop_signal(app_pid, now, actions);
+                self.send_stop_signal(pid, now, actions);
             }
-            State::Running {
-                app_pid: Some(app_pid),
+            State::Running(Workload::App { pid }) | State::Draining(Workload::App { pid }, _) => {
+                self.forward(signal, pid, actions);
             }
-            | State::Draining {
-                app_pid: Some(app_pid),
-                ..
-            } => self.forward(signal, app_pid, actions),
-            // No app to forward to: sidecar mode, or the app is gone or past its deadline.
-            State::Running { app_pid: None }
-            | State::Draining { app_pid: None, .. }
+            // No app to forward to: a sidecar, or the app is gone or past its deadline.
+            State::Running(Workload::Sidecar)
+            | State::Draining(Workload::Sidecar, _)
             | State::Stopping(_)
             | State::Exited { .. } => {
                 actions.push(Action::Notice(Notice::SignalIgnored { received: signal }));
@@ -503,15 +542,13 @@ impl Supervisor {
         }
     }
 
-    fn start_drain(&mut self, app_pid: Option<i32>, now: Instant, actions: &mut Vec<Action>) {
-        self.state = State::Draining {
-            app_pid,
-            drain: Drain {
-                started_at: now,
-                stop_sent: false,
-                hard_stop_sent: false,
-            },
+    fn start_drain(&mut self, workload: Workload, now: Instant, actions: &mut Vec<Action>) {
+        let drain = Drain {
+            started_at: now,
+            stop_sent: false,
+            hard_stop_sent: false,
         };
+        self.state = State::Draining(workload, drain);
         self.shutdown.drain_started_at = Some(now);
         actions.push(Action::Notice(Notice::DrainStarted {
             pre_stop_delay: self.policy.pre_stop_delay,
@@ -521,7 +558,7 @@ impl Supervisor {
     }
 
     fn send_stop_signal(&mut self, app_pid: i32, now: Instant, actions: &mut Vec<Action>) {
-        if let State::Draining { drain, .. } = &mut self.state {
+        if let State::Draining(_, drain) = &mut self.state {
             drain.stop_sent = true;
         }
         match self.policy.rewrite.rewrite(Signal::SIGTERM) {
@@ -566,6 +603,8 @@ impl Supervisor {
         });
     }
 
+    /// One reaping pass: the orphans are counted, and the app's exit (or its loss, or the last of
+    /// what it left behind) moves the stop on.
     fn on_reaped(
         &mut self,
         app: Option<ChildStatus>,
@@ -575,32 +614,36 @@ impl Supervisor {
         actions: &mut Vec<Action>,
     ) {
         self.orphans_reaped += u64::try_from(n_orphans).unwrap_or(u64::MAX);
-        let Some(app_pid) = self.state.app_pid() else {
-            // Sidecar mode (exec probes that exit do not end it), or the app is gone already:
-            // pyinit ends once what the app left behind is reaped too.
-            if let State::Stopping(stopping) = self.state
-                && !children_left
-            {
-                self.exit(stopping.app.exit_code());
+        match (self.state.running_app_pid(), app) {
+            (Some(pid), Some(status)) => {
+                self.on_app_reaped(pid, status, children_left, now, actions);
             }
-            return;
-        };
-        let drain_started_at = self.state.drain_started_at();
-        let Some(status) = app else {
             // Without any child left the app is gone too, even if its status could not be read.
-            if !children_left {
-                self.shutdown.app_exited_at = Some(now);
-                // 137 for an app overdue at the deadline; otherwise pyinit cannot say how it ended.
-                let code = match self.state {
-                    State::Stopping(stopping) => stopping.app.exit_code(),
-                    State::Running { .. } | State::Draining { .. } | State::Exited { .. } => 1,
-                };
-                self.exit(code);
+            (Some(_), None) if !children_left => self.on_app_lost(now),
+            // A sidecar (exec probes that exit do not end it), or the app is gone already:
+            // pyinit ends once what the app left behind is reaped too.
+            (None, _) if !children_left => {
+                if let State::Stopping(stopping) = self.state {
+                    self.exit(stopping.app.exit_code());
+                }
             }
-            return;
-        };
+            (Some(_), None) | (None, _) => {}
+        }
+    }
+
+    /// The app's status came in: pyinit ends with it, or first stops what the app left behind;
+    /// an app overdue at the deadline keeps its SIGKILL and pyinit's 137.
+    fn on_app_reaped(
+        &mut self,
+        pid: i32,
+        status: ChildStatus,
+        children_left: bool,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         self.shutdown.app_status = Some(status);
         self.shutdown.app_exited_at = Some(now);
+        let drain_started_at = self.state.drain_started_at();
         let overdue = matches!(
             self.state,
             State::Stopping(Stopping {
@@ -613,26 +656,47 @@ impl Supervisor {
             since_drain: drain_started_at.map(|started| now.saturating_duration_since(started)),
             after_deadline: overdue,
         }));
-        if let State::Stopping(stopping) = &mut self.state
-            && overdue
-        {
-            // Past the deadline what is left is killed, not asked: the next step (the SIGKILL at
-            // the end of the dump window, or the wait for the reaper after it) stands, and the
-            // code stays 137, whatever the app died of (the dump signal's 135, most often).
-            stopping.app = AppEnd::Overdue {
-                pid: app_pid,
-                reaped: true,
-            };
-            if !children_left {
-                self.exit(exit::KILLED_AT_DEADLINE);
-            }
-            return;
+        if overdue {
+            self.on_overdue_app_reaped(pid, children_left);
+        } else if !children_left {
+            self.exit(status.exit_code());
+        } else {
+            self.stop_leftovers(status, drain_started_at, now, actions);
+        }
+    }
+
+    /// Past the deadline what is left is killed, not asked: the next step (the SIGKILL at the end
+    /// of the dump window, or the wait for the reaper after it) stands, and the code stays 137,
+    /// whatever the app died of (the dump signal's 135, most often).
+    fn on_overdue_app_reaped(&mut self, pid: i32, children_left: bool) {
+        if let State::Stopping(stopping) = &mut self.state {
+            stopping.app = AppEnd::Overdue { pid, reaped: true };
         }
         if !children_left {
-            self.exit(status.exit_code());
-            return;
+            self.exit(exit::KILLED_AT_DEADLINE);
         }
-        // The app exited and left processes behind: ask them to stop, then kill them.
+    }
+
+    /// No child is left and the app's status was not among them: the app is gone all the same.
+    fn on_app_lost(&mut self, now: Instant) {
+        self.shutdown.app_exited_at = Some(now);
+        // 137 for an app overdue at the deadline; otherwise pyinit cannot say how it ended.
+        let code = match self.state {
+            State::Stopping(stopping) => stopping.app.exit_code(),
+            State::Running(_) | State::Draining(..) | State::Exited { .. } => 1,
+        };
+        self.exit(code);
+    }
+
+    /// The app exited and left processes behind: they are asked to stop, then killed after the
+    /// orphan grace, never later than the drain deadline.
+    fn stop_leftovers(
+        &mut self,
+        status: ChildStatus,
+        drain_started_at: Option<Instant>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         let mut kill_at = now + self.policy.orphan_grace;
         if let Some(started) = drain_started_at {
             kill_at = kill_at.min(started + self.policy.drain_timeout);
@@ -648,35 +712,29 @@ impl Supervisor {
 
     fn on_timer(&mut self, now: Instant, actions: &mut Vec<Action>) {
         match self.state {
-            State::Running { .. } | State::Exited { .. } => {}
-            State::Draining {
-                app_pid: None,
-                drain,
-            } => {
+            State::Running(_) | State::Exited { .. } => {}
+            State::Draining(Workload::Sidecar, drain) => {
                 if now >= drain.started_at + self.policy.pre_stop_delay {
                     self.exit(0);
                 }
             }
-            State::Draining {
-                app_pid: Some(app_pid),
-                drain,
-            } => {
+            State::Draining(Workload::App { pid }, drain) => {
                 if now >= drain.started_at + self.policy.drain_timeout {
-                    self.miss_deadline(app_pid, drain.started_at, now, actions);
+                    self.miss_deadline(pid, drain.started_at, now, actions);
                     return;
                 }
                 if !drain.stop_sent && now >= drain.started_at + self.policy.pre_stop_delay {
-                    self.send_stop_signal(app_pid, now, actions);
+                    self.send_stop_signal(pid, now, actions);
                 }
                 if let Some(hard_stop) = self.policy.hard_stop
                     && !drain.hard_stop_sent
                     && now >= drain.started_at + hard_stop.after
                 {
-                    if let State::Draining { drain, .. } = &mut self.state {
+                    if let State::Draining(_, drain) = &mut self.state {
                         drain.hard_stop_sent = true;
                     }
                     self.shutdown.hard_stop_sent_at = Some(now);
-                    self.push_forward(hard_stop.signal, app_pid, Reason::HardStop, actions);
+                    self.push_forward(hard_stop.signal, pid, Reason::HardStop, actions);
                 }
             }
             State::Stopping(stopping) => match stopping.next {
@@ -753,12 +811,13 @@ impl Supervisor {
     fn exit(&mut self, code: u8) {
         self.state = State::Exited {
             code: self.policy.remap.apply(code),
+            sidecar: self.state.is_sidecar(),
         };
     }
 }
 
 /// `readiness: connection refused; shutdown: draining after SIGTERM`: every failed check.
-fn failing_reasons(checks: &[crate::status::Check]) -> String {
+fn failing_reasons(checks: &[Check]) -> String {
     checks
         .iter()
         .filter(|check| !check.passed)

@@ -69,7 +69,7 @@ fn drain_started(policy: &Policy) -> Action {
 #[test]
 fn running_forwards_signals_and_counts_them() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     for signal in [
         Signal::SIGHUP,
         Signal::SIGUSR1,
@@ -99,7 +99,7 @@ fn signal_map_rewrites_and_drops() {
         (Signal::SIGHUP, Some(Signal::SIGUSR2)),
         (Signal::SIGUSR1, None),
     ]);
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     assert_eq!(
         supervisor.step(Event::Signal(Signal::SIGHUP), t0),
         vec![forward(
@@ -121,7 +121,7 @@ fn signal_map_rewrites_and_drops() {
 fn forward_to_group_targets_the_group() {
     let mut policy = policy();
     policy.forward_to = ForwardTarget::Group;
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     let actions = supervisor.step(Event::Signal(Signal::SIGUSR1), Instant::now());
     assert!(matches!(
         actions.as_slice(),
@@ -136,7 +136,7 @@ fn forward_to_group_targets_the_group() {
 fn sigterm_drains_at_once_without_pre_stop_delay() {
     let t0 = Instant::now();
     let policy = policy();
-    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(
         actions,
@@ -155,7 +155,7 @@ fn stop_signal_follows_the_signal_map() {
     let t0 = Instant::now();
     let mut policy = policy();
     policy.rewrite = RewriteMap::new(vec![(Signal::SIGTERM, Some(Signal::SIGINT))]);
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(
         actions.last(),
@@ -172,7 +172,7 @@ fn pre_stop_delay_holds_the_stop_signal_back() {
     let t0 = Instant::now();
     let mut policy = policy();
     policy.pre_stop_delay = secs(3);
-    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
     assert_eq!(
         supervisor.step(Event::Signal(Signal::SIGTERM), t0),
         vec![drain_started(&policy)]
@@ -194,7 +194,7 @@ fn pre_stop_delay_holds_the_stop_signal_back() {
 #[test]
 fn second_sigterm_is_forwarded_and_moves_no_deadline() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(4));
     assert_eq!(actions, vec![forward(Signal::SIGTERM, Reason::StopSignal)]);
@@ -206,7 +206,7 @@ fn second_sigterm_ends_the_pre_stop_delay_early() {
     let t0 = Instant::now();
     let mut policy = policy();
     policy.pre_stop_delay = secs(5);
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(
         supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1)),
@@ -220,7 +220,7 @@ fn second_sigterm_ends_the_pre_stop_delay_early() {
 #[test]
 fn other_signals_are_still_forwarded_while_draining() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(
         supervisor.step(Event::Signal(Signal::SIGQUIT), t0 + secs(1)),
@@ -236,7 +236,7 @@ fn other_signals_are_still_forwarded_while_draining() {
 #[test]
 fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     let actions = supervisor.step(app_exited(ChildStatus::Exited(0), false), t0 + secs(1));
     assert_eq!(
@@ -250,7 +250,10 @@ fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
             Action::Exit(0),
         ]
     );
-    assert_eq!(supervisor.status().app_pid, None);
+    assert_eq!(
+        supervisor.status().app,
+        AppState::Exited { exit_code: Some(0) }
+    );
     assert_eq!(supervisor.status().phase, Phase::Exited);
     assert_eq!(supervisor.next_deadline(), None);
 }
@@ -259,13 +262,18 @@ fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
 fn app_killed_by_a_signal_exits_128_plus_n_and_remaps() {
     let mut policy = policy();
     policy.remap = ExitRemap::new(vec![(143, 0)]);
-    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
     let actions = supervisor.step(app_exited(ChildStatus::Signaled(15), false), Instant::now());
     assert_eq!(actions.last(), Some(&Action::Exit(0)));
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     let actions = supervisor.step(app_exited(ChildStatus::Signaled(11), false), Instant::now());
     assert_eq!(actions.last(), Some(&Action::Exit(139)));
-    assert_eq!(supervisor.status().app_exit_code, Some(139));
+    assert_eq!(
+        supervisor.status().app,
+        AppState::Exited {
+            exit_code: Some(139)
+        }
+    );
 }
 
 #[test]
@@ -276,7 +284,7 @@ fn hard_stop_signal_comes_between_stop_signal_and_deadline() {
         signal: Signal::SIGQUIT,
         after: secs(4),
     });
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(supervisor.next_deadline(), Some(t0 + secs(4)));
     assert_eq!(
@@ -296,7 +304,7 @@ fn hard_stop_is_not_sent_to_an_app_that_already_exited() {
         signal: Signal::SIGQUIT,
         after: secs(4),
     });
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
     let actions = supervisor.step(Event::Timer, t0 + secs(4));
@@ -310,7 +318,7 @@ fn hard_stop_is_not_sent_to_an_app_that_already_exited() {
 #[test]
 fn leftovers_of_an_exited_app_get_term_then_kill() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     let actions = supervisor.step(app_exited(ChildStatus::Exited(7), true), t0);
     assert_eq!(
         actions.last(),
@@ -334,7 +342,7 @@ fn leftovers_of_an_exited_app_get_term_then_kill() {
 #[test]
 fn leftovers_never_reaped_end_pyinit_with_the_apps_code() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(app_exited(ChildStatus::Exited(7), true), t0);
     supervisor.step(Event::Timer, t0 + secs(2));
     assert_eq!(supervisor.next_deadline(), Some(t0 + secs(3)));
@@ -348,7 +356,7 @@ fn leftovers_never_reaped_end_pyinit_with_the_apps_code() {
 #[test]
 fn nothing_happens_after_the_exit() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     let actions = supervisor.step(app_exited(ChildStatus::Exited(0), false), t0);
     assert_eq!(actions.last(), Some(&Action::Exit(0)));
     assert_eq!(supervisor.step(Event::Timer, t0 + secs(100)), vec![]);
@@ -361,7 +369,7 @@ fn nothing_happens_after_the_exit() {
 #[test]
 fn leftovers_that_exit_on_term_end_pyinit_before_the_kill() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(app_exited(ChildStatus::Exited(3), true), t0);
     let actions = supervisor.step(others_reaped(1, false), t0 + Duration::from_millis(100));
     assert_eq!(actions, vec![Action::Exit(3)]);
@@ -370,7 +378,7 @@ fn leftovers_that_exit_on_term_end_pyinit_before_the_kill() {
 #[test]
 fn leftovers_during_a_drain_are_killed_no_later_than_the_deadline() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(
         app_exited(ChildStatus::Exited(0), true),
@@ -381,16 +389,16 @@ fn leftovers_during_a_drain_are_killed_no_later_than_the_deadline() {
 
 #[test]
 fn orphans_are_counted_while_the_app_runs() {
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     let actions = supervisor.step(others_reaped(200, true), Instant::now());
     assert_eq!(actions, vec![]);
     assert_eq!(supervisor.status().orphans_reaped, 200);
-    assert!(supervisor.status().app_pid.is_some());
+    assert_eq!(supervisor.status().app, AppState::Running { pid: APP });
 }
 
 #[test]
 fn app_whose_status_was_lost_ends_pyinit_with_1() {
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     let actions = supervisor.step(others_reaped(0, false), Instant::now());
     assert_eq!(actions, vec![Action::Exit(1)]);
 }
@@ -398,7 +406,7 @@ fn app_whose_status_was_lost_ends_pyinit_with_1() {
 #[test]
 fn signals_after_the_app_exited_are_ignored() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(app_exited(ChildStatus::Exited(0), true), t0);
     assert_eq!(
         supervisor.step(Event::Signal(Signal::SIGTERM), t0),
@@ -413,7 +421,7 @@ fn sidecar_exits_zero_after_the_pre_stop_delay() {
     let t0 = Instant::now();
     let mut policy = policy();
     policy.pre_stop_delay = secs(2);
-    let mut supervisor = Supervisor::new(policy.clone(), None);
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::Sidecar);
     assert_eq!(
         supervisor.step(Event::Signal(Signal::SIGUSR1), t0),
         vec![Action::Notice(Notice::SignalIgnored {
@@ -437,14 +445,14 @@ fn sidecar_exits_zero_after_the_pre_stop_delay() {
     );
     let status = supervisor.status();
     assert_eq!(status.phase, Phase::Exited);
-    assert!(!status.has_app && status.draining);
-    assert_eq!(status.app_exit_code, None);
+    assert!(status.draining);
+    assert_eq!(status.app, AppState::Sidecar);
 }
 
 #[test]
 fn sidecar_stops_on_sigint_too() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), None);
+    let mut supervisor = Supervisor::new(policy(), Workload::Sidecar);
     supervisor.step(Event::Signal(Signal::SIGINT), t0);
     assert_eq!(supervisor.step(Event::Timer, t0), vec![Action::Exit(0)]);
 }
@@ -452,8 +460,8 @@ fn sidecar_stops_on_sigint_too() {
 #[test]
 fn resource_usage_is_recorded_and_decides_nothing() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_resource_limits(Some(1500), Some(256 << 20));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_resource_limits(Some(1500), Some(256 << 20));
     let usage = |bytes| Event::ResourceUsage {
         memory_usage_bytes: Some(bytes),
         oom_kills: Some(1),
@@ -499,7 +507,7 @@ fn the_shutdown_record_keeps_what_happened_and_when() {
         signal: Signal::SIGQUIT,
         after: secs(3),
     });
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(Event::Timer, t0 + secs(1));
     supervisor.step(Event::Timer, t0 + secs(3));
@@ -517,11 +525,11 @@ fn the_shutdown_record_keeps_what_happened_and_when() {
 #[test]
 fn draining_is_published_from_the_sigterm_to_the_exit_and_never_without_one() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(app_exited(ChildStatus::Exited(0), true), t0);
     assert_eq!(supervisor.status().phase, Phase::Stopping);
     assert!(!supervisor.status().draining, "the app exited on its own");
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
     assert_eq!(supervisor.status().phase, Phase::Stopping);
@@ -529,6 +537,6 @@ fn draining_is_published_from_the_sigterm_to_the_exit_and_never_without_one() {
     supervisor.step(others_reaped(1, false), t0 + secs(1));
     let status = supervisor.status();
     assert_eq!(status.phase, Phase::Exited);
-    assert!(status.draining && !status.ready && !status.live);
-    assert!(status.has_app);
+    assert!(status.draining && !status.checks.ready() && !status.checks.live());
+    assert_eq!(status.app, AppState::Exited { exit_code: Some(0) });
 }

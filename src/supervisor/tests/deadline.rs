@@ -8,7 +8,7 @@ use super::*;
 /// (`policy`'s 10s), stepped to that deadline; with `t0`.
 fn past_the_deadline(policy: Policy) -> (Supervisor, Instant) {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy, Some(APP));
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(Event::Timer, t0 + secs(10));
     (supervisor, t0)
@@ -17,7 +17,7 @@ fn past_the_deadline(policy: Policy) -> (Supervisor, Instant) {
 #[test]
 fn app_ignoring_sigterm_is_killed_at_the_deadline_and_exits_137() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(supervisor.step(Event::Timer, t0 + secs(9)), vec![]);
     let actions = supervisor.step(Event::Timer, t0 + secs(10));
@@ -58,15 +58,20 @@ fn an_app_reaped_after_the_deadline_exits_137_whatever_its_status() {
     ] {
         let (mut supervisor, t0) = past_the_deadline(policy());
         assert_eq!(
-            supervisor.status().app_pid,
-            Some(APP),
+            supervisor.status().app,
+            AppState::Running { pid: APP },
             "a killed app runs until it is reaped"
         );
         let actions = supervisor.step(app_exited(status, false), t0 + secs(10));
         assert_eq!(actions.last(), Some(&Action::Exit(137)), "{status}");
         // What it really ended with is still published, for the drill and /metrics.
         assert_eq!(supervisor.status().shutdown.app_status, Some(status));
-        assert_eq!(supervisor.status().app_exit_code, Some(status.exit_code()));
+        assert_eq!(
+            supervisor.status().app,
+            AppState::Exited {
+                exit_code: Some(status.exit_code())
+            }
+        );
     }
     let mut policy = policy();
     policy.remap = ExitRemap::new(vec![(137, 0)]);
@@ -93,7 +98,7 @@ fn an_app_killed_at_the_deadline_and_reaped_before_its_children_leaves_nothing_t
             after_deadline: true,
         })]
     );
-    assert_eq!(supervisor.status().app_pid, None);
+    assert!(!supervisor.status().app.is_running());
     assert_eq!(supervisor.status().phase, Phase::Stopping);
     assert!(!supervisor.status().shutdown.left_behind);
     // Still only the wait for the reaper, from the SIGKILL on.
@@ -101,7 +106,7 @@ fn an_app_killed_at_the_deadline_and_reaped_before_its_children_leaves_nothing_t
     let actions = supervisor.step(others_reaped(2, false), t0 + secs(10));
     assert_eq!(actions, vec![Action::Exit(137)]);
     // And if the children are never reaped, pyinit gives up with 137 all the same.
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(Event::Timer, t0 + secs(10));
     supervisor.step(app_exited(ChildStatus::Signaled(9), true), t0 + secs(10));
@@ -124,7 +129,7 @@ fn with_dump(window: Duration) -> Policy {
 fn at_the_deadline_the_dump_signal_comes_first_and_the_sigkill_at_the_end_of_the_window() {
     let t0 = Instant::now();
     let policy = with_dump(secs(1));
-    let mut supervisor = Supervisor::new(policy.clone(), Some(APP));
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     let actions = supervisor.step(Event::Timer, t0 + secs(10));
     assert_eq!(
@@ -142,7 +147,11 @@ fn at_the_deadline_the_dump_signal_comes_first_and_the_sigkill_at_the_end_of_the
     );
     let status = supervisor.status();
     assert_eq!(status.phase, Phase::Stopping);
-    assert_eq!(status.app_pid, Some(APP), "the app prints, it is not gone");
+    assert_eq!(
+        status.app,
+        AppState::Running { pid: APP },
+        "the app prints, it is not gone"
+    );
     assert!(status.shutdown.killed_at_deadline);
     assert_eq!(supervisor.next_deadline(), Some(t0 + secs(11)));
     // A signal during the window is not forwarded: the app is past its deadline.
@@ -185,7 +194,12 @@ fn an_app_that_dies_of_the_dump_signal_still_exits_137_and_the_window_still_ends
     );
     let actions = supervisor.step(others_reaped(1, false), t0 + secs(11));
     assert_eq!(actions, vec![Action::Exit(137)]);
-    assert_eq!(supervisor.status().app_exit_code, Some(135));
+    assert_eq!(
+        supervisor.status().app,
+        AppState::Exited {
+            exit_code: Some(135)
+        }
+    );
 }
 
 #[test]
@@ -196,7 +210,7 @@ fn when_everything_dies_of_the_dump_signal_pyinit_exits_137_before_the_window_en
     let actions = supervisor.step(others_reaped(3, false), t0 + secs(10));
     assert_eq!(actions, vec![Action::Exit(137)]);
     // Or all in one reaping pass.
-    let mut supervisor = Supervisor::new(with_dump(secs(1)), Some(APP));
+    let mut supervisor = Supervisor::new(with_dump(secs(1)), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     supervisor.step(Event::Timer, t0 + secs(10));
     let actions = supervisor.step(
@@ -232,7 +246,7 @@ fn leftovers_of_an_app_that_exited_before_the_deadline_get_no_dump() {
     // The dump is for what the deadline finds still running; an app that drained in time and
     // left workers behind has them asked to stop, then killed, as without a dump.
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(with_dump(secs(1)), Some(APP));
+    let mut supervisor = Supervisor::new(with_dump(secs(1)), Workload::App { pid: APP });
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     let actions = supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
     assert_eq!(
@@ -255,11 +269,16 @@ fn an_app_killed_at_the_deadline_is_published_as_running_until_it_is_reaped() {
     let (mut supervisor, t0) = past_the_deadline(policy());
     let status = supervisor.status();
     assert_eq!(status.phase, Phase::Stopping);
-    assert_eq!((status.app_pid, status.app_exit_code), (Some(APP), None));
+    assert_eq!(status.app, AppState::Running { pid: APP });
     assert_eq!(status.shutdown.app_exited_at, None);
     supervisor.step(app_exited(ChildStatus::Signaled(9), false), t0 + secs(10));
     let status = supervisor.status();
-    assert_eq!((status.app_pid, status.app_exit_code), (None, Some(137)));
+    assert_eq!(
+        status.app,
+        AppState::Exited {
+            exit_code: Some(137)
+        }
+    );
     assert_eq!(status.shutdown.app_exited_at, Some(t0 + secs(10)));
 }
 

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 
 use super::*;
 use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
-use crate::probe::threshold::{Outcome, ProbeReport, Probes, Verdict};
+use crate::probe::threshold::{Outcome, ProbeGate, ProbeReport, Probes, Verdict};
 
 fn timing() -> ProbeTiming {
     ProbeTiming {
@@ -58,24 +58,36 @@ fn notices(actions: &[Action]) -> Vec<Notice> {
 #[test]
 fn without_probes_ready_and_live_follow_the_app() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP));
-    assert!(supervisor.status().ready && supervisor.status().live);
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
+    assert!(supervisor.status().checks.ready() && supervisor.status().checks.live());
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
-    assert!(!supervisor.status().ready, "readiness must drop at SIGTERM");
-    assert!(supervisor.status().live, "liveness stays ok during a drain");
+    assert!(
+        !supervisor.status().checks.ready(),
+        "readiness must drop at SIGTERM"
+    );
+    assert!(
+        supervisor.status().checks.live(),
+        "liveness stays ok during a drain"
+    );
     supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
-    assert!(!supervisor.status().live, "liveness ends with the app");
+    assert!(
+        !supervisor.status().checks.live(),
+        "liveness ends with the app"
+    );
 }
 
 #[test]
 fn readiness_probe_makes_the_app_ready_then_not_ready() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Readiness]));
-    assert!(!supervisor.status().ready, "not ready before a success");
-    assert!(supervisor.status().live);
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Readiness]));
+    assert!(
+        !supervisor.status().checks.ready(),
+        "not ready before a success"
+    );
+    assert!(supervisor.status().checks.live());
     let actions = supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-    assert!(supervisor.status().ready);
+    assert!(supervisor.status().checks.ready());
     assert_eq!(
         notices(&actions),
         vec![Notice::ReadinessChanged {
@@ -89,11 +101,11 @@ fn readiness_probe_makes_the_app_ready_then_not_ready() {
     let failure = result(ProbeKind::Readiness, Outcome::Failure, t0 + secs(2));
     assert!(notices(&supervisor.step(failure.clone(), t0 + secs(2))).is_empty());
     assert!(
-        supervisor.status().ready,
+        supervisor.status().checks.ready(),
         "one failure is below the threshold"
     );
     let actions = supervisor.step(failure, t0 + secs(3));
-    assert!(!supervisor.status().ready);
+    assert!(!supervisor.status().checks.ready());
     assert_eq!(
         notices(&actions),
         vec![Notice::ReadinessChanged {
@@ -106,11 +118,11 @@ fn readiness_probe_makes_the_app_ready_then_not_ready() {
 #[test]
 fn sigterm_drops_readiness_at_once_with_one_notice() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Readiness]));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Readiness]));
     supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1));
-    assert!(!supervisor.status().ready);
+    assert!(!supervisor.status().checks.ready());
     let notices = notices(&actions);
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(matches!(notices[0], Notice::DrainStarted { .. }));
@@ -119,18 +131,18 @@ fn sigterm_drops_readiness_at_once_with_one_notice() {
         result(ProbeKind::Readiness, Outcome::Success, t0 + secs(2)),
         t0 + secs(2),
     );
-    assert!(!supervisor.status().ready);
+    assert!(!supervisor.status().checks.ready());
 }
 
 #[test]
 fn failing_liveness_is_forgiven_during_a_drain() {
     let t0 = Instant::now();
-    let mut supervisor =
-        Supervisor::new(policy(), Some(APP)).with_probes(probes(&[ProbeKind::Liveness]));
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Liveness]));
     let failure = result(ProbeKind::Liveness, Outcome::Failure, t0);
     supervisor.step(failure.clone(), t0);
     let actions = supervisor.step(failure.clone(), t0 + secs(1));
-    assert!(!supervisor.status().live);
+    assert!(!supervisor.status().checks.live());
     assert_eq!(
         notices(&actions),
         vec![Notice::LivenessChanged {
@@ -140,25 +152,25 @@ fn failing_liveness_is_forgiven_during_a_drain() {
     );
     // The app stops answering while it shuts down: the kubelet must not restart it.
     supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(2));
-    assert!(supervisor.status().live);
+    assert!(supervisor.status().checks.live());
     supervisor.step(failure, t0 + secs(3));
-    assert!(supervisor.status().live);
+    assert!(supervisor.status().checks.live());
 }
 
 #[test]
 fn startup_gates_readiness_and_its_failure_fails_liveness() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), Some(APP))
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
         .with_probes(probes(&[ProbeKind::Startup, ProbeKind::Readiness]));
-    assert!(supervisor.status().live && !supervisor.status().ready);
+    assert!(supervisor.status().checks.live() && !supervisor.status().checks.ready());
     // Before startup is done a readiness result is not counted.
     supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-    assert!(!supervisor.status().ready);
+    assert!(!supervisor.status().checks.ready());
     let failure = result(ProbeKind::Startup, Outcome::Failure, t0);
     supervisor.step(failure.clone(), t0);
-    assert!(supervisor.status().live);
+    assert!(supervisor.status().checks.live());
     let actions = supervisor.step(failure, t0 + secs(1));
-    assert!(!supervisor.status().live);
+    assert!(!supervisor.status().checks.live());
     assert_eq!(
         notices(&actions),
         vec![
@@ -176,9 +188,9 @@ fn startup_gates_readiness_and_its_failure_fails_liveness() {
         result(ProbeKind::Startup, Outcome::Success, t0 + secs(2)),
         t0 + secs(2),
     );
-    assert!(supervisor.status().live);
+    assert!(supervisor.status().checks.live());
     assert!(
-        !supervisor.status().ready,
+        !supervisor.status().checks.ready(),
         "the readiness probe has yet to pass"
     );
     assert_eq!(notices(&actions).len(), 2, "{actions:?}");
@@ -186,23 +198,23 @@ fn startup_gates_readiness_and_its_failure_fails_liveness() {
         result(ProbeKind::Readiness, Outcome::Success, t0 + secs(3)),
         t0 + secs(3),
     );
-    assert!(supervisor.status().ready);
+    assert!(supervisor.status().checks.ready());
 }
 
 #[test]
 fn sidecar_follows_the_probes_alone() {
     let t0 = Instant::now();
-    let mut supervisor = Supervisor::new(policy(), None)
+    let mut supervisor = Supervisor::new(policy(), Workload::Sidecar)
         .with_probes(probes(&[ProbeKind::Liveness, ProbeKind::Readiness]));
-    assert!(supervisor.status().live && !supervisor.status().ready);
+    assert!(supervisor.status().checks.live() && !supervisor.status().checks.ready());
     supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
-    assert!(supervisor.status().ready);
+    assert!(supervisor.status().checks.ready());
     let failure = result(ProbeKind::Liveness, Outcome::Timeout, t0);
     supervisor.step(failure.clone(), t0);
     supervisor.step(failure, t0);
-    assert!(!supervisor.status().live);
+    assert!(!supervisor.status().checks.live());
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(1));
-    assert!(!supervisor.status().ready);
+    assert!(!supervisor.status().checks.ready());
     assert!(matches!(
         notices(&actions)[..],
         [
@@ -210,4 +222,31 @@ fn sidecar_follows_the_probes_alone() {
             Notice::LivenessChanged { live: true, .. }
         ]
     ));
+}
+
+#[test]
+fn the_probe_gate_opens_after_startup_and_closes_with_the_app() {
+    let t0 = Instant::now();
+    let all = [
+        ProbeKind::Startup,
+        ProbeKind::Liveness,
+        ProbeKind::Readiness,
+    ];
+    let mut supervisor =
+        Supervisor::new(policy(), Workload::App { pid: APP }).with_probes(probes(&all));
+    assert_eq!(supervisor.probe_gate(), ProbeGate::Starting);
+    supervisor.step(result(ProbeKind::Startup, Outcome::Success, t0), t0);
+    assert_eq!(supervisor.probe_gate(), ProbeGate::Started);
+    // A drain keeps the probes running: /livez must not fail a pod that drains cleanly.
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(supervisor.probe_gate(), ProbeGate::Started);
+    supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(1));
+    assert_eq!(supervisor.probe_gate(), ProbeGate::Closed);
+    // A sidecar probes until it exits.
+    let mut sidecar = Supervisor::new(policy(), Workload::Sidecar).with_probes(probes(&all[1..]));
+    assert_eq!(sidecar.probe_gate(), ProbeGate::Started);
+    sidecar.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(sidecar.probe_gate(), ProbeGate::Started);
+    sidecar.step(Event::Timer, t0);
+    assert_eq!(sidecar.probe_gate(), ProbeGate::Closed);
 }

@@ -9,6 +9,8 @@
 //! `message` shown bare); JSON is one flat object per line with `timestamp`, `level`, then every
 //! field in order (numbers and booleans as JSON values, everything else as strings).
 
+pub mod spec;
+
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,22 +20,8 @@ use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// `--log-format`: the shape of each line on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// `--log-level`: the least severe level shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
+use crate::json::push_json_string;
+use spec::{LogFormat, LogLevel};
 
 /// Installs the global subscriber. Called once, early in set-up.
 pub fn init_logging(format: LogFormat, level: LogLevel) {
@@ -275,28 +263,6 @@ impl Visit for JsonFields<'_> {
     }
 }
 
-/// `text` as a JSON string: quotes, backslashes and control characters escaped. Shared with the
-/// drill's JSON report.
-pub fn push_json_string(line: &mut String, text: &str) {
-    line.push('"');
-    for character in text.chars() {
-        match character {
-            '"' => line.push_str("\\\""),
-            '\\' => line.push_str("\\\\"),
-            '\n' => line.push_str("\\n"),
-            '\r' => line.push_str("\\r"),
-            '\t' => line.push_str("\\t"),
-            '\u{8}' => line.push_str("\\b"),
-            '\u{c}' => line.push_str("\\f"),
-            control if control < ' ' => {
-                let _ = write!(line, "\\u{:04x}", u32::from(control));
-            }
-            other => line.push(other),
-        }
-    }
-    line.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -413,13 +379,6 @@ mod tests {
             json[0].ends_with("\"error\":\"cannot read the file\"}\n"),
             "{json:?}"
         );
-    }
-
-    #[test]
-    fn control_characters_are_escaped_in_json() {
-        let mut line = String::new();
-        push_json_string(&mut line, "a\u{1}b\\c\u{7f}é\r\n\u{8}\u{c}");
-        assert_eq!(line, "\"a\\u0001b\\\\c\u{7f}é\\r\\n\\b\\f\"");
     }
 
     #[test]
