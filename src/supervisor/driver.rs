@@ -256,6 +256,43 @@ fn reap_zombies(reaper: &Reaper, app_pid: Option<i32>, oom_monitor: &mut OomMoni
     }
 }
 
+/// Sends the app a signal the supervisor decided on, with its log line.
+fn send_to_app(signal: Signal, pid: i32, target: ForwardTarget, reason: Reason) {
+    let target_name = match target {
+        ForwardTarget::Child => "child",
+        ForwardTarget::Group => "group",
+    };
+    match reason {
+        Reason::Forwarded { received } => info!(
+            signal = short_name(signal),
+            received = short_name(received),
+            pid,
+            target = target_name,
+            "signal forwarded"
+        ),
+        Reason::StopSignal => info!(
+            signal = short_name(signal),
+            pid,
+            target = target_name,
+            "stop signal sent"
+        ),
+        Reason::HardStop => warn!(
+            signal = short_name(signal),
+            pid,
+            target = target_name,
+            "app still running: hard stop signal sent"
+        ),
+    }
+    // The drain's own signals wake a stopped app, so that it can act on them.
+    let delivered = match reason {
+        Reason::Forwarded { .. } => signals::forward_signal(pid, target, signal),
+        Reason::StopSignal | Reason::HardStop => signals::signal_and_continue(pid, target, signal),
+    };
+    if let Err(failure) = delivered {
+        error!(pid, signal = short_name(signal), "{failure}");
+    }
+}
+
 /// Carries out one action; returns the exit code for `Action::Exit`. `dump` is the deadline's dump
 /// while it sends its signals, so that the SIGKILL after it can stop it.
 fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
@@ -265,36 +302,7 @@ fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
             pid,
             target,
             reason,
-        } => {
-            let target_name = match target {
-                ForwardTarget::Child => "child",
-                ForwardTarget::Group => "group",
-            };
-            match reason {
-                Reason::Forwarded { received } => info!(
-                    signal = short_name(signal),
-                    received = short_name(received),
-                    pid,
-                    target = target_name,
-                    "signal forwarded"
-                ),
-                Reason::StopSignal => info!(
-                    signal = short_name(signal),
-                    pid,
-                    target = target_name,
-                    "stop signal sent"
-                ),
-                Reason::HardStop => warn!(
-                    signal = short_name(signal),
-                    pid,
-                    target = target_name,
-                    "app still running: hard stop signal sent"
-                ),
-            }
-            if let Err(failure) = signals::forward_signal(pid, target, signal) {
-                error!(pid, signal = short_name(signal), "{failure}");
-            }
-        }
+        } => send_to_app(signal, pid, target, reason),
         Action::SignalRemaining(signal) => {
             if signal == Signal::SIGKILL
                 && let Some(dump) = dump.take()
