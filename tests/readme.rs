@@ -224,7 +224,8 @@ fn every_command_of_the_install_section_runs() {
 /// The package a `pip install` line names at `word`, if it is a requirement (not an option, a
 /// file or a URL): the name before any version, extra or marker.
 fn requirement_name(word: &str) -> Option<&str> {
-    let word = word.trim_matches(|c| c == '`' || c == '"' || c == '\'');
+    // Quotes, backticks and the sentence's punctuation around the word are not part of it.
+    let word = word.trim_matches(['`', '"', '\'', '(', ')', '.', ',', ':']);
     if word.is_empty() || word.starts_with('-') || word.contains('/') || word.ends_with(".whl") {
         return None;
     }
@@ -295,6 +296,7 @@ fn no_page_tells_anyone_to_pip_install_pyinit() {
         "python3 -m pip install -U PyInit>=0.1",
         "uv pip install 'pyinit[extra]' gunicorn",
         "pip3 install --index-url https://example.org/simple/ pyinit",
+        "so never `pip install pyinit`.",
     ] {
         assert_eq!(pip_installs_of(line, "pyinit"), [line], "{line}");
     }
