@@ -1,6 +1,7 @@
 //! The documentation stays true: every flag and `PYINIT_*` variable that `--help` lists (for
-//! pyinit and for `pyinit drill`) appears in docs/flags.md, and every command of the Install
-//! section of docs/install.md runs.
+//! pyinit and for `pyinit drill`) appears in docs/flags.md, every command of the Install
+//! section of docs/install.md runs, and no page tells anyone to `pip install pyinit`, which is
+//! another project on PyPI.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -110,8 +111,9 @@ fn every_command_of_the_install_section_runs() {
 
     let (section, blocks) = install_section();
     for expected in [
-        "pip install pyinit",
+        "pip install pyinit-k8s",
         "RUN pip install",
+        "COPY --from=ghcr.io/",
         "COPY pyinit",
         "cargo build",
     ] {
@@ -171,20 +173,29 @@ fn every_command_of_the_install_section_runs() {
                     let context = TempDir::new("readme-docker");
                     std::fs::copy(static_binary("x86_64"), context.path.join("pyinit")).unwrap();
                     let dockerfile = context.path.join("Dockerfile");
+                    // The published image is this checkout's localhost/pyinit:VERSION here.
                     std::fs::write(
                         &dockerfile,
                         format!(
-                            "FROM {}\nARG PIP_INDEX_URL\n{line}\nRUN pyinit --version\n",
-                            base_image()
+                            "FROM {}\nARG PIP_INDEX_URL\n{}\nRUN pyinit --version\n",
+                            base_image(),
+                            crate::dist::image::with_local_registry(line)
                         ),
                     )
                     .unwrap();
-                    let (_image, log) = crate::dist::podman::build_offline(
-                        &index,
-                        &dockerfile,
-                        &context.path,
-                        &[format!("PIP_INDEX_URL={}", index.url())],
-                    );
+                    let build = || {
+                        crate::dist::podman::build_offline(
+                            &index,
+                            &dockerfile,
+                            &context.path,
+                            &[format!("PIP_INDEX_URL={}", index.url())],
+                        )
+                    };
+                    let (_image, log) = if line.starts_with("COPY --from=") {
+                        crate::dist::image::with_local_image(|_| build())
+                    } else {
+                        build()
+                    };
                     assert!(
                         log.contains(&format!("pyinit {version}")),
                         "`{line}` gave no working pyinit:\n{log}"
@@ -203,11 +214,98 @@ fn every_command_of_the_install_section_runs() {
         format!("pyinit {version}")
     );
     for arch in ["x86_64", "aarch64"] {
-        let wheel = dist.join(format!(
-            "pyinit-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl"
-        ));
+        let wheel = dist.join(crate::dist::wheel_name(&version, arch));
         assert!(wheel.is_file(), "no {}; ran {ran:#?}", wheel.display());
         assert!(static_binary(arch).is_file());
     }
     assert!(ran.len() >= 10, "too few commands found: {ran:#?}");
+}
+
+/// The package a `pip install` line names at `word`, if it is a requirement (not an option, a
+/// file or a URL): the name before any version, extra or marker.
+fn requirement_name(word: &str) -> Option<&str> {
+    // Quotes, backticks and the sentence's punctuation around the word are not part of it.
+    let word = word.trim_matches(['`', '"', '\'', '(', ')', '.', ',', ':']);
+    if word.is_empty() || word.starts_with('-') || word.contains('/') || word.ends_with(".whl") {
+        return None;
+    }
+    word.split(['=', '<', '>', '!', '~', '[', ';', '@', ' '])
+        .next()
+        .filter(|name| !name.is_empty())
+}
+
+/// The lines of `text` on which `pip install` (or `pip3 install`, `python -m pip install`, `uv
+/// pip install`) names `package` (PyPI compares names case-insensitively, `-`, `_` and `.` alike).
+fn pip_installs_of(text: &str, package: &str) -> Vec<String> {
+    let normalize = |name: &str| name.to_ascii_lowercase().replace(['_', '.'], "-");
+    text.lines()
+        .filter(|line| {
+            ["pip install ", "pip3 install "].iter().any(|command| {
+                line.split(command).skip(1).any(|after| {
+                    after
+                        .split_whitespace()
+                        .take_while(|word| !["&&", "||", ";", "|", "\\"].contains(word))
+                        .filter_map(requirement_name)
+                        .any(|name| normalize(name) == package)
+                })
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn no_page_tells_anyone_to_pip_install_pyinit() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("Dockerfile.example")];
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 5, "too few pages in docs/: {pages:?}");
+    files.extend(pages);
+    let mut found = Vec::new();
+    let mut names_the_distribution = false;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        names_the_distribution |= !pip_installs_of(&text, crate::dist::DISTRIBUTION).is_empty();
+        found.extend(
+            pip_installs_of(&text, "pyinit")
+                .into_iter()
+                .map(|line| format!("{}: {line}", file.display())),
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "pip install of PyPI's `pyinit`:\n{}",
+        found.join("\n")
+    );
+    assert!(
+        names_the_distribution,
+        "no page says `pip install {}`",
+        crate::dist::DISTRIBUTION
+    );
+
+    // The control: each way of writing it is caught, and the distribution's name is not.
+    for line in [
+        "pip install pyinit",
+        "RUN pip install --no-cache-dir pyinit==0.1.0",
+        "python3 -m pip install -U PyInit>=0.1",
+        "uv pip install 'pyinit[extra]' gunicorn",
+        "pip3 install --index-url https://example.org/simple/ pyinit",
+        "so never `pip install pyinit`.",
+    ] {
+        assert_eq!(pip_installs_of(line, "pyinit"), [line], "{line}");
+    }
+    for line in [
+        "pip install pyinit-k8s==0.1.0",
+        "pip install ./pyinit_k8s-0.1.0-py3-none-manylinux2014_x86_64.whl",
+        "pip install maturin==1.16.0 && pyinit --version",
+        "pip install pyinit_k8s",
+    ] {
+        assert!(pip_installs_of(line, "pyinit").is_empty(), "{line}");
+    }
 }
