@@ -139,7 +139,7 @@ class Pod:
 
     def readiness(self):
         """The (port, path) on 127.0.0.1 that the endpoints controller probes: pyinit's /readyz for
-        pyinit's pods (as its README configures the readinessProbe), the app's own /healthz for
+        pyinit's pods (as docs/probes.md configures the readinessProbe), the app's own /healthz for
         the others (an httpGet readinessProbe on the app's port, what a user of another init
         would configure)."""
         if self.init == "pyinit":

@@ -16,7 +16,7 @@ plane marks a deleted pod's endpoints not ready at once, and the change propagat
 `readiness`: the balancer hears of the pod only through its readiness probe, like a load balancer
 that health-checks its targets itself.
 
-Probed endpoints: pyinit's pods on pyinit's /readyz (its health port), as its README configures the
+Probed endpoints: pyinit's pods on pyinit's /readyz (its health port), as docs/probes.md configures the
 readinessProbe; the other inits' pods on the app's own GET /healthz (an httpGet readinessProbe on
 the app's port: what their users configure); the staying backend on its /healthz.
 

@@ -5,10 +5,21 @@
 # container whose rootfs holds nothing but the binary itself. The aarch64 one is linked by
 # rust-lld (.cargo/config.toml), so no cross compiler is needed; tests/dist/aarch64.rs runs it
 # under qemu-user.
+#
+# With a folder as the first argument (the release workflow's `dist/binaries`), the checked
+# binaries are also copied there as pyinit-x86_64-unknown-linux-musl and
+# pyinit-aarch64-unknown-linux-musl, with a SHA256SUMS file that `sha256sum -c SHA256SUMS`
+# verifies; scripts/build-image.sh takes that folder with --from.
+#
+# runc needs root: run as another user, the script asks `sudo -n` for that one command (as the
+# release workflow's runner user may).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-budget_bytes=$((1536 * 1024))
+out=${1:-}
+
+# The size budget of a static pyinit: 1.75 MiB.
+budget_bytes=$((1792 * 1024))
 for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
     cargo build --release --locked --target "$target"
     binary="target/$target/release/pyinit"
@@ -36,7 +47,11 @@ done
 binary=target/x86_64-unknown-linux-musl/release/pyinit
 bundle=$(mktemp -d)
 container="pyinit-static-$$"
-cleanup() { runc delete -f "$container" >/dev/null 2>&1 || true; rm -rf "$bundle"; }
+runc=(runc)
+if [ "$(id -u)" -ne 0 ]; then
+    runc=(sudo -n runc)
+fi
+cleanup() { "${runc[@]}" delete -f "$container" >/dev/null 2>&1 || true; rm -rf "$bundle"; }
 trap cleanup EXIT
 mkdir -p "$bundle/rootfs"
 cp "$binary" "$bundle/rootfs/pyinit"
@@ -46,14 +61,26 @@ import json, sys
 path = sys.argv[1]
 config = json.load(open(path))
 config["process"]["terminal"] = False
-config["process"]["args"] = ["/pyinit", "--allow-root", "--", "/pyinit", "--version"]
+# Port 0: the host network is shared, where 8558 may be taken by another run.
+config["process"]["args"] = ["/pyinit", "--allow-root", "--health-addr", "127.0.0.1:0", "--", "/pyinit", "--version"]
 config["root"]["readonly"] = True
 config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "network"]
 json.dump(config, open(path, "w"), indent=2)
 PY
-output=$(runc run --bundle "$bundle" "$container" 2>&1) || { echo "error: the static binary failed in an empty rootfs: $output" >&2; exit 1; }
+output=$("${runc[@]}" run --bundle "$bundle" "$container" 2>&1) || { echo "error: the static binary failed in an empty rootfs: $output" >&2; exit 1; }
 echo "in an empty rootfs: $output"
 case "$output" in
     *"pyinit "*) ;;
     *) echo "error: unexpected output from the static binary: $output" >&2; exit 1 ;;
 esac
+
+if [ -n "$out" ]; then
+    mkdir -p "$out"
+    rm -f "$out"/pyinit-*-unknown-linux-musl "$out"/SHA256SUMS
+    for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+        cp "target/$target/release/pyinit" "$out/pyinit-$target"
+    done
+    (cd "$out" && sha256sum pyinit-x86_64-unknown-linux-musl pyinit-aarch64-unknown-linux-musl >SHA256SUMS)
+    echo "release binaries in $out:"
+    cat "$out/SHA256SUMS"
+fi

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check pyinit has, installing what they need first (idempotent, as root): Debian
-# packages (runc, podman, qemu-user-static, debootstrap, ...), the musl targets and the venvs;
-# then the lint gate, the static release binaries and the wheels for x86_64 and aarch64 with their
-# checks, podman's base image, and the whole test suite (the aarch64 binary under qemu and
-# Dockerfile.example in podman included). Each step's time is printed, and a summary at the end.
+# packages (runc, podman, qemu-user-static, debootstrap, ...), the musl targets, the venvs and
+# the workflow linters; then the lint gate (rustfmt, clippy, the release workflows), the static
+# release binaries and the wheels for x86_64 and aarch64 with their checks, the distribution
+# image, podman's base image, and the whole test suite (the aarch64 binary under qemu,
+# Dockerfile.example in podman, the image's uses and `cargo publish --dry-run` included). Each
+# step's time is printed, and a summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,11 +47,17 @@ cargo fmt --check
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "release workflows: actionlint and zizmor"
+bash scripts/lint-workflows.sh
+
 step "static musl release builds, x86_64 and aarch64"
 bash scripts/build-static.sh
 
 step "wheels, x86_64 and aarch64"
 bash scripts/build-wheels.sh
+
+step "distribution image, localhost/pyinit"
+bash scripts/build-image.sh
 
 step "podman base image (debootstrap, once per recipe)"
 bash scripts/podman-base-image.sh

@@ -89,6 +89,8 @@ impl fmt::Display for SetupError {
 }
 
 fn main() -> ExitCode {
+    // First of all: a signal sent during set-up waits for its handler instead of being dropped.
+    signals::block_handled_signals();
     match run() {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
@@ -156,7 +158,8 @@ fn run() -> Result<u8, SetupError> {
     let health_listener = (health_listener.map(tokio::net::TcpListener::from_std))
         .transpose()
         .map_err(SetupError::os("cannot serve --health-addr"))?;
-    // Signal handlers before the spawn, so that no signal sent during it is lost.
+    // Signal handlers before the spawn, so that no signal sent during it is lost; the signals
+    // held back since `main` began are let through once their handlers are in place.
     let signal_stream = signals::register_handlers(config.extra_signals())
         .map_err(SetupError::os("cannot install signal handlers"))?;
     if parent_already_gone && let Some(signal) = config.parent_death_signal {

@@ -44,6 +44,7 @@ const PURE_FILES: &[&str] = &[
     "src/probe/spec.rs",
     "src/probe/threshold.rs",
     "src/probe/redirect.rs",
+    "src/probe/grpc_wire.rs",
     "src/health/routes.rs",
     "src/health/metrics.rs",
 ];

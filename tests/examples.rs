@@ -194,8 +194,12 @@ fn the_dockerfile_example_passes_hadolint() {
     assert_eq!(output.status.code(), Some(0), "{}", text_of(&output));
 
     // The control: an unpinned pip package is a finding, so hadolint does read the file.
-    let pin = format!("pyinit=={}", crate::dist::cargo_version());
-    let mutant = Mutant::new(&dockerfile(), &pin, "pyinit");
+    let pin = format!(
+        "{}=={}",
+        crate::dist::DISTRIBUTION,
+        crate::dist::cargo_version()
+    );
+    let mutant = Mutant::new(&dockerfile(), &pin, crate::dist::DISTRIBUTION);
     let output = hadolint(&mutant.path);
     let text = text_of(&output);
     assert_ne!(output.status.code(), Some(0), "{text}");
@@ -221,7 +225,8 @@ fn the_dockerfile_installs_this_pyinit_on_a_tagged_python_image() {
     assert!(lines.contains(&"FROM ${PYTHON_IMAGE}"), "{text}");
     assert!(lines.contains(&"ARG PIP_INDEX_URL"), "{text}");
     let pin = format!(
-        "pip install --no-cache-dir pyinit=={}",
+        "pip install --no-cache-dir {}=={}",
+        crate::dist::DISTRIBUTION,
         crate::dist::cargo_version()
     );
     assert!(

@@ -1,4 +1,4 @@
-//! Each probe kind (http, tcp, exec, file) for success, failure and timeout, seen through
+//! Each probe kind (http, tcp, grpc, exec, file) for success, failure and timeout, seen through
 //! `/readyz`, `/livez` and `/metrics`; startup gating; exec probes and zombies. The http probe
 //! follows a real Django app's APPEND_SLASH redirect as the kubelet does; an exec probe's output
 //! shows in `?verbose` and in the verdict's log line, and what it leaves behind does not pile up.
@@ -44,6 +44,20 @@ fn http_app(port: u16, args: &[&str]) -> Vec<OsString> {
     python_fixture("http_app.py", &all)
 }
 
+/// The gRPC fixture (grpcio with grpcio-health-checking's servicer) on `port`, under the
+/// end-to-end venv's Python.
+pub fn grpc_app(port: u16, args: &[&str]) -> Vec<OsString> {
+    let port = port.to_string();
+    let mut argv = vec![
+        venv_bin("python3").into_os_string(),
+        fixture("grpc_app.py").into_os_string(),
+        "--port".into(),
+        port.into(),
+    ];
+    argv.extend(args.iter().map(OsString::from));
+    argv
+}
+
 fn exec_probe(args: &str) -> String {
     format!(
         "exec:/usr/bin/python3 {} {args}",
@@ -75,10 +89,10 @@ type Case = (
     Vec<OsString>,
     &'static str,
     u16,
-    &'static str,
+    String,
 );
 
-/// Every kind of probe (http, tcp, exec, file) for success, failure and timeout, as the endpoint
+/// Every kind of probe (http, tcp, grpc, exec, file) for success, failure and timeout, as the endpoint
 /// behind it shows it: each case in a pyinit of its own (period 200ms, timeout 300ms, failure
 /// threshold 1), all started at once. A case: what it is, the probe's kind (`readiness` is seen in
 /// `/readyz`, `liveness` in `/livez`), the probe, the app, the result counted in
@@ -89,11 +103,20 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
     let missing =
         std::env::temp_dir().join(format!("pyinit-heartbeat-{}-none", std::process::id()));
     let [ok, failing, unknown, slow, tcp_ok, tcp_slow] = [(); 6].map(|()| free_port());
+    let [grpc_ok, grpc_bare, grpc_http, grpc_slow] = [(); 4].map(|()| free_port());
+    let grpc = |port: u16| format!("grpc://127.0.0.1:{port}");
+    let not_http2 = format!(
+        "[-]readiness failed: failed to connect service at 127.0.0.1:{grpc_http}: the server \
+         does not speak HTTP/2 (an HTTP/1 server?)"
+    );
+    let grpc_slow_line = format!(
+        "[-]liveness failed: failed to connect service at 127.0.0.1:{grpc_slow} within 300ms"
+    );
     let http = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
     let tcp = |port: u16| format!("tcp://127.0.0.1:{port}");
     let file = |path: &Path| format!("file://{}?max-age=30s", path.display());
     let (ready, live) = ("readiness", "liveness");
-    let cases: [Case; 12] = [
+    let cases: [Case; 16] = [
         (
             "http success (by name)",
             ready,
@@ -101,7 +124,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(ok, &[]),
             "success",
             200,
-            "[+]readiness ok",
+            "[+]readiness ok".to_owned(),
         ),
         (
             "http failure (the app's 500)",
@@ -110,7 +133,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(failing, &["--status", "500"]),
             "failure",
             503,
-            "[-]readiness failed: status 500",
+            "[-]readiness failed: status 500".to_owned(),
         ),
         (
             "http failure (a path the app does not know)",
@@ -119,7 +142,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(unknown, &[]),
             "failure",
             503,
-            "[-]readiness failed: status 404",
+            "[-]readiness failed: status 404".to_owned(),
         ),
         (
             "http timeout",
@@ -128,7 +151,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(slow, &["--delay", "5"]),
             "timeout",
             503,
-            "[-]readiness failed: timed out after 300ms",
+            "[-]readiness failed: timed out after 300ms".to_owned(),
         ),
         (
             "tcp success",
@@ -137,7 +160,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             http_app(tcp_ok, &[]),
             "success",
             200,
-            "[+]liveness ok",
+            "[+]liveness ok".to_owned(),
         ),
         (
             "tcp failure",
@@ -146,7 +169,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]liveness failed: connection refused",
+            "[-]liveness failed: connection refused".to_owned(),
         ),
         (
             "tcp timeout",
@@ -155,7 +178,45 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             python_fixture("tcp_blackhole.py", &[&tcp_slow.to_string()]),
             "timeout",
             503,
-            "[-]liveness failed: timed out after 300ms",
+            "[-]liveness failed: timed out after 300ms".to_owned(),
+        ),
+        (
+            "grpc success (SERVING)",
+            ready,
+            format!("grpc://localhost:{grpc_ok}"),
+            grpc_app(grpc_ok, &[]),
+            "success",
+            200,
+            "[+]readiness ok".to_owned(),
+        ),
+        (
+            "grpc failure (no health service: UNIMPLEMENTED)",
+            ready,
+            grpc(grpc_bare),
+            grpc_app(grpc_bare, &["--no-health"]),
+            "failure",
+            503,
+            "[-]readiness failed: this server does not implement the grpc health protocol \
+             (grpc.health.v1.Health): UNIMPLEMENTED (last probe"
+                .to_owned(),
+        ),
+        (
+            "grpc failure (an HTTP/1 server)",
+            ready,
+            grpc(grpc_http),
+            http_app(grpc_http, &[]),
+            "failure",
+            503,
+            not_http2,
+        ),
+        (
+            "grpc timeout",
+            live,
+            grpc(grpc_slow),
+            python_fixture("tcp_blackhole.py", &[&grpc_slow.to_string()]),
+            "timeout",
+            503,
+            grpc_slow_line,
         ),
         (
             "exec success",
@@ -164,7 +225,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "success",
             200,
-            "[+]liveness ok",
+            "[+]liveness ok".to_owned(),
         ),
         (
             "exec failure",
@@ -173,7 +234,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]liveness failed: exit code 3",
+            "[-]liveness failed: exit code 3".to_owned(),
         ),
         (
             "exec failure (no such command)",
@@ -182,7 +243,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]liveness failed: command not found: /no/such/probe",
+            "[-]liveness failed: command not found: /no/such/probe".to_owned(),
         ),
         (
             "file success",
@@ -191,7 +252,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "success",
             200,
-            "[+]readiness ok",
+            "[+]readiness ok".to_owned(),
         ),
         (
             "file failure (no heartbeat)",
@@ -200,7 +261,7 @@ fn every_probe_kind_succeeds_fails_and_times_out_as_its_endpoint_shows() {
             idle_app(),
             "failure",
             503,
-            "[-]readiness failed: no such file",
+            "[-]readiness failed: no such file".to_owned(),
         ),
     ];
     let started: Vec<(Running, SocketAddr)> = (cases.iter())
@@ -317,14 +378,22 @@ fn http_probe_follows_djangos_append_slash_redirect_and_judges_the_final_answer(
     );
     // The health check itself fails: the 301 in front of it no longer hides that.
     std::fs::write(&fail_file, b"").unwrap();
-    let reason = format!("status 500 at http://127.0.0.1:{port}/healthz/ (after 1 redirect)");
+    // The health port says how many redirects, the log where they led.
+    let reason = "status 500 (after 1 redirect)";
     poll_until(PATIENCE, "/healthz/'s 500 in /readyz", || {
         get(addr, "/readyz?verbose")
             .body
-            .contains(&format!("[-]readiness failed: {reason}"))
+            .contains(&format!("[-]readiness failed: {reason} (last probe"))
     });
     let line = running.stderr.wait_for("not ready", PATIENCE);
-    assert!(line.contains(&reason), "{line}");
+    assert!(line.contains(reason), "{line}");
+    running.stderr.wait_for(
+        &format!(
+            "readiness probe failed: status 500 at http://127.0.0.1:{port}/healthz/ (after 1 \
+             redirect)"
+        ),
+        PATIENCE,
+    );
     let _ = std::fs::remove_file(&fail_file);
 }
 
@@ -343,22 +412,26 @@ fn start_exec_probed(kind: &str, probe: &str) -> (Running, SocketAddr) {
     (running, addr)
 }
 
-/// The probe's output (stdout and stderr, in order) on one line, after its exit code: in
-/// `/livez?verbose` and in the "not live" line.
+/// The probe's output (stdout and stderr, in order) on one line, after its exit code, in
+/// pyinit's log; `/livez?verbose` and the "not live" line say only how it ended.
 #[test]
-fn exec_probe_output_shows_in_verbose_and_in_the_verdict_log_line() {
+fn exec_probe_output_shows_in_the_log_and_not_on_the_health_port() {
     let probe = "exec:/bin/sh -c 'echo broker down; echo \"  retrying in 5s\" >&2; exit 1'";
     let (running, addr) = start_exec_probed("liveness", probe);
     wait_for_result(addr, "liveness", "failure");
-    let shown = "exit code 1: broker down | retrying in 5s";
     assert_verbose(
         addr,
         "/livez",
         503,
-        &format!("[-]liveness failed: {shown} (last probe "),
+        "[-]liveness failed: exit code 1 (last probe ",
     );
+    assert!(!get(addr, "/livez?verbose").body.contains("broker"));
     let line = running.stderr.wait_for("not live", PATIENCE);
-    assert!(line.contains(shown), "{line}");
+    assert!(line.contains("liveness: exit code 1"), "{line}");
+    running.stderr.wait_for(
+        "liveness probe failed: exit code 1: broker down | retrying in 5s",
+        PATIENCE,
+    );
 }
 
 /// The first 10 KiB of the output are kept; the rest is read and dropped, so a probe that
@@ -366,14 +439,14 @@ fn exec_probe_output_shows_in_verbose_and_in_the_verdict_log_line() {
 #[test]
 fn exec_probe_output_keeps_10_kib_and_never_blocks_the_probe() {
     let probe = "exec:/bin/sh -c 'head -c 200000 /dev/zero | tr \"\\\\0\" x; exit 1'";
-    let (_running, addr) = start_exec_probed("liveness", probe);
+    let (running, addr) = start_exec_probed("liveness", probe);
     wait_for_result(addr, "liveness", "failure");
-    let body = get(addr, "/livez?verbose").body;
     let kept = format!(
-        "[-]liveness failed: exit code 1: {} (last probe",
+        "liveness probe failed: exit code 1: {}",
         "x".repeat(10 * 1024)
     );
-    assert!(body.contains(&kept), "{body}");
+    let line = running.stderr.wait_for(&kept, PATIENCE);
+    assert!(!line.contains(&format!("{kept}x")), "more than 10 KiB kept");
     let sample = "pyinit_probe_results_total{probe=\"liveness\",result=\"timeout\"}";
     assert_eq!(metric(addr, sample), Some(0.0));
 }
@@ -406,7 +479,7 @@ fn an_exec_probe_leaves_nothing_behind_in_its_process_group() {
 }
 
 /// A leftover that left the probe's group (leave_behind.py: a child in a session of its own,
-/// holding the probe's stdout) is not killed: as the README says, it lives on as pyinit's
+/// holding the probe's stdout) is not killed: as docs/probes.md says, it lives on as pyinit's
 /// child, PID 1 having adopted it. The probe does not wait for it to close the pipe.
 #[test]
 fn an_exec_probe_does_not_wait_for_a_leftover_outside_its_group() {

@@ -1,5 +1,7 @@
-//! The README stays true: every flag and `PYINIT_*` variable that `--help` lists (for pyinit and
-//! for `pyinit drill`) appears in README.md, and every command of its Install section runs.
+//! The documentation stays true: every flag and `PYINIT_*` variable that `--help` lists (for
+//! pyinit and for `pyinit drill`) appears in docs/flags.md, every command of the Install
+//! section of docs/install.md runs, and no page tells anyone to `pip install pyinit`, which is
+//! another project on PyPI.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -33,10 +35,15 @@ fn flags_and_variables(args: &[&str]) -> BTreeSet<String> {
     found
 }
 
+/// A page of docs/, by its file name.
+fn page(name: &str) -> String {
+    let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
 #[test]
-fn readme_lists_every_flag_and_variable() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+fn flags_page_lists_every_flag_and_variable() {
+    let flags = page("flags.md");
     let mut listed = flags_and_variables(&["--help"]);
     listed.extend(flags_and_variables(&["drill", "--help"]));
     assert!(
@@ -45,19 +52,31 @@ fn readme_lists_every_flag_and_variable() {
     );
     let missing: Vec<&String> = listed
         .iter()
-        .filter(|name| !readme.contains(&format!("`{name}")))
+        .filter(|name| !flags.contains(&format!("`{name}")))
         .collect();
-    assert!(missing.is_empty(), "README.md does not list: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/flags.md does not list: {missing:?}"
+    );
 }
 
-/// The README's `## Install` section: its text and its code blocks as (language, lines).
+/// The Install section of docs/install.md, from its `# Install` title to the next heading of
+/// level 1 or 2 outside a code block: its text and its code blocks as (language, lines).
 fn install_section() -> (String, Vec<(String, Vec<String>)>) {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("\n## Install\n").expect("an Install section");
-    let rest = &readme[start + 1..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |at| at + 3);
-    let section = rest[..end].to_owned();
+    let page = page("install.md");
+    let mut in_code = false;
+    let mut section: Option<Vec<&str>> = None;
+    for line in page.lines() {
+        let heading = !in_code && (line.starts_with("# ") || line.starts_with("## "));
+        match section.as_mut() {
+            None if heading && line == "# Install" => section = Some(vec![line]),
+            Some(_) if heading => break,
+            Some(lines) => lines.push(line),
+            None => {}
+        }
+        in_code ^= line.starts_with("```");
+    }
+    let section = section.expect("an Install section").join("\n");
     let mut blocks = Vec::new();
     let mut current: Option<(String, Vec<String>)> = None;
     for line in section.lines() {
@@ -75,13 +94,13 @@ fn install_section() -> (String, Vec<(String, Vec<String>)>) {
     (section, blocks)
 }
 
-/// Every command of the README's Install section runs, in its order, as a user would run it:
-/// the pip commands in a fresh venv against the tests' offline index (which holds the wheels
-/// just built, gunicorn's and maturin's), the build scripts and cargo commands in the
-/// repository's root (through `dist::run_once`, shared with the tests that need their output),
-/// maturin's `--out dist` in a temporary folder instead of the clone's dist/. Each Dockerfile
-/// line is built in podman, offline, on the local base image, and the built image must run
-/// `pyinit --version`. A command this test does not know fails it, so none is left out.
+/// Every command of the Install section of docs/install.md runs, in its order, as a user would run
+/// it: the pip commands in a fresh venv against the tests' offline index (which holds the wheels
+/// just built, gunicorn's and maturin's), the build scripts and cargo commands in the repository's
+/// root (through `dist::run_once`, shared with the tests that need their output), maturin's
+/// `--out dist` in a temporary folder instead of the clone's dist/. Each Dockerfile line is built
+/// in podman, offline, on the local base image, and the built image must run `pyinit --version`.
+/// A command this test does not know fails it, so none is left out.
 #[test]
 fn every_command_of_the_install_section_runs() {
     use crate::dist::{
@@ -92,8 +111,9 @@ fn every_command_of_the_install_section_runs() {
 
     let (section, blocks) = install_section();
     for expected in [
-        "pip install pyinit",
+        "pip install pyinit-k8s",
         "RUN pip install",
+        "COPY --from=ghcr.io/",
         "COPY pyinit",
         "cargo build",
     ] {
@@ -153,20 +173,29 @@ fn every_command_of_the_install_section_runs() {
                     let context = TempDir::new("readme-docker");
                     std::fs::copy(static_binary("x86_64"), context.path.join("pyinit")).unwrap();
                     let dockerfile = context.path.join("Dockerfile");
+                    // The published image is this checkout's localhost/pyinit:VERSION here.
                     std::fs::write(
                         &dockerfile,
                         format!(
-                            "FROM {}\nARG PIP_INDEX_URL\n{line}\nRUN pyinit --version\n",
-                            base_image()
+                            "FROM {}\nARG PIP_INDEX_URL\n{}\nRUN pyinit --version\n",
+                            base_image(),
+                            crate::dist::image::with_local_registry(line)
                         ),
                     )
                     .unwrap();
-                    let (_image, log) = crate::dist::podman::build_offline(
-                        &index,
-                        &dockerfile,
-                        &context.path,
-                        &[format!("PIP_INDEX_URL={}", index.url())],
-                    );
+                    let build = || {
+                        crate::dist::podman::build_offline(
+                            &index,
+                            &dockerfile,
+                            &context.path,
+                            &[format!("PIP_INDEX_URL={}", index.url())],
+                        )
+                    };
+                    let (_image, log) = if line.starts_with("COPY --from=") {
+                        crate::dist::image::with_local_image(|_| build())
+                    } else {
+                        build()
+                    };
                     assert!(
                         log.contains(&format!("pyinit {version}")),
                         "`{line}` gave no working pyinit:\n{log}"
@@ -185,11 +214,98 @@ fn every_command_of_the_install_section_runs() {
         format!("pyinit {version}")
     );
     for arch in ["x86_64", "aarch64"] {
-        let wheel = dist.join(format!(
-            "pyinit-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl"
-        ));
+        let wheel = dist.join(crate::dist::wheel_name(&version, arch));
         assert!(wheel.is_file(), "no {}; ran {ran:#?}", wheel.display());
         assert!(static_binary(arch).is_file());
     }
     assert!(ran.len() >= 10, "too few commands found: {ran:#?}");
+}
+
+/// The package a `pip install` line names at `word`, if it is a requirement (not an option, a
+/// file or a URL): the name before any version, extra or marker.
+fn requirement_name(word: &str) -> Option<&str> {
+    // Quotes, backticks and the sentence's punctuation around the word are not part of it.
+    let word = word.trim_matches(['`', '"', '\'', '(', ')', '.', ',', ':']);
+    if word.is_empty() || word.starts_with('-') || word.contains('/') || word.ends_with(".whl") {
+        return None;
+    }
+    word.split(['=', '<', '>', '!', '~', '[', ';', '@', ' '])
+        .next()
+        .filter(|name| !name.is_empty())
+}
+
+/// The lines of `text` on which `pip install` (or `pip3 install`, `python -m pip install`, `uv
+/// pip install`) names `package` (PyPI compares names case-insensitively, `-`, `_` and `.` alike).
+fn pip_installs_of(text: &str, package: &str) -> Vec<String> {
+    let normalize = |name: &str| name.to_ascii_lowercase().replace(['_', '.'], "-");
+    text.lines()
+        .filter(|line| {
+            ["pip install ", "pip3 install "].iter().any(|command| {
+                line.split(command).skip(1).any(|after| {
+                    after
+                        .split_whitespace()
+                        .take_while(|word| !["&&", "||", ";", "|", "\\"].contains(word))
+                        .filter_map(requirement_name)
+                        .any(|name| normalize(name) == package)
+                })
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn no_page_tells_anyone_to_pip_install_pyinit() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("Dockerfile.example")];
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 5, "too few pages in docs/: {pages:?}");
+    files.extend(pages);
+    let mut found = Vec::new();
+    let mut names_the_distribution = false;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        names_the_distribution |= !pip_installs_of(&text, crate::dist::DISTRIBUTION).is_empty();
+        found.extend(
+            pip_installs_of(&text, "pyinit")
+                .into_iter()
+                .map(|line| format!("{}: {line}", file.display())),
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "pip install of PyPI's `pyinit`:\n{}",
+        found.join("\n")
+    );
+    assert!(
+        names_the_distribution,
+        "no page says `pip install {}`",
+        crate::dist::DISTRIBUTION
+    );
+
+    // The control: each way of writing it is caught, and the distribution's name is not.
+    for line in [
+        "pip install pyinit",
+        "RUN pip install --no-cache-dir pyinit==0.1.0",
+        "python3 -m pip install -U PyInit>=0.1",
+        "uv pip install 'pyinit[extra]' gunicorn",
+        "pip3 install --index-url https://example.org/simple/ pyinit",
+        "so never `pip install pyinit`.",
+    ] {
+        assert_eq!(pip_installs_of(line, "pyinit"), [line], "{line}");
+    }
+    for line in [
+        "pip install pyinit-k8s==0.1.0",
+        "pip install ./pyinit_k8s-0.1.0-py3-none-manylinux2014_x86_64.whl",
+        "pip install maturin==1.16.0 && pyinit --version",
+        "pip install pyinit_k8s",
+    ] {
+        assert!(pip_installs_of(line, "pyinit").is_empty(), "{line}");
+    }
 }

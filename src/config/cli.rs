@@ -227,8 +227,8 @@ pub struct HealthArgs {
     #[arg(long, env = "PYINIT_HEALTH_ADDR", value_name = "ADDR", value_parser = parse_health_addr)]
     pub health_addr: Option<HealthAddr>,
 
-    /// Readiness probe: http://HOST:PORT/PATH, tcp://HOST:PORT, exec:COMMAND ARGS... or
-    /// file:///PATH?max-age=DURATION.
+    /// Readiness probe: http://HOST:PORT/PATH, tcp://HOST:PORT, grpc://HOST:PORT?service=NAME,
+    /// exec:COMMAND ARGS... or file:///PATH?max-age=DURATION.
     #[arg(long, env = "PYINIT_READINESS", value_name = "PROBE", value_parser = parse_probe)]
     pub readiness: Option<ProbeTarget>,
 

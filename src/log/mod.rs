@@ -3,8 +3,8 @@
 //!
 //! A small subscriber of pyinit's own rather than tracing-subscriber's: pyinit logs events and
 //! no spans, and the general one (its span registry and its serde-based JSON) cost binary size
-//! and memory at start (README's "Size and memory" has what bench/ measured). The lines keep
-//! tracing-subscriber's shape:
+//! and memory at start ("Size and memory" in docs/benchmarks.md has what bench/ measured). The
+//! lines keep tracing-subscriber's shape:
 //! text is `TIMESTAMP LEVEL message key=value ...` (string values quoted, a field named
 //! `message` shown bare); JSON is one flat object per line with `timestamp`, `level`, then every
 //! field in order (numbers and booleans as JSON values, everything else as strings).

@@ -47,6 +47,14 @@ pub enum PrivilegeError {
     Syscall { step: String, source: Errno },
     /// After the drop, /proc or a syscall shows something other than the target.
     Verify(String),
+    /// pyinit is root without the capabilities the set-id calls need (a pod that drops them
+    /// all): `asked` is the flags as given, `missing` the capabilities' names.
+    MissingCapabilities {
+        asked: String,
+        uid: u32,
+        gid: u32,
+        missing: Vec<&'static str>,
+    },
 }
 
 impl PrivilegeError {
@@ -55,7 +63,8 @@ impl PrivilegeError {
             PrivilegeError::Resolve(_) => exit::USAGE,
             PrivilegeError::Read { .. }
             | PrivilegeError::Syscall { .. }
-            | PrivilegeError::Verify(_) => exit::SETUP_FAILED,
+            | PrivilegeError::Verify(_)
+            | PrivilegeError::MissingCapabilities { .. } => exit::SETUP_FAILED,
         }
     }
 }
@@ -69,6 +78,19 @@ impl fmt::Display for PrivilegeError {
                 write!(f, "privilege drop failed at {step}: {source}")
             }
             PrivilegeError::Verify(what) => write!(f, "privilege drop not verified: {what}"),
+            PrivilegeError::MissingCapabilities {
+                asked,
+                uid,
+                gid,
+                missing,
+            } => write!(
+                f,
+                "{asked}: pyinit runs as root without {} (the pod's securityContext drops them, as \
+                 `capabilities: drop: [ALL]` does), so it cannot become uid {uid} gid {gid}; in \
+                 this pod set securityContext.runAsUser: {uid} and runAsGroup: {gid} instead, so \
+                 that the container starts as that user",
+                missing.join(" and ")
+            ),
         }
     }
 }
@@ -128,6 +150,19 @@ pub fn drop_privileges(
         )));
     }
 
+    // Without the capabilities the set-id calls need, say so before anything changes: setgroups
+    // would only answer EPERM.
+    if target.change_ids {
+        let missing = missing_capabilities(before.cap_eff, target, before.uid);
+        if !missing.is_empty() {
+            return Err(PrivilegeError::MissingCapabilities {
+                asked: asked_flags(config),
+                uid: target.uid,
+                gid: target.gid,
+                missing,
+            });
+        }
+    }
     // Limits first, while pyinit may still hold CAP_SYS_RESOURCE to raise a hard limit; then
     // core dumps off unless `--rlimit core=...` was given (`rlimit::default_core_limit`).
     set_resource_limits(&config.rlimits)?;
@@ -163,6 +198,43 @@ pub fn drop_privileges(
         groups: target.groups.clone(),
         env,
     })
+}
+
+/// CAP_SETGID and CAP_SETUID: their bits in /proc/self/status's `CapEff` (linux/capability.h).
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+
+/// The capabilities the set-id calls to `target` need and `cap_eff` lacks: setgroups and
+/// setresgid need CAP_SETGID; setresuid needs CAP_SETUID unless the uids stay as `uids` has them.
+fn missing_capabilities(cap_eff: u64, target: &TargetIds, uids: [u32; 4]) -> Vec<&'static str> {
+    let lacks = |bit: u32| cap_eff & (1u64 << bit) == 0;
+    let mut missing = Vec::new();
+    if lacks(CAP_SETGID) {
+        missing.push("CAP_SETGID");
+    }
+    if lacks(CAP_SETUID) && uids.iter().any(|uid| *uid != target.uid) {
+        missing.push("CAP_SETUID");
+    }
+    missing
+}
+
+/// The privilege flags as the user gave them: `--user nobody`, `--group 1000 --groups 5,6`.
+fn asked_flags(config: &PrivilegeConfig) -> String {
+    let mut flags = Vec::new();
+    if let Some(user) = &config.user {
+        match &user.group {
+            Some(group) => flags.push(format!("--user {}:{group}", user.user)),
+            None => flags.push(format!("--user {}", user.user)),
+        }
+    }
+    if let Some(group) = &config.group {
+        flags.push(format!("--group {group}"));
+    }
+    if let Some(groups) = &config.groups {
+        let names: Vec<String> = groups.iter().map(ToString::to_string).collect();
+        flags.push(format!("--groups {}", names.join(",")));
+    }
+    flags.join(" ")
 }
 
 fn read_if_present(path: &'static str) -> Result<String, PrivilegeError> {
@@ -482,6 +554,68 @@ Seccomp:\t0
         assert_eq!(
             unknown.to_string(),
             "invalid value 'ghost' for '--user': no such name in /etc/passwd"
+        );
+    }
+
+    fn target(uid: u32, gid: u32) -> TargetIds {
+        TargetIds {
+            uid,
+            gid,
+            groups: vec![gid],
+            change_ids: true,
+            login: None,
+        }
+    }
+
+    #[test]
+    fn the_set_id_calls_need_cap_setgid_and_cap_setuid_to_change_the_uid() {
+        const ALL: u64 = 0x1ff_ffff_ffff;
+        let setgid_only = 1 << CAP_SETGID;
+        let nobody = target(65534, 65534);
+        assert!(missing_capabilities(ALL, &nobody, [0; 4]).is_empty());
+        assert_eq!(
+            missing_capabilities(0, &nobody, [0; 4]),
+            ["CAP_SETGID", "CAP_SETUID"]
+        );
+        assert_eq!(
+            missing_capabilities(setgid_only, &nobody, [0; 4]),
+            ["CAP_SETUID"]
+        );
+        // Root that stays root (`--group` alone) needs no CAP_SETUID.
+        assert_eq!(
+            missing_capabilities(0, &target(0, 1000), [0; 4]),
+            ["CAP_SETGID"]
+        );
+    }
+
+    #[test]
+    fn missing_capabilities_name_the_flags_and_run_as_user() {
+        let config = PrivilegeConfig {
+            user: Some(spec::parse_user_spec("nobody").unwrap()),
+            group: None,
+            groups: Some(vec![
+                spec::IdOrName::Id(5),
+                spec::IdOrName::Name("audio".to_owned()),
+            ]),
+            umask: None,
+            allow_root: false,
+            no_new_privs: true,
+            rlimits: Vec::new(),
+        };
+        assert_eq!(asked_flags(&config), "--user nobody --groups 5,audio");
+        let missing = PrivilegeError::MissingCapabilities {
+            asked: "--user nobody".to_owned(),
+            uid: 65534,
+            gid: 65534,
+            missing: vec!["CAP_SETGID", "CAP_SETUID"],
+        };
+        assert_eq!(missing.exit_code(), 125);
+        assert_eq!(
+            missing.to_string(),
+            "--user nobody: pyinit runs as root without CAP_SETGID and CAP_SETUID (the pod's \
+             securityContext drops them, as `capabilities: drop: [ALL]` does), so it cannot \
+             become uid 65534 gid 65534; in this pod set securityContext.runAsUser: 65534 and \
+             runAsGroup: 65534 instead, so that the container starts as that user"
         );
     }
 }

@@ -7,9 +7,11 @@
 //!
 //! Output: the first 10 KiB of stdout and stderr together are kept, as the kubelet keeps them;
 //! the rest is read and dropped, so a chatty command never blocks on a full pipe. A failure's
-//! message carries the output on one line, its lines trimmed and joined by ` | ` (`exit code 1:
-//! broker down | retrying`), and so do `?verbose` and the "not ready"/"not live" log lines that
-//! show it. A success's output is dropped.
+//! message says only how the command ended (`exit code 1`): its output may hold secrets, and the
+//! health port shows the message to anyone who asks. The output goes into the failure's detail,
+//! for pyinit's log alone, on one line: its lines trimmed and joined by ` | ` (`exit code 1:
+//! broker down | retrying`), each run of control characters and blanks (NUL bytes included) one
+//! space. A success's output is dropped.
 //!
 //! Leftovers: when the command exits, or overruns its timeout, its whole process group gets
 //! SIGKILL through `signals`, so whatever it left running there (`sh -c 'sleep 100 & exit 0'`)
@@ -80,23 +82,15 @@ pub async fn probe_exec(
     if let Some(pipe) = child.output {
         output.read_what_is_left(pipe);
     }
-    let with_output = |message: String| output.after(message);
-    match ended {
-        Ok(Ok(ChildStatus::Exited(0))) => ProbeAnswer::success("exit code 0"),
-        Ok(Ok(ChildStatus::Exited(code))) => {
-            ProbeAnswer::failure(with_output(format!("exit code {code}")))
-        }
-        Ok(Ok(status @ ChildStatus::Signaled(_))) => {
-            ProbeAnswer::failure(with_output(status.to_string()))
-        }
+    let answer = match ended {
+        Ok(Ok(ChildStatus::Exited(0))) => return ProbeAnswer::success("exit code 0"),
+        Ok(Ok(ChildStatus::Exited(code))) => ProbeAnswer::failure(format!("exit code {code}")),
+        Ok(Ok(status @ ChildStatus::Signaled(_))) => ProbeAnswer::failure(status.to_string()),
         // The waiter was dropped unanswered: only when the reaper itself is gone, as pyinit exits.
-        Ok(Err(_)) => ProbeAnswer::failure(with_output("exit status lost".to_owned())),
-        Err(_) => {
-            let mut answer = ProbeAnswer::timed_out(timeout);
-            answer.message = with_output(answer.message);
-            answer
-        }
-    }
+        Ok(Err(_)) => ProbeAnswer::failure("exit status lost"),
+        Err(_) => ProbeAnswer::timed_out(timeout),
+    };
+    output.attach_to(answer)
 }
 
 /// What a probe wrote: its first [`MAX_OUTPUT`] bytes.
@@ -158,27 +152,30 @@ impl Output {
         }
     }
 
-    /// `message: output on one line`, or `message` alone when the probe wrote nothing.
-    fn after(&self, message: String) -> String {
+    /// `answer` with the output as its detail (`message: output on one line`); unchanged when
+    /// the probe wrote nothing but blanks and control characters.
+    fn attach_to(&self, answer: ProbeAnswer) -> ProbeAnswer {
         let line = self.one_line();
         if line.is_empty() {
-            message
-        } else {
-            format!("{message}: {line}")
+            return answer;
         }
+        let detail = format!("{}: {line}", answer.message);
+        answer.with_detail(detail)
     }
 
-    /// The output's non-blank lines, trimmed and joined by ` | `, control characters as spaces.
+    /// The output's non-blank lines, joined by ` | `; in each, every run of control characters
+    /// and blanks is one space, and none is left at either end: a line of NUL bytes is no line.
     fn one_line(&self) -> String {
         String::from_utf8_lossy(&self.kept)
             .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
             .map(|line| {
-                line.chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect::<String>()
+                let words = line.split(|c: char| c.is_control() || c.is_whitespace());
+                words
+                    .filter(|word| !word.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             })
+            .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
             .join(" | ")
     }
@@ -195,22 +192,35 @@ mod tests {
     }
 
     #[test]
-    fn output_shows_on_one_line() {
+    fn output_goes_to_the_detail_on_one_line_and_never_to_the_message() {
         let traceback = b"Traceback (most recent call last):\n  File \"check.py\", line 3\n\n\
                           RuntimeError: db down\r\n";
+        let answer = output(traceback).attach_to(ProbeAnswer::failure("exit code 1"));
+        assert_eq!(answer.message, "exit code 1");
         assert_eq!(
-            output(traceback).after("exit code 1".to_owned()),
-            "exit code 1: Traceback (most recent call last): | File \"check.py\", line 3 | \
-             RuntimeError: db down"
+            answer.detail.as_deref(),
+            Some(
+                "exit code 1: Traceback (most recent call last): | File \"check.py\", line 3 | \
+                 RuntimeError: db down"
+            )
         );
         assert_eq!(
             output(b"a\tb\x1b[0m\n").one_line(),
             "a b [0m",
             "control characters become spaces"
         );
+        let blank = output(b"\n \n").attach_to(ProbeAnswer::failure("exit code 2"));
+        assert_eq!(blank, ProbeAnswer::failure("exit code 2"));
+    }
+
+    #[test]
+    fn nul_bytes_and_runs_of_blanks_shrink_to_nothing_or_one_space() {
+        assert_eq!(output(&[0u8; MAX_OUTPUT]).one_line(), "");
+        let nuls = output(&[0u8; MAX_OUTPUT]).attach_to(ProbeAnswer::failure("exit code 1"));
+        assert_eq!(nuls, ProbeAnswer::failure("exit code 1"));
         assert_eq!(
-            output(b"\n \n").after("exit code 2".to_owned()),
-            "exit code 2"
+            output(b"db\0\0\0\0 \t down\0\n\0\0\n  retrying  \n").one_line(),
+            "db down | retrying"
         );
     }
 

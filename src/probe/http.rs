@@ -80,7 +80,7 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
             // Only the last answer, the one that decides, has its body read.
             let body = match step {
                 Step::Last | Step::NotFollowed { .. } => BodyHandling::ReadAtMost(MAX_BODY),
-                Step::Follow(_) | Step::Fail(_) => BodyHandling::Ignore,
+                Step::Follow(_) | Step::Fail { .. } => BodyHandling::Ignore,
             };
             ((status, step), body)
         })
@@ -88,7 +88,7 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
         let (status, step) = match exchanged {
             Ok(exchanged) => exchanged,
             Err(message) => {
-                return ProbeAnswer::failure(after_redirects(message, &url, n_requests));
+                return after_redirects(ProbeAnswer::failure(message), &url, n_requests);
             }
         };
         match step {
@@ -96,7 +96,13 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
             Step::NotFollowed { location } => {
                 return outcome_of_last(status, &url, n_requests, Some(&location));
             }
-            Step::Fail(message) => return ProbeAnswer::failure(message),
+            Step::Fail { message, detail } => {
+                let answer = ProbeAnswer::failure(message);
+                return match detail {
+                    Some(detail) => answer.with_detail(detail),
+                    None => answer,
+                };
+            }
             Step::Follow(next) => {
                 referer = Some(url.to_string());
                 url = next;
@@ -112,8 +118,8 @@ fn outcome_of_last(
     n_requests: usize,
     not_followed: Option<&str>,
 ) -> ProbeAnswer {
-    let message = after_redirects(format!("status {status}"), url, n_requests);
-    match status {
+    let message = format!("status {status}");
+    let answer = match status {
         200..=299 => ProbeAnswer::success(message),
         300..=399 => {
             let warning = match not_followed {
@@ -128,16 +134,22 @@ fn outcome_of_last(
             ProbeAnswer::success(message).with_warning(warning)
         }
         _ => ProbeAnswer::failure(message),
-    }
+    };
+    after_redirects(answer, url, n_requests)
 }
 
-/// `status 500` for the probe's own URL; `status 500 at URL (after 1 redirect)` after redirects.
-fn after_redirects(message: String, url: &HttpUrl, n_requests: usize) -> String {
-    match n_requests.saturating_sub(1) {
-        0 => message,
-        1 => format!("{message} at {url} (after 1 redirect)"),
-        n_redirects => format!("{message} at {url} (after {n_redirects} redirects)"),
-    }
+/// `status 500` for the probe's own URL. After redirects the message says how many (`status 500
+/// (after 1 redirect)`) and the detail, for the log, where they led: `status 500 at URL (after 1
+/// redirect)`; the URL, whose query may carry a token, stays off the health port.
+fn after_redirects(answer: ProbeAnswer, url: &HttpUrl, n_requests: usize) -> ProbeAnswer {
+    let redirects = match n_requests.saturating_sub(1) {
+        0 => return answer,
+        1 => "(after 1 redirect)".to_owned(),
+        n_redirects => format!("(after {n_redirects} redirects)"),
+    };
+    let detail = format!("{} at {url} {redirects}", answer.message);
+    let message = format!("{} {redirects}", answer.message);
+    ProbeAnswer { message, ..answer }.with_detail(detail)
 }
 
 /// How much of an answer's body a request reads.
@@ -187,9 +199,10 @@ async fn exchange<T>(
     decide: impl FnOnce(u16, &HeaderMap) -> (T, BodyHandling),
 ) -> Result<T, String> {
     let path = outgoing.path;
-    let uri = Uri::try_from(path).map_err(|error| format!("bad path {path:?}: {error}"))?;
-    let host_header = HeaderValue::try_from(outgoing.authority)
-        .map_err(|error| format!("bad host {:?}: {error}", outgoing.authority))?;
+    // The errors name neither: a path's query may carry a token.
+    let uri = Uri::try_from(path).map_err(|error| format!("bad path: {error}"))?;
+    let host_header =
+        HeaderValue::try_from(outgoing.authority).map_err(|error| format!("bad host: {error}"))?;
     let mut request = Request::new(Empty::<Bytes>::new());
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
@@ -355,9 +368,12 @@ mod tests {
         .await;
         let result = probe(addr, "/healthz", PATIENT).await;
         assert_eq!(result.outcome, Outcome::Failure, "{result:?}");
+        assert_eq!(result.message, "status 500 (after 1 redirect)");
         assert_eq!(
-            result.message,
-            format!("status 500 at http://{addr}/healthz/ (after 1 redirect)")
+            result.detail,
+            Some(format!(
+                "status 500 at http://{addr}/healthz/ (after 1 redirect)"
+            ))
         );
         let heads = heads.lock().unwrap().clone();
         assert_eq!(heads.len(), 2, "{heads:?}");
@@ -373,6 +389,22 @@ mod tests {
         assert!(
             followed.contains(&format!("\r\nreferer: http://{addr}/healthz\r\n")),
             "{followed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redirects_query_and_user_info_stay_out_of_the_message() {
+        let (addr, _) = serve(vec![Reply::Answer(redirect(
+            302,
+            "//user:hunter2@127.0.0.1:1/next?token=s3cret",
+        ))])
+        .await;
+        let result = probe(addr, "/healthz", PATIENT).await;
+        assert_eq!(result.outcome, Outcome::Failure, "{result:?}");
+        assert_eq!(result.message, "connection refused (after 1 redirect)");
+        assert_eq!(
+            result.detail.as_deref(),
+            Some("connection refused at http://127.0.0.1:1/next?token=s3cret (after 1 redirect)")
         );
     }
 
@@ -425,9 +457,10 @@ mod tests {
         let (addr, _) = serve(vec![Reply::Answer(redirect(303, &location))]).await;
         let result = probe(addr, "/here", PATIENT).await;
         assert_eq!(result.outcome, Outcome::Failure, "{result:?}");
+        assert_eq!(result.message, "status 503 (after 1 redirect)");
         assert_eq!(
-            result.message,
-            format!("status 503 at {location} (after 1 redirect)")
+            result.detail,
+            Some(format!("status 503 at {location} (after 1 redirect)"))
         );
         let heads = other_heads.lock().unwrap().clone();
         assert!(

@@ -4,8 +4,8 @@
 //! The rules themselves (initial delay, period, thresholds, startup gating) are pure code in
 //! `threshold.rs`; the supervisor counts and publishes the results, so it stays the one writer
 //! of readiness and liveness. A task here only waits for its turn, runs one probe of its kind
-//! (`http.rs`, `tcp.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It learns
-//! whether startup is done and whether the app is gone from its [`ProbeGate`], which the
+//! (`http.rs`, `tcp.rs`, `grpc.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It
+//! learns whether startup is done and whether the app is gone from its [`ProbeGate`], which the
 //! supervisor publishes after every step, never from `Status`. The health server never calls in
 //! here: a request never waits for a probe.
 //!
@@ -13,9 +13,19 @@
 //! follow, which the kubelet records as a warning event) says so in [`ProbeAnswer::warning`];
 //! the task logs the first such warning of its probe, and no later one, so that a redirect met
 //! every period does not fill the log.
+//!
+//! What a probe found is said twice. [`ProbeAnswer::message`] is the kind of result (`status
+//! 500`, `exit code 1`, `connection refused`, `timed out after 1s`): it goes into `Status`, and
+//! the health port, which anyone who reaches it may read, shows it. [`ProbeAnswer::detail`] is
+//! the whole story when it says more: an exec probe's output, the URL a redirect led to with its
+//! query. It goes to pyinit's log only (stderr, kept as the container's log, like the kubelet's
+//! events that keep a probe's output): the task logs a failure's detail once, until the detail
+//! changes or the probe passes.
 
 pub mod exec;
 pub mod file;
+pub mod grpc;
+pub mod grpc_wire;
 pub mod http;
 pub mod redirect;
 pub mod spec;
@@ -30,7 +40,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use self::spec::{ProbeConfig, ProbeKind, ProbeTarget};
 use self::threshold::{Outcome, ProbeGate, ProbeReport, Schedule};
@@ -42,7 +52,11 @@ use crate::units::format_duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeAnswer {
     pub outcome: Outcome,
+    /// The kind of result, which the health port shows: never a probe's output, a URL's query
+    /// or its user info.
     pub message: String,
+    /// The whole message, for pyinit's log alone, when it says more than `message`.
+    pub detail: Option<String>,
     /// Something the user should hear of once, though the probe's outcome stands.
     pub warning: Option<String>,
 }
@@ -52,6 +66,7 @@ impl ProbeAnswer {
         ProbeAnswer {
             outcome: Outcome::Success,
             message: message.into(),
+            detail: None,
             warning: None,
         }
     }
@@ -60,6 +75,7 @@ impl ProbeAnswer {
         ProbeAnswer {
             outcome: Outcome::Failure,
             message: message.into(),
+            detail: None,
             warning: None,
         }
     }
@@ -68,8 +84,15 @@ impl ProbeAnswer {
         ProbeAnswer {
             outcome: Outcome::Timeout,
             message: format!("timed out after {}", format_duration(timeout)),
+            detail: None,
             warning: None,
         }
+    }
+
+    /// Adds the whole message, for the log: `detail` says what `message` says, and more.
+    pub fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     pub fn with_warning(mut self, warning: String) -> Self {
@@ -167,7 +190,7 @@ async fn run_prober(
 ) {
     let kind = config.kind;
     let mut schedule = Schedule::new(config.timing, now());
-    let mut warned = false;
+    let mut logged = Logged::default();
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
         // Startup gating: liveness and readiness wait here until the startup probe succeeded.
@@ -178,12 +201,7 @@ async fn run_prober(
         let began = now();
         schedule.began(began);
         let answer = probe_once(&config.target, config.timing.timeout, &exec_context).await;
-        if let Some(warning) = &answer.warning
-            && !warned
-        {
-            warn!(probe = kind.name(), "{warning}");
-            warned = true;
-        }
+        logged.log(kind.name(), &answer);
         let report = ProbeReport {
             kind,
             outcome: answer.outcome,
@@ -204,6 +222,42 @@ async fn run_prober(
     debug!(probe = kind.name(), "prober stopped");
 }
 
+/// What one prober has logged already, so that it says each thing once.
+#[derive(Debug, Default)]
+struct Logged {
+    /// The first warning of a passing probe was logged: later ones are not.
+    warned: bool,
+    /// The detail of the last failure, logged; cleared when the probe passes.
+    failure_detail: Option<String>,
+}
+
+impl Logged {
+    /// Logs `answer`'s first warning, and its detail when it failed with another detail than the
+    /// failure before it (a probe that fails every period with the same output says it once).
+    fn log(&mut self, probe: &'static str, answer: &ProbeAnswer) {
+        if let Some(warning) = &answer.warning
+            && !self.warned
+        {
+            warn!(probe, "{warning}");
+            self.warned = true;
+        }
+        if answer.outcome.passed() {
+            self.failure_detail = None;
+            return;
+        }
+        if let Some(detail) = &answer.detail
+            && self.failure_detail.as_ref() != Some(detail)
+        {
+            info!(
+                probe,
+                result = answer.outcome.name(),
+                "{probe} probe failed: {detail}"
+            );
+            self.failure_detail = Some(detail.clone());
+        }
+    }
+}
+
 /// Runs one probe of any kind, bounded by `timeout`.
 async fn probe_once(
     target: &ProbeTarget,
@@ -215,6 +269,7 @@ async fn probe_once(
             http::probe_http(*addr, host, path, timeout).await
         }
         ProbeTarget::Tcp { addr } => tcp::probe_tcp(*addr, timeout).await,
+        ProbeTarget::Grpc { addr, service } => grpc::probe_grpc(*addr, service, timeout).await,
         ProbeTarget::Exec { argv } => {
             let working_dir = exec_context.working_dir.as_deref();
             exec::probe_exec(

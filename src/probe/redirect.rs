@@ -65,8 +65,18 @@ pub enum Step {
     NotFollowed { location: String },
     /// Request this URL next.
     Follow(HttpUrl),
-    /// The probe fails here, with this message.
-    Fail(String),
+    /// The probe fails here: `message` says how, without the URL, for the health port;
+    /// `detail`, for the log, names the URL too.
+    Fail {
+        message: String,
+        detail: Option<String>,
+    },
+}
+
+impl Step {
+    fn fail(message: String, detail: Option<String>) -> Self {
+        Step::Fail { message, detail }
+    }
 }
 
 /// Decides what follows an answer with `status` and `location` to a request of `asked`, the
@@ -86,7 +96,10 @@ pub fn next_step(
     };
     let target = match resolve(asked, location) {
         Ok(target) => target,
-        Err(reason) => return Step::Fail(format!("bad redirect to {location:?}: {reason}")),
+        Err(reason) => {
+            let detail = format!("bad redirect to {location:?}: {reason}");
+            return Step::fail("bad redirect".to_owned(), Some(detail));
+        }
     };
     if target.host != probe_host {
         return Step::NotFollowed {
@@ -94,7 +107,7 @@ pub fn next_step(
         };
     }
     if n_requests >= MAX_REQUESTS {
-        return Step::Fail(format!("stopped after {MAX_REQUESTS} redirects"));
+        return Step::fail(format!("stopped after {MAX_REQUESTS} redirects"), None);
     }
     match target.scheme.as_str() {
         "http" => Step::Follow(HttpUrl {
@@ -103,12 +116,15 @@ pub fn next_step(
             port: target.port.unwrap_or(80),
             path: target.path,
         }),
-        "https" => Step::Fail(format!(
-            "redirect to {target} not followed: pyinit probes plain http only (no TLS client)"
-        )),
-        other => Step::Fail(format!(
-            "redirect to {target}: unsupported protocol scheme {other:?}"
-        )),
+        "https" => Step::fail(
+            "redirect to https not followed: pyinit probes plain http only (no TLS client)"
+                .to_owned(),
+            Some(format!("redirect to {target} not followed")),
+        ),
+        other => Step::fail(
+            format!("redirect to an unsupported protocol scheme {other:?}"),
+            Some(format!("redirect to {target}")),
+        ),
     }
 }
 
@@ -394,33 +410,40 @@ mod tests {
         ));
         assert_eq!(
             next_step("localhost", &base(), MAX_REQUESTS, 302, Some("/x")),
-            Step::Fail("stopped after 10 redirects".to_owned())
+            Step::Fail {
+                message: "stopped after 10 redirects".to_owned(),
+                detail: None
+            }
         );
     }
 
     #[test]
     fn schemes_other_than_http_fail_on_the_same_host() {
-        let Step::Fail(message) = next_step(
-            "localhost",
-            &base(),
-            1,
-            301,
-            Some("https://localhost:8000/a"),
-        ) else {
-            panic!("https was followed");
-        };
         assert_eq!(
-            message,
-            "redirect to https://localhost:8000/a not followed: pyinit probes plain http only \
-             (no TLS client)"
+            next_step(
+                "localhost",
+                &base(),
+                1,
+                301,
+                Some("https://user:pw@localhost:8000/a?token=t"),
+            ),
+            Step::Fail {
+                message: "redirect to https not followed: pyinit probes plain http only \
+                          (no TLS client)"
+                    .to_owned(),
+                detail: Some(
+                    "redirect to https://localhost:8000/a?token=t not followed".to_owned()
+                )
+            }
         );
-        let Step::Fail(message) = next_step("localhost", &base(), 1, 301, Some("ftp://localhost/"))
+        let Step::Fail { message, .. } =
+            next_step("localhost", &base(), 1, 301, Some("ftp://localhost/"))
         else {
             panic!("ftp was followed");
         };
-        assert!(
-            message.contains("unsupported protocol scheme \"ftp\""),
-            "{message}"
+        assert_eq!(
+            message,
+            "redirect to an unsupported protocol scheme \"ftp\""
         );
     }
 
@@ -435,7 +458,13 @@ mod tests {
             ("/a\u{7}b", "control character"),
         ] {
             match next_step("localhost", &base(), 1, 302, Some(location)) {
-                Step::Fail(message) => assert!(message.contains(reason), "{location}: {message}"),
+                Step::Fail {
+                    message,
+                    detail: Some(detail),
+                } => {
+                    assert_eq!(message, "bad redirect");
+                    assert!(detail.contains(reason), "{location}: {detail}");
+                }
                 other => panic!("{location}: {other:?}"),
             }
         }

@@ -1,5 +1,5 @@
 //! What a probe is, as configured: its kind (startup, liveness, readiness), its target (http,
-//! tcp, exec, file) and its Kubernetes timing (period, timeout, thresholds, initial delay).
+//! tcp, grpc, exec, file) and its Kubernetes timing (period, timeout, thresholds, initial delay).
 //!
 //! Plain data shared by `config` (which builds it), the prober tasks (which run it) and the
 //! supervisor (which counts its results), and the parsers of the flags that give it: probe specs
@@ -74,6 +74,13 @@ pub enum ProbeTarget {
     },
     /// A TCP connect to `addr`.
     Tcp { addr: SocketAddr },
+    /// `grpc.health.v1.Health/Check` on `addr` over plaintext HTTP/2; success is SERVING.
+    Grpc {
+        addr: SocketAddr,
+        /// `HealthCheckRequest.service`: empty (the server's overall health) unless given, as
+        /// the kubelet sends it when the probe names no service.
+        service: String,
+    },
     /// A command run without a shell; success is exit 0.
     Exec { argv: Vec<OsString> },
     /// A heartbeat file: it exists and, with `max_age`, was modified within it.
@@ -88,6 +95,13 @@ impl fmt::Display for ProbeTarget {
         match self {
             ProbeTarget::Http { addr, path, .. } => write!(f, "http://{addr}{path}"),
             ProbeTarget::Tcp { addr } => write!(f, "tcp://{addr}"),
+            ProbeTarget::Grpc { addr, service } => {
+                write!(f, "grpc://{addr}")?;
+                match service.as_str() {
+                    "" => Ok(()),
+                    service => write!(f, "?service={service}"),
+                }
+            }
             ProbeTarget::Exec { argv } => {
                 f.write_str("exec:")?;
                 for (index, arg) in argv.iter().enumerate() {
@@ -124,11 +138,12 @@ pub fn parse_threshold(text: &str) -> Result<NonZeroU32, String> {
         .map_err(|_| "expected a whole number of at least 1".to_owned())
 }
 
-const PROBE_FORMS: &str = "expected http://HOST:PORT/PATH, tcp://HOST:PORT, exec:COMMAND ARGS... \
+const PROBE_FORMS: &str = "expected http://HOST:PORT/PATH, tcp://HOST:PORT, \
+                           grpc://HOST:PORT?service=NAME, exec:COMMAND ARGS... \
                            or file:///PATH?max-age=DURATION";
 
-/// Parses a probe spec: `http://HOST:PORT/PATH`, `tcp://HOST:PORT`, `exec:COMMAND ARGS...` or
-/// `file:///PATH?max-age=DURATION`.
+/// Parses a probe spec: `http://HOST:PORT/PATH`, `tcp://HOST:PORT`, `grpc://HOST:PORT` (with
+/// `?service=NAME` optional), `exec:COMMAND ARGS...` or `file:///PATH?max-age=DURATION`.
 pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
     let trimmed = text.trim();
     if let Some(rest) = trimmed.strip_prefix("http://") {
@@ -141,6 +156,8 @@ pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
         Ok(ProbeTarget::Tcp {
             addr: SocketAddr::new(resolve_host(host)?, port),
         })
+    } else if let Some(rest) = trimmed.strip_prefix("grpc://") {
+        parse_grpc_probe(rest)
     } else if let Some(rest) = trimmed.strip_prefix("exec:") {
         let words = split_words(rest)?;
         if words.is_empty() {
@@ -153,6 +170,8 @@ pub fn parse_probe(text: &str) -> Result<ProbeTarget, String> {
         parse_file_probe(rest)
     } else if trimmed.starts_with("https://") {
         Err("https is not supported: the kubelet's own probes of the app use plain http".to_owned())
+    } else if trimmed.starts_with("grpcs://") {
+        Err("TLS is not supported: the kubelet's grpc probes use plaintext HTTP/2".to_owned())
     } else {
         Err(PROBE_FORMS.to_owned())
     }
@@ -181,6 +200,46 @@ fn parse_http_probe(rest: &str) -> Result<ProbeTarget, String> {
         addr,
         host: host_for_header(host),
         path,
+    })
+}
+
+/// `grpc://HOST:PORT` with an optional `?service=NAME`, as the kubelet's `grpc` probe has a port
+/// (required) and a service (empty by default); the host is pyinit's addition, for the same
+/// rules as the other kinds (the kubelet always dials the pod IP).
+fn parse_grpc_probe(rest: &str) -> Result<ProbeTarget, String> {
+    const FORM: &str = "expected grpc://HOST:PORT or grpc://HOST:PORT?service=NAME";
+    let (authority, query) = match rest.split_once('?') {
+        Some((authority, query)) => (authority, Some(query)),
+        None => (rest, None),
+    };
+    if authority.contains('/') {
+        return Err(format!("{FORM} (a grpc probe has no path)"));
+    }
+    let (host, port) = split_host_port(authority).ok_or_else(|| FORM.to_owned())?;
+    if host.is_empty() {
+        return Err(format!("{FORM} (the host is missing)"));
+    }
+    let port = port.ok_or_else(|| format!("{FORM} (the port is missing)"))?;
+    let service = match query {
+        None => String::new(),
+        Some(query) => {
+            let service = query
+                .strip_prefix("service=")
+                .filter(|service| !service.contains('&'))
+                .ok_or_else(|| format!("unknown parameter '{query}' (expected service=NAME)"))?;
+            // A gRPC service name is a dotted protobuf name; anything unprintable or a space
+            // is a mistake in the flag, not a name the app registered.
+            if !service.bytes().all(|byte| byte.is_ascii_graphic()) {
+                return Err(format!(
+                    "service '{service}' must be printable ASCII without spaces"
+                ));
+            }
+            service.to_owned()
+        }
+    };
+    Ok(ProbeTarget::Grpc {
+        addr: SocketAddr::new(resolve_host(host)?, port),
+        service,
     })
 }
 
@@ -406,6 +465,38 @@ mod tests {
     }
 
     #[test]
+    fn grpc_probes() {
+        let cases = [
+            ("grpc://127.0.0.1:50051", "127.0.0.1:50051", ""),
+            ("grpc://localhost:50051", "127.0.0.1:50051", ""),
+            ("grpc://[::1]:50051", "[::1]:50051", ""),
+            ("grpc://127.0.0.1:50051?service=x", "127.0.0.1:50051", "x"),
+            (
+                "grpc://127.0.0.1:9090?service=helloworld.Greeter",
+                "127.0.0.1:9090",
+                "helloworld.Greeter",
+            ),
+            // An empty service is the kubelet's default: the server's overall health.
+            ("grpc://127.0.0.1:50051?service=", "127.0.0.1:50051", ""),
+        ];
+        for (text, expected_addr, service) in cases {
+            let target = parse_probe(text).unwrap();
+            assert_eq!(
+                target,
+                ProbeTarget::Grpc {
+                    addr: addr(expected_addr),
+                    service: service.to_owned(),
+                },
+                "{text}"
+            );
+        }
+        let named = parse_probe("grpc://localhost:50051?service=x").unwrap();
+        assert_eq!(named.to_string(), "grpc://127.0.0.1:50051?service=x");
+        let overall = parse_probe("grpc://[::1]:50051").unwrap();
+        assert_eq!(overall.to_string(), "grpc://[::1]:50051");
+    }
+
+    #[test]
     fn probes_that_are_rejected() {
         for (text, needle) in [
             (
@@ -417,6 +508,18 @@ mod tests {
             ("http://127.0.0.1:99999/", "expected http://"),
             ("http://127.0.0.1:80/a b", "printable ASCII"),
             ("tcp://127.0.0.1", "port is missing"),
+            ("grpc://127.0.0.1", "port is missing"),
+            ("grpc://:50051", "host is missing"),
+            ("grpc://127.0.0.1:50051/health", "a grpc probe has no path"),
+            ("grpc://127.0.0.1:99999", "expected grpc://HOST:PORT"),
+            (
+                "grpc://app.internal:50051",
+                "not an IP address or localhost",
+            ),
+            ("grpc://127.0.0.1:50051?svc=x", "unknown parameter 'svc=x'"),
+            ("grpc://127.0.0.1:50051?service=a&b=c", "unknown parameter"),
+            ("grpc://127.0.0.1:50051?service=a b", "printable ASCII"),
+            ("grpcs://127.0.0.1:50051", "TLS is not supported"),
             ("exec:", "command is missing"),
             ("exec:echo 'oops", "unterminated"),
             ("file://relative", "absolute path"),

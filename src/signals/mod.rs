@@ -4,7 +4,9 @@
 //! handlers. It decides nothing: the supervisor says which signal goes where and when, and this
 //! module turns that into syscalls. It also says which processes are still running (pid and
 //! command, from /proc, in `processes.rs`), for the deadline's error line, and delivers the
-//! deadline's dump signal one process at a time ([`signal_one_at_a_time`]). The vocabulary (the
+//! deadline's dump signal one process at a time ([`signal_one_at_a_time`]). The drain's signals
+//! (stop, hard stop, dump, and SIGTERM to what the app left behind) are followed by SIGCONT, so
+//! that a stopped process acts on them ([`signal_and_continue`]). The vocabulary (the
 //! names, the forwarded set, the rewrite map and their parsers) is pure and lives in `spec.rs`.
 //!
 //! pyinit forwards every signal of 1..=31 that another process sends it and that it can catch
@@ -53,7 +55,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::libc::{self, c_int, siginfo_t};
-use nix::sys::signal::{self as nix_signal};
+use nix::sys::signal::{self as nix_signal, SigSet};
 use nix::unistd::Pid;
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 
@@ -224,6 +226,41 @@ pub fn forward_signal(
     }
 }
 
+/// Sends `signal` to the app's pid or its process group as [`forward_signal`] does, then SIGCONT
+/// (unless `signal` is one that [`wakes_nothing`] says needs none): for the drain's stop signal
+/// and hard-stop signal.
+///
+/// A stopped process (SIGSTOP, a debugger, a `kill -STOP` by hand) keeps a signal pending and
+/// acts on it only once it runs again, so without the SIGCONT an app stopped when the drain
+/// begins would sleep through its SIGTERM and be killed at the deadline (exit 137). SIGCONT
+/// comes second, as systemd sends it after its SIGTERM, so the signal is waiting when the
+/// process resumes. To a running app it is a no-op unless the app handles SIGCONT itself.
+pub fn signal_and_continue(
+    app_pid: i32,
+    target: ForwardTarget,
+    signal: Signal,
+) -> Result<(), DeliveryError> {
+    forward_signal(app_pid, target, signal)?;
+    if wakes_nothing(signal) {
+        return Ok(());
+    }
+    forward_signal(app_pid, target, Signal::SIGCONT)
+}
+
+/// Signals after which no SIGCONT is sent: SIGKILL ends a stopped process as well, SIGCONT is
+/// one, and the job-control stops would be undone by it.
+fn wakes_nothing(signal: Signal) -> bool {
+    matches!(
+        signal,
+        Signal::SIGKILL
+            | Signal::SIGCONT
+            | Signal::SIGSTOP
+            | Signal::SIGTSTP
+            | Signal::SIGTTIN
+            | Signal::SIGTTOU
+    )
+}
+
 /// SIGKILLs the process group `pgid`: an exec probe that overran its timeout, with whatever it
 /// started. A group already gone is not an error.
 #[allow(
@@ -241,7 +278,9 @@ pub fn kill_process_group(pgid: i32) -> Result<(), DeliveryError> {
     }
 }
 
-/// Sends `signal` to every process pyinit is responsible for.
+/// Sends `signal` to every process pyinit is responsible for, then SIGCONT (as
+/// [`signal_and_continue`] does, and for the same reason: a stopped process left behind would
+/// sleep through its SIGTERM).
 ///
 /// As PID 1 that is every process in the PID namespace (kill(-1) spares the caller). Otherwise
 /// kill(-1) would reach every process of the user on the host, so pyinit walks /proc for its own
@@ -251,16 +290,26 @@ pub fn kill_process_group(pgid: i32) -> Result<(), DeliveryError> {
     reason = "signals/mod.rs is the one owner of kill(2)"
 )]
 pub fn signal_all_descendants(signal: Signal) {
+    let signals: &[Signal] = if wakes_nothing(signal) {
+        &[signal]
+    } else {
+        &[signal, Signal::SIGCONT]
+    };
     let own_pid = std::process::id();
     if own_pid == 1 {
-        // ESRCH only means nothing is left to signal.
-        let _ = nix_signal::kill(Pid::from_raw(-1), signal);
+        for signal in signals {
+            // ESRCH only means nothing is left to signal.
+            let _ = nix_signal::kill(Pid::from_raw(-1), *signal);
+        }
         return;
     }
-    for pid in processes::find_descendants(own_pid, &processes::read_process_table()) {
-        if let Ok(pid) = i32::try_from(pid) {
-            // A descendant may exit between the walk and the kill; ESRCH is expected then.
-            let _ = nix_signal::kill(Pid::from_raw(pid), signal);
+    let descendants = processes::find_descendants(own_pid, &processes::read_process_table());
+    for signal in signals {
+        for pid in &descendants {
+            if let Ok(pid) = i32::try_from(*pid) {
+                // A descendant may exit between the walk and the kill; ESRCH is expected then.
+                let _ = nix_signal::kill(Pid::from_raw(pid), *signal);
+            }
         }
     }
 }
@@ -274,6 +323,7 @@ pub fn signal_all_descendants(signal: Signal) {
 /// at the same moment, and faulthandler writes each line in several pieces: the lines of
 /// different processes then cut into each other (seen in 4 of 10 tries with five Python
 /// processes), while one at a time they come out whole (10 of 10), about a millisecond each.
+/// Each gets a SIGCONT after its signal, so that a stopped process prints too.
 #[allow(
     clippy::disallowed_methods,
     reason = "signals/mod.rs is the one owner of kill(2)"
@@ -283,6 +333,9 @@ pub async fn signal_one_at_a_time(pids: Vec<i32>, signal: Signal, wait_each: Dur
         // Gone already (ESRCH), or not pyinit's to signal: nothing to wait for either way.
         if nix_signal::kill(Pid::from_raw(pid), signal).is_err() {
             continue;
+        }
+        if !wakes_nothing(signal) {
+            let _ = nix_signal::kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
         let give_up_at = crate::clock::now() + wait_each;
         while !processes::has_exited(pid) && crate::clock::now() < give_up_at {
@@ -317,6 +370,9 @@ pub type SignalStream = signal_hook_tokio::SignalsInfo<WithRawSiginfo>;
 /// one, and they must exist before the app is spawned so that no early signal is lost. The guard
 /// that keeps pyinit's own SIGSYS and SIGTRAP fatal goes in first, so that it is in place before
 /// either signal has a handler at all.
+///
+/// Once they are, the signals [`block_handled_signals`] held back during set-up are let through:
+/// one sent meanwhile is delivered now, to its handler.
 pub fn register_handlers(extra: impl IntoIterator<Item = Signal>) -> io::Result<SignalStream> {
     keep_own_faults_fatal()?;
     let mut numbers: Vec<i32> = FORWARDED.iter().map(|signal| *signal as i32).collect();
@@ -327,7 +383,34 @@ pub fn register_handlers(extra: impl IntoIterator<Item = Signal>) -> io::Result<
             numbers.push(number);
         }
     }
-    SignalStream::new(numbers)
+    let stream = SignalStream::new(numbers)?;
+    handled_signals()
+        .thread_unblock()
+        .map_err(io::Error::from)?;
+    Ok(stream)
+}
+
+/// Holds back every signal pyinit will handle ([`FORWARDED`] and SIGCHLD) until
+/// [`register_handlers`] has installed their handlers: `main` calls it first of all.
+///
+/// Until a handler exists the kernel drops a signal sent to PID 1 (its default action does not
+/// apply to a namespace's init), so without this a SIGTERM sent during set-up, which can last a
+/// second (emptying a multiprocess directory of many stale files), would be lost and the app
+/// would keep running. A blocked signal waits instead: the kernel keeps it pending, even for
+/// PID 1, and delivers it once it is unblocked. pyinit has one thread here, so the thread's mask
+/// is the process's. The app and the exec probes start with an empty mask (`spawn` resets it).
+pub fn block_handled_signals() {
+    // sigprocmask fails only for a bad `how` or pointer: neither can happen here.
+    let _ = handled_signals().thread_block();
+}
+
+/// [`FORWARDED`] and SIGCHLD: the signals held back during set-up.
+fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+        set.add(*signal);
+    }
+    set
 }
 
 #[cfg(test)]
@@ -364,6 +447,28 @@ mod tests {
         assert!(!caught(libc::SIGHUP, libc::SI_KERNEL, None).raised_by_pyinit(OWN_PID));
         assert!(!caught(libc::SIGWINCH, libc::SI_KERNEL, None).raised_by_pyinit(OWN_PID));
         assert!(!caught(libc::SIGCHLD, libc::CLD_EXITED, Some(9)).raised_by_pyinit(OWN_PID));
+    }
+
+    #[test]
+    fn a_sigcont_follows_every_signal_but_kill_and_the_stops() {
+        for signal in [
+            Signal::SIGTERM,
+            Signal::SIGQUIT,
+            Signal::SIGBUS,
+            Signal::SIGINT,
+        ] {
+            assert!(!wakes_nothing(signal), "{signal}");
+        }
+        for signal in [
+            Signal::SIGKILL,
+            Signal::SIGCONT,
+            Signal::SIGSTOP,
+            Signal::SIGTSTP,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
+        ] {
+            assert!(wakes_nothing(signal), "{signal}");
+        }
     }
 
     #[test]

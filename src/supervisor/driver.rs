@@ -257,6 +257,43 @@ fn sort_reaped(reaper: &Reaper, app_pid: Option<i32>, oom_monitor: &mut OomMonit
     }
 }
 
+/// Sends the app a signal the supervisor decided on, with its log line.
+fn send_to_app(signal: Signal, pid: i32, target: ForwardTarget, reason: Reason) {
+    let target_name = match target {
+        ForwardTarget::Child => "child",
+        ForwardTarget::Group => "group",
+    };
+    match reason {
+        Reason::Forwarded { received } => info!(
+            signal = short_name(signal),
+            received = short_name(received),
+            pid,
+            target = target_name,
+            "signal forwarded"
+        ),
+        Reason::StopSignal => info!(
+            signal = short_name(signal),
+            pid,
+            target = target_name,
+            "stop signal sent"
+        ),
+        Reason::HardStop => warn!(
+            signal = short_name(signal),
+            pid,
+            target = target_name,
+            "app still running: hard stop signal sent"
+        ),
+    }
+    // The drain's own signals wake a stopped app, so that it can act on them.
+    let delivered = match reason {
+        Reason::Forwarded { .. } => signals::forward_signal(pid, target, signal),
+        Reason::StopSignal | Reason::HardStop => signals::signal_and_continue(pid, target, signal),
+    };
+    if let Err(failure) = delivered {
+        error!(pid, signal = short_name(signal), "{failure}");
+    }
+}
+
 /// Carries out one action; returns the exit code for `Action::Exit`. `dump` is the deadline's dump
 /// while it sends its signals, so that the SIGKILL after it can stop it.
 fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
@@ -266,7 +303,7 @@ fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
             pid,
             target,
             reason,
-        } => log_and_forward(signal, pid, target, reason),
+        } => send_to_app(signal, pid, target, reason),
         Action::SignalRemaining(signal) => {
             if signal == Signal::SIGKILL
                 && let Some(dump) = dump.take()
@@ -299,38 +336,6 @@ fn execute(action: Action, dump: &mut Option<JoinHandle<()>>) -> Option<u8> {
         Action::Exit(code) => return Some(code),
     }
     None
-}
-
-/// Logs why `signal` goes to the app, then sends it.
-fn log_and_forward(signal: Signal, pid: i32, target: ForwardTarget, reason: Reason) {
-    let target_name = match target {
-        ForwardTarget::Child => "child",
-        ForwardTarget::Group => "group",
-    };
-    match reason {
-        Reason::Forwarded { received } => info!(
-            signal = short_name(signal),
-            received = short_name(received),
-            pid,
-            target = target_name,
-            "signal forwarded"
-        ),
-        Reason::StopSignal => info!(
-            signal = short_name(signal),
-            pid,
-            target = target_name,
-            "stop signal sent"
-        ),
-        Reason::HardStop => warn!(
-            signal = short_name(signal),
-            pid,
-            target = target_name,
-            "app still running: hard stop signal sent"
-        ),
-    }
-    if let Err(failure) = signals::forward_signal(pid, target, signal) {
-        error!(pid, signal = short_name(signal), "{failure}");
-    }
 }
 
 /// The most the dump waits for one process to print and die before it signals the next: Python

@@ -159,7 +159,7 @@ pub enum Notice {
         ready: bool,
         reason: String,
     },
-    /// `/livez` changed; as for readiness, not sent when the app's exit caused it.
+    /// `/livez` changed; as for readiness, not sent when the app's exit or the drain caused it.
     LivenessChanged {
         live: bool,
         reason: String,
@@ -503,7 +503,9 @@ impl Supervisor {
                 reason: failing_reasons(after.checks.readiness()),
             }));
         }
-        if live != before.checks.live() {
+        // At the drain's start /livez stops holding the probes against the app, but they fail
+        // as before: "live again" would not be true.
+        if live != before.checks.live() && !drain_started {
             actions.push(Action::Notice(Notice::LivenessChanged {
                 live,
                 reason: failing_reasons(after.checks.liveness()),

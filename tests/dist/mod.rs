@@ -1,7 +1,10 @@
-//! pyinit as users install it (the README's Install section): the wheels (`wheels.rs`: installed
-//! from the file alone into a fresh venv, and accepted by pip's resolver on manylinux and
+//! pyinit as users install it (docs/install.md): the wheels (`wheels.rs`: installed from the
+//! file alone into a fresh venv, and accepted by pip's resolver on manylinux and
 //! musllinux, x86_64 and aarch64), the static aarch64 binary under qemu-user (`aarch64.rs`), and
-//! `Dockerfile.example` built offline and run in podman (`podman.rs`).
+//! `Dockerfile.example` built offline and run in podman (`podman.rs`); pyinit's own image, taken
+//! with `COPY --from` into a Python image, and the release's two-platform build of it
+//! (`image.rs`); the crate as crates.io would receive it (`crate_package.rs`); and the release
+//! workflows that publish all of these, through both linters (`workflows.rs`).
 //!
 //! The helpers here run the repository's own build scripts, once per test process (they are
 //! idempotent, and after `scripts/test.sh` has run them they take seconds), and give the tests
@@ -10,8 +13,11 @@
 //! loopback device, so that whatever installs from it provably needs no other network.
 
 mod aarch64;
+mod crate_package;
+pub mod image;
 pub mod podman;
 pub mod wheels;
+mod workflows;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -44,7 +50,7 @@ fn text_of(output: &Output) -> String {
 
 /// The longest a build script may take: cold release builds of both targets, or debootstrap, on a
 /// loaded 2-core machine.
-const BUILD_PATIENCE: Duration = Duration::from_secs(20 * 60);
+pub const BUILD_PATIENCE: Duration = Duration::from_secs(20 * 60);
 
 /// Runs `command_line` with `sh -c` in the repository's root, once per test process however many
 /// tests ask (the builds share target/), and returns its stdout; fails the test with its output
@@ -79,32 +85,44 @@ pub fn run_once(command_line: &str) -> String {
 /// The two architectures pyinit ships for, as Rust and wheel tags name them.
 pub const ARCHITECTURES: [&str; 2] = ["x86_64", "aarch64"];
 
-/// The static release binary for `arch`, built as the README says.
+/// The name pip installs pyinit by (pyproject.toml's `name`): `pyinit` on PyPI belongs to an
+/// unrelated project. The command it puts on PATH is `pyinit`.
+pub const DISTRIBUTION: &str = "pyinit-k8s";
+
+/// The file name of the wheel for `arch`: the distribution's name as wheel names spell it
+/// (PEP 427: `pyinit_k8s`) and both platform tags.
+pub fn wheel_name(version: &str, arch: &str) -> String {
+    format!(
+        "{}-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl",
+        DISTRIBUTION.replace('-', "_")
+    )
+}
+
+/// The static release binary for `arch`, built as docs/install.md says.
 pub fn static_binary(arch: &str) -> PathBuf {
     let target = format!("{arch}-unknown-linux-musl");
     run_once(&format!("cargo build --release --locked --target {target}"));
     repo().join("target").join(target).join("release/pyinit")
 }
 
-/// pyinit's wheels, built by `scripts/build-wheels.sh` into target/wheels: (arch, file).
+/// pyinit's wheels, built by `scripts/build-wheels.sh` (with the maturin it installs for
+/// itself) into target/wheels: (arch, file).
 pub fn wheels() -> Vec<(&'static str, PathBuf)> {
-    dist_venv_bin("maturin");
     run_once("bash scripts/build-wheels.sh");
     let version = cargo_version();
     ARCHITECTURES
         .iter()
         .map(|arch| {
-            let name = format!(
-                "pyinit-{version}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.musllinux_1_1_{arch}.whl"
-            );
-            let path = repo().join("target/wheels").join(name);
+            let path = repo()
+                .join("target/wheels")
+                .join(wheel_name(&version, arch));
             assert!(path.is_file(), "{} was not built", path.display());
             (*arch, path)
         })
         .collect()
 }
 
-/// A program in the packaging tools' venv (maturin, pypi-server, pip); fails the test with the
+/// A program in the packaging tools' venv (pypi-server, pip); fails the test with the
 /// fix when it was never installed.
 pub fn dist_venv_bin(name: &str) -> PathBuf {
     let path = repo().join("target/dist-venv/bin").join(name);

@@ -124,15 +124,39 @@ pub fn build_offline(
     (image, log)
 }
 
+/// Builds `dockerfile` with `context` and no network at all: base images only from local storage
+/// (for a Dockerfile that installs nothing, such as one that copies pyinit from its image).
+pub fn build_without_network(dockerfile: &std::path::Path, context: &std::path::Path) -> Image {
+    let image = Image {
+        name: format!("localhost/{}:test", unique_name("image")),
+    };
+    let mut command = Command::new("podman");
+    command
+        .args(["--runtime", "runc", "build", "--format", "docker"])
+        .args(["--pull=never", "--no-cache", "--network", "none", "--file"])
+        .arg(dockerfile)
+        .args(["--tag", &image.name])
+        .arg(context)
+        .stdin(std::process::Stdio::null());
+    let output = output_within(&mut command, PODMAN_PATIENCE);
+    assert!(
+        output.status.success(),
+        "podman build of {} failed:\n{}",
+        dockerfile.display(),
+        text_of(&output)
+    );
+    image
+}
+
 /// A running container; `podman rm -f` on drop.
 #[derive(Debug)]
-struct Container {
-    name: String,
+pub struct Container {
+    pub name: String,
 }
 
 impl Container {
     /// `podman run -d` with the test's ulimits and `args` (options, image, command).
-    fn run(args: &[&str]) -> Container {
+    pub fn run(args: &[&str]) -> Container {
         let container = Container {
             name: unique_name("container"),
         };
@@ -143,16 +167,16 @@ impl Container {
         container
     }
 
-    fn inspect(&self, format: &str) -> String {
+    pub fn inspect(&self, format: &str) -> String {
         podman_ok(&["inspect", "--format", format, &self.name])
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         text_of(&podman(&["logs", &self.name]))
     }
 
     /// Waits until pyinit's `/readyz` on the published `health_port` answers 200.
-    fn wait_ready(&self, health_port: u16) {
+    pub fn wait_ready(&self, health_port: u16) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok((200, _)) = http_get(health_port, "/readyz", Duration::from_secs(2)) {
@@ -268,7 +292,7 @@ fn build_example_image(index: &OfflineIndex) -> Image {
         ],
     );
     // pip chose the x86_64 wheel of this build from the index, by its platform tags.
-    let wheel = format!("pyinit-{}-py3-none-manylinux2014_x86_64", cargo_version());
+    let wheel = super::wheel_name(&cargo_version(), "x86_64");
     assert!(log.contains(&wheel), "pip did not install {wheel}:\n{log}");
     image
 }

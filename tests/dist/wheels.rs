@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{ARCHITECTURES, TempDir, cargo_version, dist_venv_bin, fresh_venv, output_within};
+use super::output_within;
+use super::{ARCHITECTURES, DISTRIBUTION, TempDir, cargo_version, dist_venv_bin, fresh_venv};
 use super::{text_of, wheels};
 use crate::common::http::get;
 use crate::common::runc::{free_port, repo};
@@ -143,7 +144,7 @@ fn the_wheel_installs_from_the_file_alone_and_runs_the_readmes_first_command() {
 
     // pip removes what it installed: the wheel's RECORD lists the binary.
     let uninstall = output_within(
-        Command::new(venv.join("bin/pip")).args(["uninstall", "--yes", "pyinit"]),
+        Command::new(venv.join("bin/pip")).args(["uninstall", "--yes", DISTRIBUTION]),
         Duration::from_secs(60),
     );
     assert!(uninstall.status.success(), "{}", text_of(&uninstall));
@@ -215,7 +216,7 @@ fn pip_picks(find_links: &Path, system: &System, arch: &str, python: &str) -> Op
         command.args(["--platform", platform]);
     }
     let output = output_within(
-        command.arg(format!("pyinit=={}", cargo_version())),
+        command.arg(format!("{DISTRIBUTION}=={}", cargo_version())),
         Duration::from_secs(120),
     );
     let picked: Vec<String> = std::fs::read_dir(&downloads.path)
@@ -229,7 +230,9 @@ fn pip_picks(find_links: &Path, system: &System, arch: &str, python: &str) -> Op
     } else {
         let text = text_of(&output);
         assert!(
-            text.contains("No matching distribution found for pyinit"),
+            text.contains(&format!(
+                "No matching distribution found for {DISTRIBUTION}"
+            )),
             "pip failed for another reason than the tags:\n{text}"
         );
         None
