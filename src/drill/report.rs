@@ -450,11 +450,48 @@ pub fn render_table(report: &Report) -> String {
 
 /// The JSON report for machines: every observation and every check.
 pub fn render_json(report: &Report) -> String {
-    let observations = &report.observations;
+    let seen = &report.observations;
     let millis = |duration: Option<Duration>| {
         JsonValue::number_or_null(duration.map(|duration| duration.as_millis()))
     };
-    let stuck_frames: Vec<JsonValue> = group_frames(&observations.stuck_frames)
+    let app_exit_code = seen.app_status.map(|status| u128::from(status.exit_code()));
+    let stop_signal = seen.stop_signal.map(|(signal, _)| short_name(signal));
+    let stop_signal_after = seen.stop_signal.map(|(_, after)| after);
+    let stuck_frames = stuck_frames_json(&seen.stuck_frames);
+    let requests = seen.requests.as_ref().map(tally_json);
+    let checks: Vec<JsonValue> = (report.checks.iter())
+        .map(|check| JsonValue::Written(check_json(check)))
+        .collect();
+    json::object(&[
+        ("passed", JsonValue::Bool(report.passed())),
+        ("exit_code", JsonValue::Number(seen.exit_code.into())),
+        ("app_exit_code", JsonValue::number_or_null(app_exit_code)),
+        ("ready_ms", millis(seen.ready_after)),
+        ("readiness_503_ms", millis(seen.readiness_dropped_after)),
+        ("stop_signal", JsonValue::string_or_null(stop_signal)),
+        ("stop_signal_ms", millis(stop_signal_after)),
+        ("hard_stop_sent", JsonValue::Bool(seen.hard_stop_sent)),
+        ("app_exit_ms", millis(seen.app_exited_after)),
+        (
+            "killed_at_deadline",
+            JsonValue::Bool(seen.killed_at_deadline),
+        ),
+        ("left_behind", JsonValue::Bool(seen.left_behind)),
+        ("stuck_frames", JsonValue::Written(stuck_frames)),
+        ("grace_period_ms", millis(Some(seen.grace_period))),
+        ("drain_timeout_ms", millis(Some(seen.drain_timeout))),
+        ("pre_stop_delay_ms", millis(Some(seen.pre_stop_delay))),
+        (
+            "requests",
+            requests.map_or(JsonValue::Null, JsonValue::Written),
+        ),
+        ("checks", JsonValue::Written(json::array(&checks))),
+    ])
+}
+
+/// Each distinct frame an app killed at the deadline was stuck in, with how many threads.
+fn stuck_frames_json(stuck_frames: &[StuckFrame]) -> String {
+    let frames: Vec<JsonValue> = group_frames(stuck_frames)
         .into_iter()
         .map(|(frame, threads)| {
             JsonValue::Written(json::object(&[
@@ -465,68 +502,7 @@ pub fn render_json(report: &Report) -> String {
             ]))
         })
         .collect();
-    let checks: Vec<JsonValue> = (report.checks.iter())
-        .map(|check| JsonValue::Written(check_json(check)))
-        .collect();
-    let app_exit_code = observations.app_status.map(ChildStatus::exit_code);
-    json::object(&[
-        ("passed", JsonValue::Bool(report.passed())),
-        (
-            "exit_code",
-            JsonValue::Number(observations.exit_code.into()),
-        ),
-        (
-            "app_exit_code",
-            JsonValue::number_or_null(app_exit_code.map(u128::from)),
-        ),
-        ("ready_ms", millis(observations.ready_after)),
-        (
-            "readiness_503_ms",
-            millis(observations.readiness_dropped_after),
-        ),
-        (
-            "stop_signal",
-            JsonValue::string_or_null(
-                observations
-                    .stop_signal
-                    .map(|(signal, _)| short_name(signal)),
-            ),
-        ),
-        (
-            "stop_signal_ms",
-            millis(observations.stop_signal.map(|(_, after)| after)),
-        ),
-        (
-            "hard_stop_sent",
-            JsonValue::Bool(observations.hard_stop_sent),
-        ),
-        ("app_exit_ms", millis(observations.app_exited_after)),
-        (
-            "killed_at_deadline",
-            JsonValue::Bool(observations.killed_at_deadline),
-        ),
-        ("left_behind", JsonValue::Bool(observations.left_behind)),
-        (
-            "stuck_frames",
-            JsonValue::Written(json::array(&stuck_frames)),
-        ),
-        ("grace_period_ms", millis(Some(observations.grace_period))),
-        ("drain_timeout_ms", millis(Some(observations.drain_timeout))),
-        (
-            "pre_stop_delay_ms",
-            millis(Some(observations.pre_stop_delay)),
-        ),
-        (
-            "requests",
-            observations
-                .requests
-                .as_ref()
-                .map_or(JsonValue::Null, |tally| {
-                    JsonValue::Written(tally_json(tally))
-                }),
-        ),
-        ("checks", JsonValue::Written(json::array(&checks))),
-    ])
+    json::array(&frames)
 }
 
 fn count(n: usize) -> JsonValue<'static> {
