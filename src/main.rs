@@ -38,8 +38,10 @@ use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
 use crate::container::oom::OomMonitor;
+use crate::container::watch::LimitFiles;
 use crate::reaper::Reaper;
 use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};
+use crate::supervisor::resize::ResourcePoll;
 
 /// A set-up failure: printed on one line, mapped to its exit code.
 #[derive(Debug)]
@@ -115,6 +117,8 @@ fn run() -> Result<u8, SetupError> {
     // Limits: read once, before the app starts, so that it can be sized to them; the OOM-kill
     // counter too, before the app exists, so that only later rises are the app's.
     let facts = container::read_facts(Path::new("/"));
+    // Kept open for the resource poll, which reads the limits again while the app runs.
+    let limit_files = LimitFiles::open(facts.cpu_cgroup.as_ref(), facts.memory_cgroup.as_ref());
     let oom_monitor = OomMonitor::new(&facts);
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let parent_pid = become_reaper()?;
@@ -200,7 +204,7 @@ fn run() -> Result<u8, SetupError> {
         },
         probe_rx,
         oom_monitor,
-        startup.facts,
+        ResourcePoll::new(startup.facts, limit_files),
     );
     let code = runtime.block_on(async {
         let exit_code = supervised.await;

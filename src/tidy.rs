@@ -37,6 +37,7 @@ const PURE_FILES: &[&str] = &[
     "src/container/facts.rs",
     "src/container/env.rs",
     "src/container/checks.rs",
+    "src/container/resize.rs",
     "src/privileges/passwd.rs",
     "src/privileges/spec.rs",
     "src/privileges/rlimit.rs",

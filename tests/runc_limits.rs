@@ -1,7 +1,8 @@
 //! Resource limits and the privilege drop end to end, in real `runc` containers: what the app
 //! sees of a CPU quota and a memory limit, what pyinit says when the app or a worker is
-//! OOM-killed, and who the app and pyinit are after `--user nobody` in a container that starts
-//! as root with a root container's capabilities.
+//! OOM-killed, how it follows a resize of the running container (`runc update`, as the kubelet's
+//! runtime applies an in-place resize), and who the app and pyinit are after `--user nobody` in a
+//! container that starts as root with a root container's capabilities.
 //!
 //! These containers share the host's cgroup namespace, so /proc/self/cgroup inside shows host
 //! paths while /sys/fs/cgroup shows only the container's own subtree: pyinit must find its limits
@@ -270,5 +271,62 @@ fn a_root_runc_container_without_user_is_refused() {
         container.stdout.all(),
         Vec::<String>::new(),
         "the app ran as root"
+    );
+}
+
+/// Lines of the container's stderr that contain `needle`.
+fn lines_with(container: &Container, needle: &str) -> Vec<String> {
+    (container.stderr.all().into_iter())
+        .filter(|line| line.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_memory_limit_change_shows_in_metrics_and_in_the_oom_report() {
+    let health_port = free_port();
+    let mut container = Bundle::new()
+        .memory_limit(64 * MIB)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
+        .app(python_fixture(
+            "allocate.py",
+            &["300", "--in", "worker", "--on-usr1"],
+        ))
+        .start();
+    container.stdout.wait_for("ready pid=", PATIENCE);
+    poll_until(PATIENCE, "the 64 MiB limit in /metrics", || {
+        metric(health_port, "pyinit_memory_limit_bytes") == Some(67_108_864.0)
+    });
+    let limit = (96 * MIB).to_string();
+    container.update(&["--memory", &limit, "--memory-swap", &limit]);
+    poll_until(PATIENCE, "the 96 MiB limit in /metrics", || {
+        metric(health_port, "pyinit_memory_limit_bytes") == Some(100_663_296.0)
+    });
+    // The worker allocates now, and is OOM-killed under the new limit: the report names it.
+    container.kill("USR1");
+    let report = container.stderr.wait_for(
+        "a process in the container was OOM-killed (its parent reaped it",
+        PATIENCE,
+    );
+    assert!(report.contains("memory limit of 96 MiB"), "{report}");
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert_eq!(
+        lines_with(&container, "container limits changed").len(),
+        1,
+        "one change, one line:\n{stderr}"
+    );
+    assert_eq!(
+        lines_with(
+            &container,
+            "container limits changed: memory limit 64 MiB → 96 MiB"
+        )
+        .len(),
+        1,
+        "{stderr}"
     );
 }

@@ -6,7 +6,8 @@
 //! the rise is visible. A rise that no reaped process claims (a gunicorn worker is reaped by its
 //! master, never by pyinit) is reported by the poll one period later, without a pid: on cgroup v1
 //! that log line is the only trace such a kill leaves. Each kill is logged once, at error, and
-//! counted for `/metrics`. This module only reports: the supervisor's decisions and the exit code
+//! counted for `/metrics`, with the memory limit in force (the driver hands it a new one after an
+//! in-place resize). This module only reports: the supervisor's decisions and the exit code
 //! (137 when the app itself was killed) do not depend on it.
 
 use std::fmt;
@@ -200,9 +201,9 @@ impl OomMonitor {
         self.counter_path.is_some()
     }
 
-    /// How often the driver should call [`OomMonitor::poll`]; `None` without a counter.
-    pub fn poll_period(&self) -> Option<Duration> {
-        self.counter_path.as_ref().map(|_| POLL_PERIOD)
+    /// The memory limit changed (an in-place resize): later reports name the new one.
+    pub fn set_memory_limit(&mut self, memory_limit_bytes: Limit<u64>) {
+        self.memory_limit_bytes = memory_limit_bytes;
     }
 
     /// pyinit itself sent a SIGKILL: from now on a SIGKILL death is not evidence of an OOM kill.
@@ -248,16 +249,21 @@ impl OomMonitor {
             Victim::App { .. } | Victim::Process { .. } => 1,
         };
         self.kills.add(kills);
-        let report = OomReport {
-            victim,
-            memory_limit_bytes: self.memory_limit_bytes,
-        };
+        let report = self.report_for(victim);
         error!(
             pid = report.pid(),
             memory_limit_bytes = self.memory_limit_bytes.limited(),
             oom_kills = self.kills.get(),
             "{report}"
         );
+    }
+
+    /// What the log says of `victim`: the memory limit in force now.
+    fn report_for(&self, victim: Victim) -> OomReport {
+        OomReport {
+            victim,
+            memory_limit_bytes: self.memory_limit_bytes,
+        }
     }
 
     fn read_counter(&self) -> Option<u64> {
@@ -360,13 +366,28 @@ mod tests {
             .join("tests/fixtures/cgroup/v1-limited");
         let facts = crate::container::read_facts(&root);
         let mut monitor = OomMonitor::new(&facts);
-        assert_eq!(monitor.poll_period(), Some(POLL_PERIOD));
         assert!(monitor.has_counter());
         monitor.check_reaped(&[Victim::App { pid: 7 }]);
         monitor.final_check();
         assert_eq!(monitor.kill_count().get(), 0);
+        // After a resize the report names the limit in force.
+        let app = Victim::App { pid: 7 };
+        assert!(
+            monitor
+                .report_for(app)
+                .to_string()
+                .contains("limit of 64 MiB")
+        );
+        monitor.set_memory_limit(Limit::Limited(128 << 20));
+        assert!(
+            monitor
+                .report_for(app)
+                .to_string()
+                .contains("limit of 128 MiB")
+        );
+        monitor.set_memory_limit(Limit::Unlimited);
+        assert!((monitor.report_for(app).to_string()).contains("no memory limit is set"));
         let facts = crate::container::read_facts(&root.join("does-not-exist"));
-        assert_eq!(OomMonitor::new(&facts).poll_period(), None);
         assert!(!OomMonitor::new(&facts).has_counter());
     }
 }

@@ -27,7 +27,7 @@
 //! next step (SIGKILL at, give up at) while stopping, the code once exited. Decisions read only
 //! the state and the [`Policy`]. Beside the state the supervisor keeps what it counts and
 //! records: the probes' results, counted by Kubernetes' rules (`probe::threshold`), the signals
-//! forwarded and orphans reaped, the container's resources ([`Event::ResourceUsage`] is only
+//! forwarded and orphans reaped, the container's resources ([`Event::Resources`] is only
 //! recorded) and the shutdown record, which is written as things happen, for the drill, and
 //! never read back by a decision.
 //!
@@ -39,6 +39,7 @@
 //! [`Supervisor::probe_gate`]: which probes may run.
 
 pub mod driver;
+pub mod resize;
 
 use std::time::{Duration, Instant};
 
@@ -100,12 +101,10 @@ pub enum Event {
     Timer,
     /// A probe finished.
     Probe(ProbeReport),
-    /// The driver's periodic reading of the container's memory use and OOM-kill count; only
-    /// recorded in `Status`, for `/metrics`: no decision depends on it.
-    ResourceUsage {
-        memory_usage_bytes: Option<u64>,
-        oom_kills: Option<u64>,
-    },
+    /// The driver's periodic reading of the container's resources: its limits (which an
+    /// in-place resize changes), memory use and OOM-kill count; only recorded in `Status`, for
+    /// `/metrics`: no decision depends on it.
+    Resources(Resources),
 }
 
 /// Why a signal is being sent to the app.
@@ -352,7 +351,8 @@ impl Supervisor {
         self
     }
 
-    /// Records the container's limits, read once at start, for `/metrics`.
+    /// Records the container's limits as read at start, for `/metrics` until the driver's first
+    /// [`Event::Resources`].
     pub fn with_resource_limits(
         mut self,
         cpu_limit_millicpus: Option<u64>,
@@ -455,13 +455,7 @@ impl Supervisor {
             } => self.on_reaped(app, n_orphans, children_left, now, &mut actions),
             Event::Timer => self.on_timer(now, &mut actions),
             Event::Probe(report) => self.on_probe(&report, &mut actions),
-            Event::ResourceUsage {
-                memory_usage_bytes,
-                oom_kills,
-            } => {
-                self.resources.memory_usage_bytes = memory_usage_bytes;
-                self.resources.oom_kills = oom_kills;
-            }
+            Event::Resources(resources) => self.resources = resources,
         }
         let after = self.view();
         let before = std::mem::replace(&mut self.status, after);
