@@ -40,7 +40,9 @@ use crate::config::{CommandLine, Config, Environment};
 use crate::container::oom::OomMonitor;
 use crate::container::watch::LimitFiles;
 use crate::reaper::Reaper;
-use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};
+use crate::start::{
+    Tasks, new_supervisor, start_app, start_tasks, startup_report, workers_to_follow,
+};
 use crate::supervisor::resize::ResourcePoll;
 
 /// A set-up failure: printed on one line, mapped to its exit code.
@@ -204,7 +206,11 @@ fn run() -> Result<u8, SetupError> {
         },
         probe_rx,
         oom_monitor,
-        ResourcePoll::new(startup.facts, limit_files),
+        ResourcePoll::new(
+            startup.facts,
+            limit_files,
+            workers_to_follow(&config, &startup.app_env),
+        ),
     );
     let code = runtime.block_on(async {
         let exit_code = supervised.await;

@@ -20,8 +20,9 @@ use crate::config::{Config, Mode};
 use crate::container::StartupReport;
 use crate::container::cgroup::CpuQuota;
 use crate::container::checks::{AppFacts, startup_warnings};
-use crate::container::env::app_environment;
+use crate::container::env::{AppEnvironment, app_environment};
 use crate::container::facts::ContainerFacts;
+use crate::container::resize::adjusts_workers_on_ttin_ttou;
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
 use crate::probe::SharedGate;
@@ -134,6 +135,15 @@ pub fn new_supervisor(config: &Config, workload: Workload, facts: &ContainerFact
             facts.cpu_limit.limited().map(CpuQuota::millicpus),
             facts.memory_limit_bytes.limited(),
         )
+}
+
+/// The worker count pyinit keeps following as the CPU limit moves: the `WEB_CONCURRENCY` it
+/// chose itself, when the app's command runs a server that adds and removes a worker on SIGTTIN
+/// and SIGTTOU; `None` otherwise (a number or `off` for `--web-concurrency`, the app's own
+/// value, any other server, a health sidecar).
+pub fn workers_to_follow(config: &Config, app_env: &AppEnvironment) -> Option<u32> {
+    let chosen = app_env.chosen_workers?;
+    adjusts_workers_on_ttin_ttou(&config.command).then_some(chosen)
 }
 
 /// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume

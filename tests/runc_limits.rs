@@ -10,8 +10,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use crate::common::runc::{Bundle, Container, free_port};
-use crate::common::{APP_VARIABLES, PATIENCE, poll_until, python_fixture};
+use crate::common::runc::{Bundle, Container, free_port, wait_http_ok};
+use crate::common::{
+    APP_VARIABLES, PATIENCE, children_of, poll_until, process_state, python_fixture,
+};
 
 const MIB: i64 = 1024 * 1024;
 
@@ -274,11 +276,203 @@ fn a_root_runc_container_without_user_is_refused() {
     );
 }
 
+/// The running children of the container's one gunicorn or uvicorn master (pyinit's child): its
+/// workers, by their pids on the host.
+fn workers_of_the_master(container: &Container) -> Vec<u32> {
+    let masters = children_of(container.init_pid());
+    let [master] = masters.as_slice() else {
+        panic!("one master expected under pyinit, found {masters:?}");
+    };
+    children_of(*master)
+        .into_iter()
+        .filter(|pid| !matches!(process_state(*pid), Some('Z') | None))
+        .collect()
+}
+
 /// Lines of the container's stderr that contain `needle`.
 fn lines_with(container: &Container, needle: &str) -> Vec<String> {
     (container.stderr.all().into_iter())
         .filter(|line| line.contains(needle))
         .collect()
+}
+
+/// `runc update` with a CPU limit of `quota_us` per 100 ms.
+fn update_cpu(container: &Container, quota_us: u32) {
+    let quota = quota_us.to_string();
+    container.update(&["--cpu-quota", &quota, "--cpu-period", "100000"]);
+}
+
+/// Waits until the master runs `count` workers and `/metrics` shows `cores` as the CPU limit.
+fn wait_for_workers_and_cpu_limit(
+    container: &Container,
+    health_port: u16,
+    count: usize,
+    cores: f64,
+) {
+    poll_until(
+        PATIENCE,
+        &format!("{count} workers and pyinit_cpu_limit_cores {cores}"),
+        || {
+            workers_of_the_master(container).len() == count
+                && metric(health_port, "pyinit_cpu_limit_cores") == Some(cores)
+        },
+    );
+}
+
+#[test]
+fn gunicorns_workers_follow_the_cpu_limit_of_a_resized_runc_container() {
+    let (app_port, health_port) = (free_port(), free_port());
+    let mut container = Bundle::new()
+        .cpu_limit(100_000, 100_000)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
+        .gunicorn_example(app_port)
+        // pyinit chooses the count: floor(2 × CPUs + 1).
+        .env_remove("WEB_CONCURRENCY")
+        .start();
+    wait_http_ok(app_port, "/", PATIENCE);
+    wait_for_workers_and_cpu_limit(&container, health_port, 3, 1.0);
+
+    update_cpu(&container, 200_000);
+    wait_for_workers_and_cpu_limit(&container, health_port, 5, 2.0);
+    update_cpu(&container, 50_000);
+    wait_for_workers_and_cpu_limit(&container, health_port, 2, 0.5);
+    wait_http_ok(app_port, "/", PATIENCE);
+
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    // One line per change, and one signal per worker, each handled by gunicorn's master.
+    for (change, count) in [
+        (
+            "cpu limit 1 → 2; the app's workers follow: 3 → 5 (SIGTTIN",
+            1,
+        ),
+        (
+            "cpu limit 2 → 0.5; the app's workers follow: 5 → 2 (SIGTTOU",
+            1,
+        ),
+        ("container limits changed", 2),
+        ("Handling signal: ttin", 2),
+        ("Handling signal: ttou", 3),
+    ] {
+        assert_eq!(
+            lines_with(&container, change).len(),
+            count,
+            "{change:?} expected {count} times:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_apps_own_worker_count_does_not_follow_a_resize() {
+    let (app_port, health_port) = (free_port(), free_port());
+    let mut container = Bundle::new()
+        .cpu_limit(100_000, 100_000)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
+        .gunicorn_example(app_port)
+        .env("WEB_CONCURRENCY", "2")
+        .start();
+    wait_http_ok(app_port, "/", PATIENCE);
+    wait_for_workers_and_cpu_limit(&container, health_port, 2, 1.0);
+    update_cpu(&container, 200_000);
+    let line = container
+        .stderr
+        .wait_for("container limits changed", PATIENCE);
+    // The line says it all: the limit moved, the app's own count stays.
+    assert!(
+        line.contains("container limits changed: cpu limit 1 → 2 ") && !line.contains("workers"),
+        "{line}"
+    );
+    assert_eq!(metric(health_port, "pyinit_cpu_limit_cores"), Some(2.0));
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert!(!stderr.contains("Handling signal: ttin"), "{stderr}");
+}
+
+#[test]
+fn a_single_uvicorn_is_never_sent_sigttin_when_the_cpu_limit_grows() {
+    // 0.25 CPUs: WEB_CONCURRENCY=1, uvicorn in one process, which does not catch SIGTTIN (its
+    // default action would stop it).
+    let app_port = free_port();
+    let mut container = Bundle::new()
+        .cpu_limit(25_000, 100_000)
+        .uvicorn_example(app_port)
+        .env_remove("WEB_CONCURRENCY")
+        .start();
+    wait_http_ok(app_port, "/", PATIENCE);
+    update_cpu(&container, 100_000);
+    container.stderr.wait_for(
+        "container limits changed: cpu limit 0.25 → 1; the app's workers follow: 1 → 3",
+        PATIENCE,
+    );
+    let warning = container
+        .stderr
+        .wait_for("does not catch SIGTTIN and SIGTTOU", PATIENCE);
+    assert!(warning.contains(" WARN "), "{warning}");
+    let uvicorn = children_of(container.init_pid());
+    assert_eq!(
+        uvicorn.len(),
+        1,
+        "one uvicorn process expected: {uvicorn:?}"
+    );
+    assert_ne!(process_state(uvicorn[0]), Some('T'), "uvicorn was stopped");
+    wait_http_ok(app_port, "/", PATIENCE);
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    // uvicorn re-raises the TERM it drained on (143); pyinit passes that on.
+    assert_eq!(exit_code, 143, "stderr:\n{stderr}");
+    assert!(!stderr.contains("Received SIGTTIN"), "{stderr}");
+}
+
+#[test]
+fn uvicorns_multiprocess_supervisor_follows_the_cpu_limit_too() {
+    // At 1 CPU pyinit sets WEB_CONCURRENCY=3, which runs uvicorn's multiprocess supervisor.
+    let app_port = free_port();
+    let mut container = Bundle::new()
+        .cpu_limit(100_000, 100_000)
+        .uvicorn_example(app_port)
+        .env_remove("WEB_CONCURRENCY")
+        .start();
+    let started = "Started server process";
+    poll_until(PATIENCE, "three uvicorn workers", || {
+        lines_with(&container, started).len() == 3
+    });
+    wait_http_ok(app_port, "/", PATIENCE);
+    update_cpu(&container, 200_000);
+    poll_until(PATIENCE, "five uvicorn workers", || {
+        lines_with(&container, started).len() == 5
+    });
+    update_cpu(&container, 50_000);
+    poll_until(PATIENCE, "three workers stopped", || {
+        lines_with(&container, "Received SIGTTOU").len() == 3
+    });
+    wait_http_ok(app_port, "/", PATIENCE);
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    for (needle, count) in [
+        ("the app's workers follow: 3 → 5 (SIGTTIN", 1),
+        ("the app's workers follow: 5 → 2 (SIGTTOU", 1),
+        ("Received SIGTTIN", 2),
+        ("Received SIGTTOU", 3),
+    ] {
+        assert_eq!(
+            lines_with(&container, needle).len(),
+            count,
+            "{needle:?} expected {count} times:\n{stderr}"
+        );
+    }
 }
 
 #[test]

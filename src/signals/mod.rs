@@ -59,7 +59,7 @@ use nix::sys::signal::{self as nix_signal, SigSet};
 use nix::unistd::Pid;
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 
-pub use processes::{RunningProcess, remaining_processes};
+pub use processes::{RunningProcess, catches_signals, count_running_children, remaining_processes};
 use spec::{FORWARDED, ForwardTarget, Signal};
 
 /// The signals the kernel raises synchronously for pyinit's own code that pyinit still catches

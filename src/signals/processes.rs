@@ -3,9 +3,12 @@
 //!
 //! Reading only: `signals/mod.rs` signals them. As PID 1 pyinit is responsible for every other
 //! process of its PID namespace; elsewhere for its descendants (as subreaper it inherits the
-//! app's orphans, so they stay among them).
+//! app's orphans, so they stay among them). It also reads what the worker count's pacing needs
+//! of the app's master: how many children it runs, and whether it catches a signal.
 
 use std::collections::HashSet;
+
+use super::spec::{self, Signal};
 
 /// A process still running that pyinit is responsible for, as /proc shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +51,24 @@ pub fn remaining_processes() -> Vec<RunningProcess> {
             })
         })
         .collect()
+}
+
+/// How many children of `pid` are running (not zombies), by /proc's parent pids: for the worker
+/// count's pacing, which compares it before and after a signal.
+pub fn count_running_children(pid: i32) -> usize {
+    let Ok(parent) = u32::try_from(pid) else {
+        return 0;
+    };
+    (read_process_table().iter())
+        .filter(|entry| entry.ppid == parent && !has_exited_state(entry.state))
+        .count()
+}
+
+/// Whether `pid` catches every one of `signals`, by the SigCgt mask of /proc/PID/status; `false`
+/// when it cannot be read.
+pub fn catches_signals(pid: i32, signals: &[Signal]) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|status| spec::catches_all(&status, signals))
 }
 
 /// One process of /proc: its pid, state letter and parent pid.

@@ -14,7 +14,8 @@
 //! supervisor depends on it. On the same poll (`resize.rs`) it reads the cgroup's limits and
 //! memory use and hands them, with the OOM-kill count, to the supervisor as `Event::Resources`,
 //! which only records them in `Status`: so `/metrics` shows them while a health request still
-//! reads nothing but `Status`.
+//! reads nothing but `Status`. A change of the limits may start a move of the app's worker
+//! count, whose steps `resize.rs` takes on a timer of their own.
 
 use std::future::{Future, pending, poll_fn};
 use std::pin::Pin;
@@ -94,7 +95,13 @@ pub async fn run_supervisor(
             report = next_probe_report(&mut probe_rx) => Event::Probe(report),
             () = next_tick(&mut resource_ticks) => {
                 oom_monitor.poll();
-                resource_poll.poll(&mut oom_monitor)
+                resource_poll.poll(&mut oom_monitor, crate::clock::now())
+            }
+            () = sleep_until(resource_poll.next_worker_check()) => {
+                // The follower's own step: the supervisor has nothing to record.
+                let app_pid = supervisor.app_pid_before_drain();
+                resource_poll.follow_workers(app_pid, crate::clock::now());
+                continue;
             }
         };
         let now = crate::clock::now();

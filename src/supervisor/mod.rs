@@ -371,6 +371,18 @@ impl Supervisor {
         self.state.running_app_pid()
     }
 
+    /// The app's pid while it runs and no drain has begun: the only time its worker count may
+    /// follow the CPU limit (a server that shuts down is not resized).
+    pub fn app_pid_before_drain(&self) -> Option<i32> {
+        match self.state {
+            State::Running(Workload::App { pid }) => Some(pid),
+            State::Running(Workload::Sidecar)
+            | State::Draining(..)
+            | State::Stopping(_)
+            | State::Exited { .. } => None,
+        }
+    }
+
     /// The snapshot the health server reads, as of the last step.
     pub fn status(&self) -> &Status {
         &self.status

@@ -466,6 +466,7 @@ fn resources_are_recorded_and_decide_nothing() {
         supervisor.status().resources.cpu_limit_millicpus,
         Some(1500)
     );
+    assert_eq!(supervisor.app_pid_before_drain(), Some(APP));
     let reading = |cpu_limit_millicpus, memory_usage_bytes| {
         Event::Resources(Resources {
             cpu_limit_millicpus,
@@ -492,8 +493,10 @@ fn resources_are_recorded_and_decide_nothing() {
         supervisor.status().resources.cpu_limit_millicpus,
         Some(2000)
     );
-    // In a drain too: no deadline moves, no signal is sent.
+    // In a drain too: no deadline moves, no signal is sent, and the app is no longer resized.
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(supervisor.app_pid_before_drain(), None);
+    assert_eq!(supervisor.app_pid(), Some(APP));
     let deadline = supervisor.next_deadline();
     assert_eq!(
         supervisor.step(reading(Some(500), Some(60 << 20)), t0 + secs(1)),
@@ -510,6 +513,8 @@ fn resources_are_recorded_and_decide_nothing() {
     supervisor.step(reading(Some(500), None), t0 + secs(2));
     assert_eq!(supervisor.status().resources.memory_usage_bytes, None);
     assert_eq!(supervisor.status().resources.cpu_limit_millicpus, Some(500));
+    let sidecar = Supervisor::new(policy(), Workload::Sidecar);
+    assert_eq!(sidecar.app_pid_before_drain(), None);
 }
 
 #[test]
