@@ -38,7 +38,7 @@ use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
 use crate::container::oom::OomMonitor;
-use crate::container::watch::LimitFiles;
+use crate::container::watch::PolledFiles;
 use crate::reaper::Reaper;
 use crate::start::{
     Tasks, new_supervisor, start_app, start_tasks, startup_report, workers_to_follow,
@@ -120,7 +120,7 @@ fn run() -> Result<u8, SetupError> {
     // counter too, before the app exists, so that only later rises are the app's.
     let facts = container::read_facts(Path::new("/"));
     // Kept open for the resource poll, which reads the limits again while the app runs.
-    let limit_files = LimitFiles::open(facts.cpu_cgroup.as_ref(), facts.memory_cgroup.as_ref());
+    let polled_files = PolledFiles::open(&facts);
     let oom_monitor = OomMonitor::new(&facts);
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let parent_pid = become_reaper()?;
@@ -207,8 +207,8 @@ fn run() -> Result<u8, SetupError> {
         probe_rx,
         oom_monitor,
         ResourcePoll::new(
-            startup.facts,
-            limit_files,
+            &startup.facts,
+            polled_files,
             workers_to_follow(&config, &startup.app_env),
         ),
     );

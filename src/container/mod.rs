@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
 
 use crate::multiproc::MultiprocReport;
-use cgroup::{CgroupLocation, CgroupVersion, CpuQuota};
+use cgroup::{CgroupLocation, CpuQuota};
 use env::AppEnvironment;
 use facts::{CgroupDir, ContainerFacts};
-use watch::LimitFiles;
+use watch::{KeptFile, LimitFiles};
 
 /// Reads every fact under `root` ("/" in production).
 pub fn read_facts(root: &Path) -> ContainerFacts {
@@ -96,18 +96,10 @@ impl StartupReport {
     }
 }
 
-/// The cgroup's current memory use (`memory.current`, v1 `memory.usage_in_bytes`), for the metrics;
-/// `None` when it cannot be read.
-pub fn read_memory_usage(facts: &ContainerFacts) -> Option<u64> {
-    let dir = facts.memory_cgroup.as_ref()?;
-    let file = match dir.version {
-        CgroupVersion::V1 => "memory.usage_in_bytes",
-        CgroupVersion::V2 => "memory.current",
-    };
-    let path = dir.path.join(file);
-    let text = read_text(&path)?;
-    cgroup::parse_bytes(&text)
-        .map_err(|failure| debug!(path = %path.display(), "{failure}"))
+/// The cgroup's memory use now, for the metrics; `None` when it cannot be read.
+pub fn read_memory_usage(file: &KeptFile) -> Option<u64> {
+    file.read(cgroup::parse_bytes)?
+        .map_err(|failure| debug!("memory use: {failure}"))
         .ok()
 }
 
@@ -135,6 +127,7 @@ fn cgroup_dir(root: &Path, location: &CgroupLocation) -> CgroupDir {
 
 #[cfg(test)]
 mod tests {
+    use super::cgroup::CgroupVersion;
     use super::facts::Limit;
     use super::*;
 
@@ -163,7 +156,13 @@ mod tests {
         assert_eq!(memory.version, CgroupVersion::V2);
         assert_eq!(memory.path, root.join("sys/fs/cgroup"));
         assert_eq!(memory.levels, [root.join("sys/fs/cgroup")]);
-        assert_eq!(read_memory_usage(&facts), Some(52428800));
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            Some(52428800)
+        );
         assert_eq!(
             facts.to_string(),
             "cgroup v2, cpu limit 1.5, memory limit 256 MiB, 4 host cpus"
@@ -212,7 +211,13 @@ mod tests {
         let cpu = facts.cpu_cgroup.clone().unwrap();
         assert_eq!(cpu.version, CgroupVersion::V1);
         assert_eq!(cpu.path, root.join("sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(read_memory_usage(&facts), Some(1048576));
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            Some(1048576)
+        );
     }
 
     #[test]
@@ -238,11 +243,23 @@ mod tests {
         assert_eq!(facts.host_cpus, None);
         assert_eq!(facts.effective_millicpus(), None);
         assert!(facts.memory_cgroup.is_some());
-        assert_eq!(read_memory_usage(&facts), None);
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            None
+        );
         // Nothing at all under the root.
         let facts = read_facts(&fixture("does-not-exist"));
         assert_eq!(facts.cpu_limit, Limit::Unknown);
         assert_eq!(facts.memory_cgroup, None);
-        assert_eq!(read_memory_usage(&facts), None);
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            None
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! OOM detection: the cgroup's OOM-kill counter (`oom_kill` in v2 `memory.events`, v1
-//! `memory.oom_control`), read at start, whenever a process pyinit reaps died by a SIGKILL that
-//! pyinit did not send, on a slow poll, and once at exit.
+//! `memory.oom_control`, kept open from start: `watch.rs`), read at start, whenever a process
+//! pyinit reaps died by a SIGKILL that pyinit did not send, on a slow poll, and once at exit.
 //!
 //! The kernel raises the counter before it sends its SIGKILL, so by the time the victim is reaped
 //! the rise is visible. A rise that no reaped process claims (a gunicorn worker is reaped by its
@@ -11,7 +11,6 @@
 //! (137 when the app itself was killed) do not depend on it.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use tracing::{debug, error};
 
 use super::cgroup::{self, CgroupVersion};
 use super::facts::{ContainerFacts, Limit, format_bytes};
+use super::watch::KeptFile;
 
 /// How often the counter is read when nothing else prompts it.
 pub const POLL_PERIOD: Duration = Duration::from_secs(1);
@@ -155,7 +155,8 @@ impl Ledger {
 /// Watches the OOM-kill counter of the container's memory cgroup.
 #[derive(Debug)]
 pub struct OomMonitor {
-    counter_path: Option<PathBuf>,
+    /// `memory.events` (v1 `memory.oom_control`), kept open as the resource poll's files are.
+    counter: Option<KeptFile>,
     memory_limit_bytes: Limit<u64>,
     ledger: Ledger,
     pyinit_sent_sigkill: bool,
@@ -165,14 +166,14 @@ pub struct OomMonitor {
 impl OomMonitor {
     /// Reads the counter's starting value; without a readable counter the monitor does nothing.
     pub fn new(facts: &ContainerFacts) -> OomMonitor {
-        let counter_path = facts.memory_cgroup.as_ref().map(|dir| {
-            dir.path.join(match dir.version {
+        let counter = facts.memory_cgroup.as_ref().and_then(|dir| {
+            KeptFile::open(&dir.path.join(match dir.version {
                 CgroupVersion::V1 => "memory.oom_control",
                 CgroupVersion::V2 => "memory.events",
-            })
+            }))
         });
         let mut monitor = OomMonitor {
-            counter_path,
+            counter,
             memory_limit_bytes: facts.memory_limit_bytes,
             ledger: Ledger {
                 accounted: 0,
@@ -185,7 +186,7 @@ impl OomMonitor {
             Some(counter) => monitor.ledger.accounted = counter,
             None => {
                 debug!("no OOM-kill counter: OOM kills will not be reported");
-                monitor.counter_path = None;
+                monitor.counter = None;
             }
         }
         monitor
@@ -198,7 +199,7 @@ impl OomMonitor {
 
     /// Whether the OOM-kill counter was readable at start; without it no kill is ever counted.
     pub fn has_counter(&self) -> bool {
-        self.counter_path.is_some()
+        self.counter.is_some()
     }
 
     /// The memory limit changed (an in-place resize): later reports name the new one.
@@ -267,12 +268,10 @@ impl OomMonitor {
     }
 
     fn read_counter(&self) -> Option<u64> {
-        let path = self.counter_path.as_ref()?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|failure| debug!(path = %path.display(), "cannot read: {failure}"))
-            .ok()?;
-        cgroup::parse_oom_kill_count(&text)
-            .map_err(|failure| debug!(path = %path.display(), "{failure}"))
+        self.counter
+            .as_ref()?
+            .read(cgroup::parse_oom_kill_count)?
+            .map_err(|failure| debug!("OOM-kill counter: {failure}"))
             .ok()
     }
 }

@@ -1,15 +1,17 @@
-//! The container's limits while the app runs: the limit files of every level from the process's
-//! cgroup up to the mount point, opened once and read again with one `pread` each.
+//! The cgroup files pyinit reads again while the app runs, opened once and read with one
+//! `pread` each: the limit files of every level from the process's cgroup up to the mount point
+//! ([`LimitFiles`]), and any other small file the resource poll reads ([`KeptFile`]: the memory
+//! use, the OOM-kill counter).
 //!
 //! A pod's limits can change while its containers run (in-place resize): the runtime rewrites
 //! the cgroup's files and tells the container nothing, so pyinit reads them again on its 1 s
 //! resource poll. Kept open, a file costs one `pread` at offset 0 (about 0.6 µs here, for a
 //! cgroup v1 or v2 file: the kernel formats the value again on every read from the start),
-//! where opening it by path each time would cost about 6 µs: the path walk and the open. The
-//! descriptors are opened at start, while pyinit may still be root, and are close-on-exec, so
-//! neither the app nor a probe inherits them. The formats are `cgroup.rs`'s; this file only
-//! reads. A level whose file cannot be opened at start is left out; one that cannot be read or
-//! parsed later counts as unreadable for that read, as at start.
+//! where opening it by path each time costs about 6 µs: the path walk and the open. So the poll
+//! walks no path. The descriptors are opened at start, while pyinit may still be root, and are
+//! close-on-exec, so neither the app nor a probe inherits them. The formats are `cgroup.rs`'s;
+//! this file only reads. A level whose file cannot be opened at start is left out; one that
+//! cannot be read or parsed later counts as unreadable for that read, as at start.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -18,7 +20,36 @@ use std::path::Path;
 use tracing::debug;
 
 use super::cgroup::{self, CgroupVersion, CpuQuota};
-use super::facts::{CgroupDir, Limit, Limits};
+use super::facts::{CgroupDir, ContainerFacts, Limit, Limits};
+
+/// Every file the resource poll reads, besides the OOM-kill counter (`oom.rs` keeps its own).
+#[derive(Debug, Default)]
+pub struct PolledFiles {
+    pub limits: LimitFiles,
+    /// `memory.current` (v1 `memory.usage_in_bytes`).
+    pub memory_usage: Option<KeptFile>,
+}
+
+impl PolledFiles {
+    /// Opens them in the cgroups `read_facts` found.
+    pub fn open(facts: &ContainerFacts) -> PolledFiles {
+        let memory_usage = facts.memory_cgroup.as_ref().and_then(|dir| {
+            KeptFile::open(&dir.path.join(match dir.version {
+                CgroupVersion::V1 => "memory.usage_in_bytes",
+                CgroupVersion::V2 => "memory.current",
+            }))
+        });
+        PolledFiles {
+            limits: LimitFiles::open(facts.cpu_cgroup.as_ref(), facts.memory_cgroup.as_ref()),
+            memory_usage,
+        }
+    }
+
+    /// Whether there is any file to read.
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty() && self.memory_usage.is_none()
+    }
+}
 
 /// The limit files of both controllers, open.
 #[derive(Debug, Default)]
@@ -26,16 +57,19 @@ pub struct LimitFiles {
     /// One entry per level, leaf first.
     cpu: Vec<CpuFiles>,
     /// `memory.max` (v2) or `memory.limit_in_bytes` (v1), one per level, leaf first.
-    memory: Vec<File>,
+    memory: Vec<KeptFile>,
 }
 
 /// One level's CPU limit files.
 #[derive(Debug)]
 enum CpuFiles {
     /// v2 `cpu.max`: the quota and the period in one file.
-    Max(File),
+    Max(KeptFile),
     /// v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us`; a quota of -1 needs no period.
-    Cfs { quota: File, period: Option<File> },
+    Cfs {
+        quota: KeptFile,
+        period: Option<KeptFile>,
+    },
 }
 
 impl LimitFiles {
@@ -43,11 +77,11 @@ impl LimitFiles {
     pub fn open(cpu_cgroup: Option<&CgroupDir>, memory_cgroup: Option<&CgroupDir>) -> LimitFiles {
         let cpu = cpu_cgroup.map_or_else(Vec::new, |dir| {
             let open_level = |level: &Path| match dir.version {
-                CgroupVersion::V2 => open_file(&level.join("cpu.max")).map(CpuFiles::Max),
+                CgroupVersion::V2 => KeptFile::open(&level.join("cpu.max")).map(CpuFiles::Max),
                 CgroupVersion::V1 => {
-                    open_file(&level.join("cpu.cfs_quota_us")).map(|quota| CpuFiles::Cfs {
+                    KeptFile::open(&level.join("cpu.cfs_quota_us")).map(|quota| CpuFiles::Cfs {
                         quota,
-                        period: open_file(&level.join("cpu.cfs_period_us")),
+                        period: KeptFile::open(&level.join("cpu.cfs_period_us")),
                     })
                 }
             };
@@ -62,7 +96,7 @@ impl LimitFiles {
                 CgroupVersion::V1 => "memory.limit_in_bytes",
             };
             (dir.levels.iter())
-                .filter_map(|level| open_file(&level.join(file)))
+                .filter_map(|level| KeptFile::open(&level.join(file)))
                 .collect()
         });
         LimitFiles { cpu, memory }
@@ -85,17 +119,14 @@ impl LimitFiles {
 /// One level's CPU limit: `None` when unreadable, `Some(None)` when it sets none.
 fn read_cpu_level(files: &CpuFiles) -> Option<Option<CpuQuota>> {
     let parsed = match files {
-        CpuFiles::Max(file) => read_small(file, cgroup::parse_cpu_max)?,
-        CpuFiles::Cfs { quota, period } => {
-            let mut period_buffer = [0; SMALL_FILE];
-            let period_text = period
-                .as_ref()
-                .and_then(|period| read_text(period, &mut period_buffer))
-                .unwrap_or("");
-            read_small(quota, |quota_text| {
-                cgroup::parse_cfs_quota(quota_text, period_text)
-            })?
-        }
+        CpuFiles::Max(file) => file.read(cgroup::parse_cpu_max)?,
+        CpuFiles::Cfs { quota, period } => quota.read(|quota_text| {
+            // An unreadable period is no period: enough for a quota of -1.
+            let with_period = |period_text: &str| cgroup::parse_cfs_quota(quota_text, period_text);
+            (period.as_ref())
+                .and_then(|period| period.read(with_period))
+                .unwrap_or_else(|| with_period(""))
+        })?,
     };
     parsed
         .map_err(|failure| debug!("cpu limit: {failure}"))
@@ -103,8 +134,8 @@ fn read_cpu_level(files: &CpuFiles) -> Option<Option<CpuQuota>> {
 }
 
 /// One level's memory limit: `None` when unreadable, `Some(None)` when it sets none.
-fn read_memory_level(file: &File) -> Option<Option<u64>> {
-    read_small(file, cgroup::parse_memory_limit)?
+fn read_memory_level(file: &KeptFile) -> Option<Option<u64>> {
+    file.read(cgroup::parse_memory_limit)?
         .map_err(|failure| debug!("memory limit: {failure}"))
         .ok()
 }
@@ -127,29 +158,34 @@ fn tightest<T: Copy>(
     limit
 }
 
-/// The longest text a limit file holds (`18446744073709551615 1000000` and a newline) fits
-/// twice over; a longer read is not a limit file.
-const SMALL_FILE: usize = 64;
+/// A small file kept open, read again from its start with one `pread`.
+#[derive(Debug)]
+pub struct KeptFile(File);
 
-/// Reads a small file from its start into a buffer on the stack and parses it; `None` when it
-/// cannot be read.
-fn read_small<T>(file: &File, parse: impl FnOnce(&str) -> T) -> Option<T> {
-    let mut buffer = [0; SMALL_FILE];
-    read_text(file, &mut buffer).map(parse)
-}
+/// The longest text a kept file may hold: a limit file holds at most 30 bytes
+/// (`18446744073709551615 1000000`), `memory.events` six counters; a longer read is not one of
+/// them.
+const SMALL_FILE: usize = 512;
 
-fn read_text<'a>(file: &File, buffer: &'a mut [u8; SMALL_FILE]) -> Option<&'a str> {
-    let length = file.read_at(buffer, 0).ok()?;
-    if length >= SMALL_FILE {
-        return None;
+impl KeptFile {
+    /// Opens `path` for reading; `None` (logged at debug) when it cannot be opened.
+    pub fn open(path: &Path) -> Option<KeptFile> {
+        File::open(path)
+            .map(KeptFile)
+            .map_err(|failure| debug!(path = %path.display(), "cannot open: {failure}"))
+            .ok()
     }
-    std::str::from_utf8(buffer.get(..length)?).ok()
-}
 
-fn open_file(path: &Path) -> Option<File> {
-    File::open(path)
-        .map_err(|failure| debug!(path = %path.display(), "cannot open: {failure}"))
-        .ok()
+    /// The file's text as it is now, from a buffer on the stack, handed to `parse`; `None` when
+    /// it cannot be read, is not UTF-8, or does not fit [`SMALL_FILE`].
+    pub fn read<T>(&self, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        let mut buffer = [0; SMALL_FILE];
+        let length = self.0.read_at(&mut buffer, 0).ok()?;
+        if length >= SMALL_FILE {
+            return None;
+        }
+        std::str::from_utf8(buffer.get(..length)?).ok().map(parse)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The driver's resource poll, and the in-place resize it follows.
 //!
-//! Once a second (with the OOM monitor's poll) the driver reads the cgroup's memory use and,
-//! through the limit files kept open since start (`container::watch`), the container's limits.
+//! Once a second (with the OOM monitor's poll) the driver reads the container's limits and its
+//! cgroup's memory use, through files kept open since start (`container::watch`): the poll walks
+//! no path.
 //! A change of the limits (Kubernetes resizes a running pod in place, KEP-1287) is logged once,
 //! old → new, handed to the OOM monitor, whose reports name the limit in force, and to
 //! `/metrics` through `Event::Resources`, which the supervisor only records. When pyinit chose
@@ -22,7 +23,7 @@ use crate::container::cgroup::CpuQuota;
 use crate::container::facts::{ContainerFacts, Limits};
 use crate::container::oom::{self, OomMonitor};
 use crate::container::resize::{FollowStep, LimitChange, MasterView, WorkerFollower, workers_for};
-use crate::container::watch::LimitFiles;
+use crate::container::watch::PolledFiles;
 use crate::container::{self};
 use crate::signals::spec::{ForwardTarget, Signal, short_name};
 use crate::signals::{self};
@@ -34,8 +35,9 @@ const WORKER_SIGNALS: [Signal; 2] = [Signal::SIGTTIN, Signal::SIGTTOU];
 /// What the resource poll reads, and the follower of the worker count.
 #[derive(Debug)]
 pub struct ResourcePoll {
-    facts: ContainerFacts,
-    limit_files: LimitFiles,
+    /// For the worker count: the CPUs without a CPU limit.
+    host_cpus: Option<u32>,
+    files: PolledFiles,
     /// The limits as last read (a limit that could not be read keeps its last value).
     limits: Limits,
     /// `Some` when pyinit chose the worker count and the server adjusts it on signals.
@@ -46,8 +48,8 @@ impl ResourcePoll {
     /// `workers_to_follow`: the `WEB_CONCURRENCY` pyinit chose and set for a server that adds
     /// and removes a worker on SIGTTIN and SIGTTOU; `None` leaves the count alone.
     pub fn new(
-        facts: ContainerFacts,
-        limit_files: LimitFiles,
+        facts: &ContainerFacts,
+        files: PolledFiles,
         workers_to_follow: Option<u32>,
     ) -> ResourcePoll {
         if let Some(workers) = workers_to_follow {
@@ -58,17 +60,15 @@ impl ResourcePoll {
         }
         ResourcePoll {
             limits: facts.limits(),
-            facts,
-            limit_files,
+            host_cpus: facts.host_cpus,
+            files,
             follower: workers_to_follow.map(WorkerFollower::new),
         }
     }
 
     /// How often to poll; `None` when there is nothing to read.
     pub fn period(&self, oom_monitor: &OomMonitor) -> Option<Duration> {
-        let readable = oom_monitor.has_counter()
-            || self.facts.memory_cgroup.is_some()
-            || !self.limit_files.is_empty();
+        let readable = oom_monitor.has_counter() || !self.files.is_empty();
         readable.then_some(oom::POLL_PERIOD)
     }
 
@@ -77,13 +77,13 @@ impl ResourcePoll {
     /// the runtime's thread: the kernel answers from its own counters, without waiting on the
     /// app or on a disk.
     pub fn poll(&mut self, oom_monitor: &mut OomMonitor, now: Instant) -> Event {
-        if let Some(change) = LimitChange::between(self.limits, self.limit_files.read()) {
+        if let Some(change) = LimitChange::between(self.limits, self.files.limits.read()) {
             self.limits = change.new;
             oom_monitor.set_memory_limit(change.new.memory_bytes);
             let workers_move = (self.follower.as_mut())
                 .filter(|_| change.cpu_changed())
                 .and_then(|follower| {
-                    let target = workers_for(change.new.cpu, self.facts.host_cpus)?;
+                    let target = workers_for(change.new.cpu, self.host_cpus)?;
                     follower.set_target(target, now)
                 });
             log_limit_change(change, workers_move);
@@ -91,7 +91,8 @@ impl ResourcePoll {
         Event::Resources(Resources {
             cpu_limit_millicpus: self.limits.cpu.limited().map(CpuQuota::millicpus),
             memory_limit_bytes: self.limits.memory_bytes.limited(),
-            memory_usage_bytes: container::read_memory_usage(&self.facts),
+            memory_usage_bytes: (self.files.memory_usage.as_ref())
+                .and_then(container::read_memory_usage),
             oom_kills: (oom_monitor.has_counter()).then(|| oom_monitor.kill_count().get()),
         })
     }
