@@ -1,0 +1,286 @@
+//! pyinit as the example files start it: the Deployment's args and env with the image's
+//! ENTRYPOINT (as the pod's user and as root), the Dockerfile's ENTRYPOINT and CMD, each with the
+//! image's users in /etc/passwd and /etc/group; and the startupProbe's path against an app that
+//! starts listening late.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Invocation, deployment, dockerfile, health_addr_of, invocation};
+use crate::common::http::{free_port, get, health_addr};
+use crate::common::runc::example;
+use crate::common::{Finished, PATIENCE, PYTHON, Pyinit, poll_until};
+
+/// A copy of the host's `/etc/{name}` with the image's entries first (they win a lookup).
+struct EtcFile {
+    path: PathBuf,
+}
+
+impl EtcFile {
+    fn new(name: &str, image_entries: &[String]) -> EtcFile {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let host = std::fs::read_to_string(Path::new("/etc").join(name)).expect("read /etc");
+        let path = std::env::temp_dir().join(format!(
+            "pyinit-dockerfile-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, format!("{}\n{host}", image_entries.join("\n")))
+            .expect("write the image's /etc file");
+        EtcFile { path }
+    }
+}
+
+impl Drop for EtcFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The image's /etc/passwd and /etc/group, for pyinit to look its `--user` up in.
+struct ImageUsers {
+    passwd: EtcFile,
+    group: EtcFile,
+}
+
+impl ImageUsers {
+    fn of(invocation: &Invocation) -> ImageUsers {
+        assert!(
+            !invocation.passwd.is_empty(),
+            "the image creates no user for --user"
+        );
+        ImageUsers {
+            passwd: EtcFile::new("passwd", &invocation.passwd),
+            group: EtcFile::new("group", &invocation.group),
+        }
+    }
+}
+
+/// The real pyinit with the file's flags and variables (and nothing of the test's environment)
+/// and the image's users, running `/bin/true` instead of the app.
+fn pyinit_as_in(invocation: &Invocation, users: &ImageUsers) -> Pyinit {
+    invocation
+        .env
+        .iter()
+        .fold(
+            Pyinit::new().env_clear().private_network(),
+            |pyinit, (name, value)| pyinit.env(name, value),
+        )
+        .bind_file(&users.passwd.path, "/etc/passwd")
+        .bind_file(&users.group.path, "/etc/group")
+        .args(&invocation.args)
+        .app(vec!["/bin/true".into()])
+}
+
+/// pyinit accepted its flags, applied them (the health server on the file's address) and ran the
+/// app to its exit code 0, which it passed on.
+fn assert_accepted(finished: &Finished, invocation: &Invocation, how: &str) {
+    let stderr = finished.stderr_text();
+    assert_eq!(
+        finished.code(),
+        Some(0),
+        "pyinit {:?} -- /bin/true, {how}:\n{stderr}",
+        invocation.args
+    );
+    assert!(
+        !stderr.contains("pyinit: "),
+        "a set-up error, {how}:\n{stderr}"
+    );
+    for expected in [
+        "app started",
+        "app exited code=0",
+        "health server listening addr=",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "no {expected:?}, {how}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn pyinit_accepts_the_deployments_args_and_env_with_the_images_entrypoint() {
+    let invocation = invocation("deployment", &deployment());
+    assert!(
+        invocation.pod_command.is_empty() && !invocation.pod_args.is_empty(),
+        "the Deployment must pass only args: {invocation:?}"
+    );
+    let users = ImageUsers::of(&invocation);
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let addr = health_addr_of(&invocation);
+    // As the pod starts it (runAsUser, no capabilities, no_new_privs: --user then changes
+    // nothing), and as a runtime without that securityContext would (root: --user drops).
+    for (how, pyinit) in [
+        (
+            "as the pod's user",
+            // The kubelet adds the API server's address to every container; pyinit's defaults
+            // (the pre-stop delay) follow it.
+            pyinit_as_in(&invocation, &users)
+                .started_by_pod_as(uid, gid)
+                .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+                .env("KUBERNETES_SERVICE_PORT", "443"),
+        ),
+        ("as root", pyinit_as_in(&invocation, &users)),
+    ] {
+        // Only to see the ids in the log; it changes nothing else.
+        let finished = pyinit.env("PYINIT_LOG_LEVEL", "debug").run();
+        assert_accepted(&finished, &invocation, how);
+        let stderr = finished.stderr_text();
+        for expected in [
+            format!("health server listening addr={addr}"),
+            format!("privileges set uid={uid} gid={gid}"),
+        ] {
+            assert!(
+                stderr.contains(&expected),
+                "no {expected:?}, {how}:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pyinit_accepts_the_dockerfiles_entrypoint_and_env() {
+    let invocation = invocation("dockerfile", &dockerfile());
+    // The image has no USER: pyinit starts as root and drops to the image's user (--user).
+    let users = ImageUsers::of(&invocation);
+    let finished = pyinit_as_in(&invocation, &users)
+        // Only to see the drop in the log; it changes nothing else.
+        .env("PYINIT_LOG_LEVEL", "debug")
+        .run();
+    assert_accepted(&finished, &invocation, "as root in the image");
+    let stderr = finished.stderr_text();
+    assert!(
+        stderr.contains(&format!(
+            "health server listening addr={}",
+            health_addr_of(&invocation)
+        )),
+        "{stderr}"
+    );
+    // name:x:uid:gid:...
+    let user: Vec<&str> = invocation.passwd[0].split(':').collect();
+    let dropped = format!("privileges set uid={} gid={}", user[2], user[3]);
+    assert!(stderr.contains(&dropped), "no {dropped:?}:\n{stderr}");
+}
+
+#[test]
+fn a_flag_pyinit_does_not_know_fails_these_checks() {
+    // The controls: the same path with one unknown flag ends in a usage error, and so does a
+    // pod whose runAsUser is not the --user the image names (the pod's user is really used).
+    let mut invocation = invocation("deployment", &deployment());
+    let users = ImageUsers::of(&invocation);
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let finished = pyinit_as_in(&invocation, &users)
+        .started_by_pod_as(uid + 1, gid + 1)
+        .run();
+    assert_eq!(finished.code(), Some(2), "{}", finished.stderr_text());
+    assert!(
+        finished.stderr_text().contains("not root"),
+        "{}",
+        finished.stderr_text()
+    );
+    invocation.args.push("--health-port=8558".to_owned());
+    let finished = pyinit_as_in(&invocation, &users).run();
+    assert_eq!(finished.code(), Some(2), "{}", finished.stderr_text());
+    assert!(
+        finished.stderr_text().contains("--health-port"),
+        "{}",
+        finished.stderr_text()
+    );
+}
+
+/// Whether something listens on 127.0.0.1:`port` (a refused connection says no).
+fn listens(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .is_ok()
+}
+
+/// The Deployment's pyinit (the image's ENTRYPOINT with the pod's env, as the pod's user) in
+/// front of an app that starts listening `LISTEN_AFTER` after it starts, as an app with slow
+/// imports does: the path of the Deployment's startupProbe answers 503 while the app does not
+/// listen, and 200 once it answers, so the kubelet's startup budget runs until the app is up.
+/// /livez, which the startupProbe once asked, answers 200 all along: it says that pyinit runs.
+/// The ports are free ones (tests run side by side): the app's in place of 8000 in the flags,
+/// the health server's on loopback in place of 0.0.0.0:8558.
+#[test]
+fn the_deployments_startup_probe_fails_until_the_app_answers() {
+    const LISTEN_AFTER: &str = "5";
+    let invocation = invocation("deployment", &deployment());
+    let users = ImageUsers::of(&invocation);
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let startup_path = invocation.probe_path("startupProbe").to_owned();
+    let app_port = free_port();
+    let args: Vec<String> = invocation
+        .args
+        .iter()
+        .map(|arg| {
+            arg.replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}"))
+                .replace(&health_addr_of(&invocation), "127.0.0.1:0")
+        })
+        .collect();
+    assert!(
+        args.iter().any(|arg| arg.contains(&app_port.to_string())),
+        "the image's flags no longer probe 127.0.0.1:8000: {args:?}"
+    );
+    let late_app = format!(
+        "sleep {LISTEN_AFTER} && exec {PYTHON} {}",
+        example("app/app.py").display()
+    );
+    let running = invocation
+        .env
+        .iter()
+        .fold(Pyinit::new().env_clear(), |pyinit, (name, value)| {
+            pyinit.env(name, value)
+        })
+        .env("PORT", app_port.to_string())
+        .bind_file(&users.passwd.path, "/etc/passwd")
+        .bind_file(&users.group.path, "/etc/group")
+        .started_by_pod_as(uid, gid)
+        .args(&args)
+        .app(vec!["/bin/sh".into(), "-c".into(), late_app.into()])
+        .start();
+    let health = health_addr(&running);
+
+    // Each answer counts only if the app still did not listen after it came.
+    let mut answers_before_listening = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let startup = get(health, &startup_path).status;
+        let livez = get(health, "/livez").status;
+        if listens(app_port) {
+            break;
+        }
+        answers_before_listening.push((startup, livez));
+        assert!(
+            Instant::now() < deadline,
+            "the app never listened:\n{}",
+            running.stderr.joined()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        answers_before_listening.len() >= 3,
+        "too few answers before the app listened ({answers_before_listening:?}):\n{}",
+        running.stderr.joined()
+    );
+    assert!(
+        answers_before_listening
+            .iter()
+            .all(|(startup, livez)| *startup == 503 && *livez == 200),
+        "{startup_path} must answer 503 (and /livez 200) until the app listens:\
+         {answers_before_listening:?}\n{}",
+        running.stderr.joined()
+    );
+    poll_until(
+        PATIENCE,
+        "the startupProbe's path to answer 200 once the app answers",
+        || get(health, &startup_path).status == 200,
+    );
+    poll_until(PATIENCE, "/readyz to answer 200", || {
+        get(health, "/readyz").status == 200
+    });
+}
