@@ -11,7 +11,8 @@
 //! binary under test runs with exactly those flags and variables, the app replaced by
 //! `/bin/true`, in a network namespace of its own (so the files' fixed health port is free). With
 //! the same flags, the path of the Deployment's startupProbe answers 503 until an app that
-//! starts listening late answers, and 200 from then on.
+//! starts listening late answers, and 200 from then on. The example app that the README's first
+//! command runs logs its requests, but not the health checks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

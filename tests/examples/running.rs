@@ -1,7 +1,8 @@
 //! pyinit as the example files start it: the Deployment's args and env with the image's
 //! ENTRYPOINT (as the pod's user and as root), the Dockerfile's ENTRYPOINT and CMD, each with the
-//! image's users in /etc/passwd and /etc/group; and the startupProbe's path against an app that
-//! starts listening late.
+//! image's users in /etc/passwd and /etc/group; the startupProbe's path against an app that
+//! starts listening late; and the README's first command, whose example app logs requests but not
+//! health checks.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Invocation, deployment, dockerfile, health_addr_of, invocation};
-use crate::common::http::{free_port, get, health_addr};
-use crate::common::runc::example;
+use crate::common::http::{free_port, get, health_addr, metric, send_raw};
+use crate::common::runc::{example, repo};
 use crate::common::{Finished, PATIENCE, PYTHON, Pyinit, poll_until};
 
 /// A copy of the host's `/etc/{name}` with the image's entries first (they win a lookup).
@@ -283,4 +284,67 @@ fn the_deployments_startup_probe_fails_until_the_app_answers() {
     poll_until(PATIENCE, "/readyz to answer 200", || {
         get(health, "/readyz").status == 200
     });
+}
+
+/// The README's first command: the bundled example app under pyinit, probed every second. The app
+/// logs the requests it serves, but neither pyinit's probes of /healthz nor anyone's /healthz.
+#[test]
+fn the_example_app_logs_requests_but_not_health_checks() {
+    let app_port = free_port();
+    let args: Vec<String> = crate::dist::wheels::readme_first_command()
+        .into_iter()
+        .map(|arg| arg.replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}")))
+        .collect();
+    let mut running = Pyinit::new()
+        .current_dir(repo())
+        .env("PORT", app_port.to_string())
+        .args(&args)
+        .start();
+    let health = health_addr(&running);
+    let app = SocketAddr::from(([127, 0, 0, 1], app_port));
+    poll_until(PATIENCE, "three successful readiness probes", || {
+        metric(
+            health,
+            "pyinit_probe_results_total{probe=\"readiness\",result=\"success\"}",
+        )
+        .is_some_and(|count| count >= 3.0)
+    });
+    assert_eq!(get(app, "/").status, 200);
+    assert_eq!(get(app, "/slow?s=0").status, 200);
+    assert_eq!(get(app, "/healthz").status, 200);
+    assert_eq!(get(app, "/nowhere").status, 404);
+    // A probe of another path, as the kubelet would send it.
+    let probe = send_raw(
+        app,
+        b"GET /?from=probe HTTP/1.1\r\nHost: pod\r\nUser-Agent: kube-probe/1.36\r\n\
+          Connection: close\r\n\r\n",
+    );
+    assert!(probe.starts_with("HTTP/1.0 200"), "{probe}");
+    running.signal("TERM");
+    let status = running.wait_exit(PATIENCE);
+    running.stderr.wait_closed(Duration::from_secs(5));
+    let stderr = running.stderr.joined();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let app_lines: Vec<String> = running
+        .stderr
+        .all()
+        .into_iter()
+        .filter(|line| line.starts_with("app: "))
+        .collect();
+    for expected in [
+        "\"GET / HTTP/1.1\" 200",
+        "\"GET /slow?s=0 HTTP/1.1\" 200",
+        "\"GET /nowhere HTTP/1.1\" 404",
+    ] {
+        assert!(
+            app_lines.iter().any(|line| line.contains(expected)),
+            "the app did not log {expected:?}:\n{stderr}"
+        );
+    }
+    assert!(
+        !app_lines
+            .iter()
+            .any(|line| line.contains("/healthz") || line.contains("from=probe")),
+        "the app logged a health check:\n{stderr}"
+    );
 }
