@@ -26,10 +26,14 @@ use parse::HealthAddr;
 
 use crate::container::env::AppEnvSettings;
 use crate::drill::spec::{DrillConfig, DrillReadiness};
-use crate::exit::ExitRemap;
+use crate::exit::{ChildStatus, ExitRemap};
 use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
+use crate::server::recognise::{Recognised, has_option, recognise};
+use crate::server::{
+    DevelopmentServer, ProfileChange, ServerChoice, ServerProfile, ServerSetup, cold_stop_after,
+};
 use crate::signals::spec::{RewriteMap, Signal};
 use crate::supervisor::{DeadlineDump, HardStop, Policy};
 use crate::units::format_duration;
@@ -166,6 +170,11 @@ pub struct Config {
     pub prepare_multiproc_dir: bool,
     pub privileges: PrivilegeConfig,
     pub health: HealthConfig,
+    /// The server's profile, with what it changed; `None` for an unrecognised app and for
+    /// `--server none`.
+    pub server: Option<ServerSetup>,
+    /// A development server the command runs, which pyinit warns about.
+    pub development_server: Option<&'static DevelopmentServer>,
 }
 
 /// What pyinit does with the app; both modes run it under the same supervisor.
@@ -230,53 +239,45 @@ impl Config {
                 ),
             });
         }
-        let pre_stop_delay = match cli.pre_stop_delay {
-            Some(delay) => delay,
-            None if environment.in_kubernetes => Duration::from_secs(5)
-                .min(grace_period / 4)
-                .min(drain_timeout / 2),
-            None => Duration::ZERO,
+        let recognised = match cli.server {
+            ServerChoice::Auto => recognise(&command),
+            ServerChoice::None => Recognised::Unknown,
+            ServerChoice::Named(profile) => Recognised::Server(profile),
         };
-        if pre_stop_delay >= drain_timeout {
-            return Err(ConfigError {
-                flag: "--pre-stop-delay",
-                value: format_duration(pre_stop_delay),
-                reason: format!(
-                    "must be shorter than --drain-timeout ({})",
-                    format_duration(drain_timeout)
-                ),
-            });
-        }
-        let hard_stop = match (cli.hard_stop_signal, cli.hard_stop_after) {
-            (Some(signal), Some(after)) => {
-                if after <= pre_stop_delay || after >= drain_timeout {
-                    return Err(ConfigError {
-                        flag: "--hard-stop-after",
-                        value: format_duration(after),
-                        reason: format!(
-                            "must fall after --pre-stop-delay ({}) and before --drain-timeout ({})",
-                            format_duration(pre_stop_delay),
-                            format_duration(drain_timeout)
-                        ),
-                    });
-                }
-                Some(HardStop { signal, after })
-            }
-            // clap's `requires` makes a lone flag a usage error before this point.
-            _ => None,
+        let profile = match recognised {
+            Recognised::Server(profile) => Some(profile),
+            Recognised::Development(_) | Recognised::Unknown => None,
         };
+        let mut changes = Vec::new();
+        let pre_stop_delay =
+            pre_stop_delay(&cli, environment, profile, drain_timeout, &mut changes)?;
+        let hard_stop = hard_stop(&cli, pre_stop_delay, drain_timeout, profile, &mut changes)?;
         let deadline_dump = deadline_dump(&cli, grace_period, drain_timeout)?;
+        let rewrite = RewriteMap::new(cli.signal_map);
+        let remap = ExitRemap::new(cli.remap_exit);
+        let app_stop_signal = app_stop_signal(&rewrite, Signal::SIGTERM, profile, &mut changes);
+        let clean_death_by_stop_signal =
+            clean_death_by_stop_signal(app_stop_signal, &remap, profile, &mut changes);
         let policy = Policy {
             forward_to: cli.forward_to,
-            rewrite: RewriteMap::new(cli.signal_map),
+            rewrite,
+            app_stop_signal,
             pre_stop_delay,
             drain_timeout,
             hard_stop,
             deadline_dump,
             orphan_grace: ORPHAN_GRACE,
             kill_wait: KILL_WAIT,
-            remap: ExitRemap::new(cli.remap_exit),
+            remap,
+            clean_death_by_stop_signal,
         };
+        let server = profile.map(|profile| ServerSetup {
+            profile,
+            named: cli.server != ServerChoice::Auto,
+            changes,
+            stop_variables: !(profile.stop_set_by_options.iter())
+                .any(|option| has_option(&command, option)),
+        });
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
@@ -303,10 +304,132 @@ impl Config {
             app_env: AppEnvSettings {
                 web_concurrency: cli.resources.web_concurrency,
                 python_env: cli.resources.python_env,
+                server: profile,
+                graceful_stop_variables: server.as_ref().is_none_or(|setup| setup.stop_variables),
             },
             prepare_multiproc_dir,
+            development_server: match recognised {
+                Recognised::Development(server) => Some(server),
+                Recognised::Server(_) | Recognised::Unknown => None,
+            },
+            server,
         })
     }
+}
+
+/// The delay between the SIGTERM and the app's stop signal: as given, or in Kubernetes (where
+/// endpoints take a moment to drop the pod) min(5s, grace period / 4, drain timeout / 2). A
+/// server that cannot drain gets that delay everywhere: the requests in flight when the drain
+/// begins can only finish before its stop signal cancels them.
+fn pre_stop_delay(
+    cli: &Cli,
+    environment: Environment,
+    profile: Option<&ServerProfile>,
+    drain_timeout: Duration,
+    changes: &mut Vec<ProfileChange>,
+) -> Result<Duration, ConfigError> {
+    let cannot_drain = profile.is_some_and(|profile| !profile.drains);
+    let delay = match cli.pre_stop_delay {
+        Some(delay) => delay,
+        None if environment.in_kubernetes || cannot_drain => Duration::from_secs(5)
+            .min(cli.grace_period / 4)
+            .min(drain_timeout / 2),
+        None => Duration::ZERO,
+    };
+    if delay >= drain_timeout {
+        return Err(ConfigError {
+            flag: "--pre-stop-delay",
+            value: format_duration(delay),
+            reason: format!(
+                "must be shorter than --drain-timeout ({})",
+                format_duration(drain_timeout)
+            ),
+        });
+    }
+    if cli.pre_stop_delay.is_none() && cannot_drain && !environment.in_kubernetes {
+        changes.push(ProfileChange::PreStopDelay(delay));
+    }
+    Ok(delay)
+}
+
+/// `--hard-stop-signal` at `--hard-stop-after`, checked; without them, the profile's cold stop
+/// at [`cold_stop_after`].
+fn hard_stop(
+    cli: &Cli,
+    pre_stop_delay: Duration,
+    drain_timeout: Duration,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> Result<Option<HardStop>, ConfigError> {
+    match (cli.hard_stop_signal, cli.hard_stop_after) {
+        (Some(signal), Some(after)) => {
+            if after <= pre_stop_delay || after >= drain_timeout {
+                return Err(ConfigError {
+                    flag: "--hard-stop-after",
+                    value: format_duration(after),
+                    reason: format!(
+                        "must fall after --pre-stop-delay ({}) and before --drain-timeout ({})",
+                        format_duration(pre_stop_delay),
+                        format_duration(drain_timeout)
+                    ),
+                });
+            }
+            Ok(Some(HardStop { signal, after }))
+        }
+        (None, None) => {
+            let cold_stop = profile.and_then(|profile| {
+                Some(HardStop {
+                    signal: profile.cold_stop_signal?,
+                    after: cold_stop_after(pre_stop_delay, drain_timeout)?,
+                })
+            });
+            changes.extend(cold_stop.map(ProfileChange::ColdStop));
+            Ok(cold_stop)
+        }
+        // clap's `requires` makes a lone flag a usage error before this point.
+        _ => Ok(None),
+    }
+}
+
+/// What the app is sent when the drain sends its stop signal (`None`: dropped), in this order:
+/// `--signal-map`'s entry for the stop signal (an explicit flag always wins), the profile's
+/// app stop signal (waitress: INT), the stop signal itself.
+fn app_stop_signal(
+    rewrite: &RewriteMap,
+    stop_signal: Signal,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> Option<Signal> {
+    if let Some(target) = rewrite.entry(stop_signal) {
+        return target;
+    }
+    match profile.and_then(|profile| profile.app_stop_signal) {
+        Some(signal) => {
+            changes.push(ProfileChange::AppStopSignal(signal));
+            Some(signal)
+        }
+        None => Some(stop_signal),
+    }
+}
+
+/// Whether the app's death by its stop signal, after pyinit sent it, is a clean stop (exit 0):
+/// for a server that re-raises the signal after draining, unless `--remap-exit` says what that
+/// code becomes.
+fn clean_death_by_stop_signal(
+    app_stop_signal: Option<Signal>,
+    remap: &ExitRemap,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> bool {
+    let (Some(signal), Some(profile)) = (app_stop_signal, profile) else {
+        return false;
+    };
+    let code = ChildStatus::Signaled(signal as i32).exit_code();
+    let clean = profile.dies_of_stop_signal && !remap.has(code);
+    if clean {
+        changes.push(ProfileChange::CleanDeathBy(signal));
+    }
+    clean
 }
 
 /// The dump at the drain deadline, unless turned off. What the drain timeout leaves of the grace

@@ -102,10 +102,15 @@ impl RewriteMap {
 
     /// The signal to forward for `received`, or `None` if the map drops it.
     pub fn rewrite(&self, received: Signal) -> Option<Signal> {
+        self.entry(received).unwrap_or(Some(received))
+    }
+
+    /// The map's own entry for `received`, if it has one: what it becomes (`None`: dropped).
+    pub fn entry(&self, received: Signal) -> Option<Option<Signal>> {
         self.pairs
             .iter()
             .find(|(from, _)| *from == received)
-            .map_or(Some(received), |(_, to)| *to)
+            .map(|(_, to)| *to)
     }
 
     /// The signals pyinit must catch so that the map can see them.
@@ -178,6 +183,9 @@ mod tests {
         assert_eq!(map.rewrite(Signal::SIGTERM), Some(Signal::SIGINT));
         assert_eq!(map.rewrite(Signal::SIGHUP), None);
         assert_eq!(map.rewrite(Signal::SIGUSR1), Some(Signal::SIGUSR1));
+        assert_eq!(map.entry(Signal::SIGTERM), Some(Some(Signal::SIGINT)));
+        assert_eq!(map.entry(Signal::SIGHUP), Some(None));
+        assert_eq!(map.entry(Signal::SIGUSR1), None);
     }
 
     #[test]
