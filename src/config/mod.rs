@@ -34,7 +34,7 @@ use crate::server::recognise::{Recognised, has_option, recognise};
 use crate::server::{
     DevelopmentServer, ProfileChange, ServerChoice, ServerProfile, ServerSetup, cold_stop_after,
 };
-use crate::signals::spec::{RewriteMap, Signal};
+use crate::signals::spec::{RewriteMap, Signal, short_name};
 use crate::supervisor::{DeadlineDump, HardStop, Policy};
 use crate::units::format_duration;
 
@@ -255,13 +255,15 @@ impl Config {
         let deadline_dump = deadline_dump(&cli, grace_period, drain_timeout)?;
         let rewrite = RewriteMap::new(cli.signal_map);
         let remap = ExitRemap::new(cli.remap_exit);
-        let app_stop_signal = app_stop_signal(&rewrite, Signal::SIGTERM, profile, &mut changes);
+        let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite, profile, &mut changes);
+        check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
         let clean_death_by_stop_signal =
             clean_death_by_stop_signal(app_stop_signal, &remap, profile, &mut changes);
         let policy = Policy {
+            stop_signal: cli.stop_signal,
+            app_stop_signal,
             forward_to: cli.forward_to,
             rewrite,
-            app_stop_signal,
             pre_stop_delay,
             drain_timeout,
             hard_stop,
@@ -391,12 +393,15 @@ fn hard_stop(
     }
 }
 
-/// What the app is sent when the drain sends its stop signal (`None`: dropped), in this order:
-/// `--signal-map`'s entry for the stop signal (an explicit flag always wins), the profile's
-/// app stop signal (waitress: INT), the stop signal itself.
+/// What the app is sent when the drain sends its stop signal (`None`: dropped), in this order
+/// of precedence:
+/// 1. `--signal-map` has an entry for the stop signal: its target, since a flag given
+///    explicitly always wins;
+/// 2. the server's profile names an app stop signal (waitress: INT): that one;
+/// 3. otherwise the stop signal itself.
 fn app_stop_signal(
-    rewrite: &RewriteMap,
     stop_signal: Signal,
+    rewrite: &RewriteMap,
     profile: Option<&ServerProfile>,
     changes: &mut Vec<ProfileChange>,
 ) -> Option<Signal> {
@@ -430,6 +435,33 @@ fn clean_death_by_stop_signal(
         changes.push(ProfileChange::CleanDeathBy(signal));
     }
     clean
+}
+
+/// With a stop signal other than TERM, a TERM begins the drain too and the app gets its stop
+/// signal: a `--signal-map` entry for TERM that would send it anything else never applies, and
+/// is refused rather than ignored.
+fn check_term_entry(
+    stop_signal: Signal,
+    rewrite: &RewriteMap,
+    app_stop_signal: Option<Signal>,
+) -> Result<(), ConfigError> {
+    let Some(target) = rewrite.entry(Signal::SIGTERM) else {
+        return Ok(());
+    };
+    if stop_signal == Signal::SIGTERM || target == app_stop_signal {
+        return Ok(());
+    }
+    let name = |signal: Option<Signal>| signal.map_or("none", short_name);
+    Err(ConfigError {
+        flag: "--signal-map",
+        value: format!("TERM={}", name(target)),
+        reason: format!(
+            "never applies with --stop-signal {stop}: a TERM begins the drain too, and the app \
+             then gets its stop signal ({app}); map {stop}=SIGNAL to change what the app gets",
+            stop = short_name(stop_signal),
+            app = name(app_stop_signal),
+        ),
+    })
 }
 
 /// The dump at the drain deadline, unless turned off. What the drain timeout leaves of the grace
@@ -576,6 +608,7 @@ fn drill_config(
         requests: args.drill_request,
         concurrency: args.drill_concurrency,
         json: args.json,
+        stop_signal: policy.stop_signal,
         grace_period,
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,

@@ -32,7 +32,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
-use crate::signals::{self, spec::Signal};
+use crate::signals::{
+    self,
+    spec::{Signal, short_name},
+};
 use crate::status::Status;
 use crate::{clock, units};
 use report::{Observations, Report};
@@ -177,8 +180,8 @@ async fn rehearse(
     let started = clock::now();
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
-        warn!("drill: the app never became ready; sending SIGTERM anyway");
-        trace.term_sent_at = Some(send_sigterm());
+        warn!("drill: the app never became ready; sending the stop signal anyway");
+        trace.term_sent_at = Some(send_stop_signal(drill.stop_signal));
         let _ = status_rx
             .wait_for(|status| status.shutdown.app_exited_at.is_some())
             .await;
@@ -198,7 +201,7 @@ async fn rehearse(
         tokio::time::sleep(IN_FLIGHT_SETTLE).await;
     }
 
-    let term_sent_at = send_sigterm();
+    let term_sent_at = send_stop_signal(drill.stop_signal);
     trace.term_sent_at = Some(term_sent_at);
     trace.readiness_dropped_after = match health_addr {
         Some(addr) => wait_for_readyz_503(addr, term_sent_at).await,
@@ -255,11 +258,14 @@ async fn wait_until_ready(
     }
 }
 
-fn send_sigterm() -> Instant {
+/// Sends pyinit its stop signal, as the container runtime does when the kubelet stops the
+/// container.
+fn send_stop_signal(signal: Signal) -> Instant {
     let sent_at = clock::now();
-    info!("drill: sending SIGTERM, as the kubelet does");
-    if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
-        warn!("drill: cannot send SIGTERM: {errno}");
+    let name = short_name(signal);
+    info!("drill: sending SIG{name}, as the kubelet does");
+    if let Err(errno) = signals::raise_signal(signal) {
+        warn!("drill: cannot send SIG{name}: {errno}");
     }
     sent_at
 }
