@@ -86,6 +86,20 @@ fn waitress_is_stopped_with_int_unless_signal_map_says_otherwise() {
     ])
     .unwrap();
     assert_eq!(config.policy.app_stop_signal, Some(Signal::SIGINT));
+    // The profile's choice holds whatever the stop signal; the map's entry for it wins.
+    let config = parse(&["--stop-signal", "QUIT", "--", "waitress-serve", "app:app"]).unwrap();
+    assert_eq!(config.policy.app_stop_signal, Some(Signal::SIGINT));
+    let config = parse(&[
+        "--stop-signal",
+        "QUIT",
+        "--signal-map",
+        "QUIT=none",
+        "--",
+        "waitress-serve",
+        "app:app",
+    ])
+    .unwrap();
+    assert_eq!(config.policy.app_stop_signal, None);
     // Without a profile: TERM, or what --signal-map makes of it.
     assert_eq!(
         parse(&["--", "app"]).unwrap().policy.app_stop_signal,
