@@ -478,3 +478,32 @@ fn uwsgi_in_a_container_is_sized_from_its_cpu_limit_and_drains_on_the_kubelets_t
         sent.elapsed()
     );
 }
+
+/// Django's development server, recognised by its command (here a stand-in `manage.py` that
+/// only exits): one warning line, and the app runs as it would.
+#[test]
+fn a_development_server_gets_a_warning_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("pyinit-devserver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manage = dir.join("manage.py");
+    std::fs::write(&manage, "import sys\nprint(sys.argv[1:])\n").unwrap();
+    let finished = Pyinit::new()
+        .app(vec![
+            crate::common::PYTHON.into(),
+            manage.clone().into_os_string(),
+            "runserver".into(),
+        ])
+        .run();
+    std::fs::remove_dir_all(&dir).unwrap();
+    finished.assert_exit_code(0);
+    let stderr = finished.stderr_text();
+    let warnings: Vec<&str> = (stderr.lines())
+        .filter(|line| line.contains("a development server"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("WARN the command runs Django's runserver, a development server"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("server profile"), "{stderr}");
+}
