@@ -255,9 +255,10 @@ fn stop_signal_check(observations: &Observations) -> DrillCheck {
             "app got its stop signal",
             Grade::Fail,
             "no stop signal was sent".to_owned(),
-            Some(
-                "--signal-map drops SIGTERM: map it to the app's graceful stop signal instead of none",
-            ),
+            Some(&format!(
+                "--signal-map drops {}: map it to the app's graceful stop signal instead of none",
+                drain_signal(observations)
+            )),
         ),
     }
 }
