@@ -190,6 +190,17 @@ fn daphne_gets_a_pre_stop_delay_outside_kubernetes_too() {
     let config = parse_in(&["daphne", "app:application"], kubernetes).unwrap();
     assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(5));
     assert!(changes(&config).is_empty());
+    // After a preStop hook other apps get no delay; daphne still does.
+    let config = parse_in(
+        &["--pre-stop-hook", "5s", "daphne", "app:application"],
+        kubernetes,
+    )
+    .unwrap();
+    assert_eq!(config.policy.pre_stop_delay, Duration::from_secs(5));
+    assert_eq!(
+        changes(&config),
+        [ProfileChange::PreStopDelay(Duration::from_secs(5))]
+    );
     // The user's delay wins, 0s included.
     let config = parse(&["--pre-stop-delay", "0s", "--", "daphne", "app:application"]).unwrap();
     assert_eq!(config.policy.pre_stop_delay, Duration::ZERO);
