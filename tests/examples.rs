@@ -1,15 +1,18 @@
 //! The files a user copies: the Kubernetes examples (`examples/kubernetes`: a Deployment, a
 //! Service and a PodDisruptionBudget) must agree with `Dockerfile.example`, whose ENTRYPOINT holds
 //! pyinit's flags, and pass the Kubernetes schemas (tests/kubernetes/check_deployment.py, run by
-//! the end-to-end venv's Python); `Dockerfile.example` must pass hadolint and pin the pyinit that
-//! Cargo.toml builds on a tagged python image. Each checker is also shown broken copies, so a
-//! checker that accepts everything fails here, and a folder with other examples beside these, so
-//! that one which chokes on them fails too. (tests/dist/podman.rs builds and runs the image.)
+//! the end-to-end venv's Python); `examples/kubernetes/sidecar.yaml`, beside them, must be a
+//! native health sidecar done right (tests/kubernetes/check_sidecar.py) and pass the schemas
+//! too; `Dockerfile.example` must pass hadolint and pin the pyinit that Cargo.toml builds on a
+//! tagged python image. Each checker is also shown broken copies, so a checker that accepts
+//! everything fails here, and a folder with other examples beside these, so that one which
+//! chokes on them fails too. (tests/dist/podman.rs builds and runs the image.)
 //!
-//! And the real pyinit must accept how both files start it: `tests/kubernetes/pyinit_argv.py`
+//! And the real pyinit must accept how the files start it: `tests/kubernetes/pyinit_argv.py`
 //! reads the Dockerfile's ENTRYPOINT, CMD, ENV and users and the manifest's args and env, and the
 //! binary under test runs with exactly those flags and variables, the app replaced by
-//! `/bin/true`, in a network namespace of its own (so the files' fixed health port is free). With
+//! `/bin/true`, in a network namespace of its own (so the files' fixed health port is free); the
+//! sidecar's init container with its own command, no app, until the SIGTERM that ends it. With
 //! the same flags, the path of the Deployment's startupProbe answers 503 until an app that
 //! starts listening late answers, and 200 from then on. The example app that the README's first
 //! command runs logs its requests, but not the health checks.
@@ -30,6 +33,12 @@ pub fn kubernetes_examples() -> PathBuf {
 
 pub fn deployment() -> PathBuf {
     kubernetes_examples().join("deployment.yaml")
+}
+
+/// pyinit as a native health sidecar beside an app of another image: its init container sets
+/// its own `command`, so neither Dockerfile.example nor check_deployment.py has a say in it.
+pub fn sidecar() -> PathBuf {
+    kubernetes_examples().join("sidecar.yaml")
 }
 
 pub fn dockerfile() -> PathBuf {
@@ -145,6 +154,15 @@ fn the_kubernetes_examples_agree_with_the_image_and_validate() {
     let text = text_of(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");
     assert_checked_and_valid(&text);
+    // The sidecar example in the same folder: validated with the others (a schema error in it
+    // fails the check, as the next test shows with another example) and skipped, its pyinit
+    // being an init container's with a `command` of its own (check_sidecar.py checks it).
+    let skipped = "sidecar.yaml: Deployment/sidecar-example: no container runs pyinit";
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("skip") && line.contains(skipped)),
+        "no skip line with {skipped:?}:\n{text}"
+    );
 }
 
 /// Another example beside these, as the folder may hold: a Deployment whose pyinit runs as a
@@ -407,6 +425,87 @@ fn assert_fails_with(output: &Output, change: &str, expected_failure: &str) {
     );
 }
 
+fn check_sidecar(manifest: &Path) -> Output {
+    Command::new(venv_bin("python3"))
+        .arg(repo().join("tests/kubernetes/check_sidecar.py"))
+        .arg(manifest)
+        .output()
+        .expect("run check_sidecar.py")
+}
+
+#[test]
+fn the_sidecar_example_is_a_native_health_sidecar_and_validates() {
+    let output = check_sidecar(&sidecar());
+    let text = text_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("kubernetes-validate --strict passes") && text.contains("\n0 failed"),
+        "{text}"
+    );
+    // The sidecar's image is the pyinit this Cargo.toml builds.
+    let manifest = std::fs::read_to_string(sidecar()).expect("read sidecar.yaml");
+    let image = format!(
+        "image: ghcr.io/pyinit/pyinit:{}",
+        crate::dist::cargo_version()
+    );
+    assert!(manifest.contains(&image), "no {image:?} in sidecar.yaml");
+}
+
+#[test]
+fn the_sidecar_check_catches_each_mistake() {
+    // (what is changed, into what, the FAIL line it must cause)
+    let cases = [
+        (
+            "          restartPolicy: Always",
+            "          restartPolicy: OnFailure",
+            "the sidecar has restartPolicy: Always",
+        ),
+        (
+            "          restartPolicy: Always",
+            "          restartPolicys: Always",
+            "Additional properties are not allowed",
+        ),
+        (
+            "            - --liveness=tcp://127.0.0.1:8000",
+            "            - --liveness=tcp://127.0.0.1:8000\n            - --pre-stop-delay=5s",
+            "the sidecar sets no pre-stop delay (5s)",
+        ),
+        (
+            "          restartPolicy: Always\n",
+            "          restartPolicy: Always\n          startupProbe: {httpGet: {path: /livez, port: 8558}}\n",
+            "the sidecar has no startupProbe",
+        ),
+        (
+            "path: /readyz\n              port: 8558",
+            "path: /readyz\n              port: 8000",
+            "app's readinessProbe asks the sidecar",
+        ),
+        (
+            "seconds: 5",
+            "seconds: 29",
+            "app's preStop sleep (29s) leaves",
+        ),
+        (
+            "seconds: 5",
+            "second: 5",
+            "'seconds' is a required property",
+        ),
+        (
+            "terminationGracePeriodSeconds: 30",
+            "terminationGracePeriodSeconds: 60",
+            "--grace-period (30s) = terminationGracePeriodSeconds (60s)",
+        ),
+    ];
+    for (from, to, expected_failure) in cases {
+        let mutant = Mutant::new(&sidecar(), from, to);
+        assert_fails_with(
+            &check_sidecar(&mutant.path),
+            &format!("sidecar.yaml: {from:?} -> {to:?}"),
+            expected_failure,
+        );
+    }
+}
+
 fn hadolint(dockerfile: &Path) -> Output {
     Command::new(venv_bin("hadolint"))
         .arg("--no-color")
@@ -494,9 +593,10 @@ impl Invocation {
     }
 }
 
-/// How `file` (`kind` "deployment" or "dockerfile") starts pyinit; the podman tests run the
-/// image with it too. The Deployment's container passes only `args`, so its pyinit flags come
-/// from Dockerfile.example's ENTRYPOINT.
+/// How `file` (`kind` "deployment", "dockerfile" or "sidecar") starts pyinit; the podman tests
+/// run the image with it too. The Deployment's container passes only `args`, so its pyinit flags
+/// come from Dockerfile.example's ENTRYPOINT; the sidecar's init container sets its `command`, and
+/// runs no app.
 pub fn invocation(kind: &str, file: &Path) -> Invocation {
     let mut command = Command::new(venv_bin("python3"));
     command
@@ -536,7 +636,7 @@ pub fn invocation(kind: &str, file: &Path) -> Invocation {
         }
     }
     assert!(
-        !invocation.app.is_empty(),
+        kind == "sidecar" || !invocation.app.is_empty(),
         "{} starts no app after `--`",
         file.display()
     );

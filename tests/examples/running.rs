@@ -1,7 +1,8 @@
 //! pyinit as the example files start it: the Deployment's args and env with the image's
 //! ENTRYPOINT (as the pod's user and as root), the Dockerfile's ENTRYPOINT and CMD, each with the
-//! image's users in /etc/passwd and /etc/group; the startupProbe's path against an app that
-//! starts listening late; and the README's first command, whose example app logs requests but not
+//! image's users in /etc/passwd and /etc/group; the sidecar example's init container, its own
+//! command with no app, as the pod's user; the startupProbe's path against an app that starts
+//! listening late; and the README's first command, whose example app logs requests but not
 //! health checks.
 
 use std::net::{SocketAddr, TcpStream};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Invocation, deployment, dockerfile, health_addr_of, invocation};
+use super::{Invocation, deployment, dockerfile, health_addr_of, invocation, sidecar};
 use crate::common::http::{free_port, get, health_addr, metric, send_raw};
 use crate::common::runc::{example, repo};
 use crate::common::{Finished, PATIENCE, PYTHON, Pyinit, poll_until};
@@ -59,9 +60,9 @@ impl ImageUsers {
     }
 }
 
-/// The real pyinit with the file's flags and variables (and nothing of the test's environment)
-/// and the image's users, running `/bin/true` instead of the app.
-fn pyinit_as_in(invocation: &Invocation, users: &ImageUsers) -> Pyinit {
+/// The real pyinit with the file's flags and variables (and nothing of the test's environment),
+/// in a network namespace of its own.
+fn pyinit_with(invocation: &Invocation) -> Pyinit {
     invocation
         .env
         .iter()
@@ -69,9 +70,15 @@ fn pyinit_as_in(invocation: &Invocation, users: &ImageUsers) -> Pyinit {
             Pyinit::new().env_clear().private_network(),
             |pyinit, (name, value)| pyinit.env(name, value),
         )
+        .args(&invocation.args)
+}
+
+/// The real pyinit with the file's flags and variables and the image's users, running
+/// `/bin/true` instead of the app.
+fn pyinit_as_in(invocation: &Invocation, users: &ImageUsers) -> Pyinit {
+    pyinit_with(invocation)
         .bind_file(&users.passwd.path, "/etc/passwd")
         .bind_file(&users.group.path, "/etc/group")
-        .args(&invocation.args)
         .app(vec!["/bin/true".into()])
 }
 
@@ -188,6 +195,41 @@ fn a_flag_pyinit_does_not_know_fails_these_checks() {
         finished.stderr_text().contains("--health-port"),
         "{}",
         finished.stderr_text()
+    );
+}
+
+/// The real pyinit as the pod starts the sidecar (its command, the pod's user, no capabilities,
+/// in Kubernetes): a health sidecar on the manifest's port, which a SIGTERM ends at once with 0,
+/// as it must when it comes after the main containers have exited.
+#[test]
+fn pyinit_runs_as_the_sidecar_example_starts_it() {
+    let invocation = invocation("sidecar", &sidecar());
+    assert!(
+        invocation.app.is_empty(),
+        "the sidecar runs no app: {invocation:?}"
+    );
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let mut running = pyinit_with(&invocation)
+        .started_by_pod_as(uid, gid)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .start();
+    let addr = health_addr_of(&invocation);
+    running
+        .stderr
+        .wait_for(&format!("health server listening addr={addr}"), PATIENCE);
+    running.stderr.wait_for("health sidecar", PATIENCE);
+    let sent = Instant::now();
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the sidecar took {:?} to exit",
+        sent.elapsed()
+    );
+    assert!(
+        !running.stderr.contains("pyinit: "),
+        "{}",
+        running.stderr.joined()
     );
 }
 

@@ -1,25 +1,30 @@
 """How a user's files start pyinit, so that a test can run the real binary with it. Also a module:
-check_deployment.py reads the files through it.
+check_deployment.py and check_sidecar.py read the files through it.
 
     target/e2e-venv/bin/python3 tests/kubernetes/pyinit_argv.py dockerfile DOCKERFILE
     target/e2e-venv/bin/python3 tests/kubernetes/pyinit_argv.py deployment MANIFEST [DOCKERFILE]
+    target/e2e-venv/bin/python3 tests/kubernetes/pyinit_argv.py sidecar MANIFEST
 
 A container's argv follows Kubernetes' rules (the conformance tests "Containers, with
 arguments" and "with command" in kubernetes/kubernetes test/e2e/common/node/containers.go):
 `command` replaces the image's ENTRYPOINT, and then the image's CMD is ignored; `args` alone
 replace the CMD and keep the ENTRYPOINT; neither runs ENTRYPOINT + CMD. So a manifest whose
 container sets no `command` needs the image's Dockerfile. Its environment is the image's ENV
-with the container's `env` over it.
+with the container's `env` over it. A health sidecar (the init container that runs pyinit with
+no app) sets its own `command`, so it needs no Dockerfile.
 
 One fact per line, `KIND VALUE`:
 - `arg WORD`: pyinit's own arguments, in order, up to and without the `--` before the app;
 - `app WORD`: the app's argv after that `--`;
 - `env NAME=VALUE`: a variable pyinit starts with (the Dockerfile's `ENV`, then the container's
   `env` entries that have a `value`, which win);
-- deployment only: `run-as UID GID`, the pod's runAsUser and runAsGroup (container over pod);
-  `pod-command WORD`, `pod-args WORD` and `pod-env NAME=VALUE`, the container's own `command`,
-  `args` and `env`, as a runtime is given them; `probe KIND PATH` for each httpGet probe
-  (`startupProbe /readyz/startup`);
+- deployment and sidecar: `run-as UID GID`, the pod's runAsUser and runAsGroup (container over
+  pod);
+- deployment only: `pod-command WORD`, `pod-args WORD` and `pod-env NAME=VALUE`, the container's
+  own `command`, `args` and `env`, as a runtime is given them; `probe KIND PATH` for each httpGet
+  probe (`startupProbe /readyz/startup`);
+- sidecar: the init container whose `command` starts pyinit, as a health sidecar: it runs no
+  app, so there is no `--` and no `app` line;
 - with a Dockerfile: `passwd LINE` and `group LINE`, the /etc/passwd and /etc/group entries its
   `groupadd --gid` and `useradd --uid` commands create.
 Exits 1 with a message when the files have no pyinit to find or a value holds a line break.
@@ -155,11 +160,23 @@ def container_env(container, image):
     return env
 
 
-def deployment_facts(path, image):
+def the_pod(path):
+    """The pod template of the one Deployment in the manifest."""
     pods = [d["spec"]["template"]["spec"] for d in load_documents(path) if d.get("kind") == "Deployment"]
     if len(pods) != 1:
         raise Unreadable(f"{path}: one Deployment expected, found {len(pods)}")
-    pod = pods[0]
+    return pods[0]
+
+
+def run_as(pod, container):
+    """The `run-as UID GID` fact: runAsUser and runAsGroup, the container's over the pod's."""
+    security = {**(pod.get("securityContext") or {}), **(container.get("securityContext") or {})}
+    uid, gid = security.get("runAsUser"), security.get("runAsGroup", security.get("runAsUser"))
+    return [] if uid is None else [("run-as", f"{uid} {gid}")]
+
+
+def deployment_facts(path, image):
+    pod = the_pod(path)
     for container in pod["containers"]:
         argv = container_argv(container, image)
         if starts_pyinit(argv):
@@ -178,11 +195,25 @@ def deployment_facts(path, image):
         http_get = (container.get(kind) or {}).get("httpGet")
         if http_get:
             facts.append(("probe", f"{kind} {http_get.get('path', '/')}"))
-    security = {**(pod.get("securityContext") or {}), **(container.get("securityContext") or {})}
-    uid, gid = security.get("runAsUser"), security.get("runAsGroup", security.get("runAsUser"))
-    if uid is not None:
-        facts.append(("run-as", f"{uid} {gid}"))
-    return facts
+    return facts + run_as(pod, container)
+
+
+def sidecar_facts(path):
+    """The init container that runs pyinit as a health sidecar: its own `command` (the pyinit
+    image's ENTRYPOINT is never read) with no app after it, its `env`, the pod's user."""
+    pod = the_pod(path)
+    for container in pod.get("initContainers") or []:
+        argv = container_argv(container, None)
+        if starts_pyinit(argv):
+            break
+    else:
+        raise Unreadable(f"{path}: no init container runs pyinit (a sidecar sets its `command`)")
+    words = [str(word) for word in argv[1:]]
+    if "--" in words:
+        raise Unreadable(f"{path} init container {container.get('name')} runs an app: {argv!r}")
+    facts = [("arg", word) for word in words]
+    facts += [("env", f"{name}={value}") for name, value in container_env(container, None).items()]
+    return facts + run_as(pod, container)
 
 
 def dockerfile_facts(image):
@@ -194,14 +225,17 @@ def dockerfile_facts(image):
 
 def main():
     args = sys.argv[1:]
-    if not (args[:1] == ["dockerfile"] and len(args) == 2
+    if not (args[:1] in (["dockerfile"], ["sidecar"]) and len(args) == 2
             or args[:1] == ["deployment"] and len(args) in (2, 3)):
         print(__doc__, file=sys.stderr)
         return 2
+    image = None
     try:
         if args[0] == "dockerfile":
             image = Image(args[1])
             facts = dockerfile_facts(image)
+        elif args[0] == "sidecar":
+            facts = sidecar_facts(args[1])
         else:
             image = Image(args[2]) if len(args) == 3 else None
             facts = deployment_facts(args[1], image)
