@@ -22,19 +22,20 @@ use crate::container::cgroup::CpuQuota;
 use crate::container::checks::{AppFacts, startup_warnings};
 use crate::container::env::{AppEnvironment, app_environment};
 use crate::container::facts::ContainerFacts;
-use crate::container::resize::adjusts_workers_on_ttin_ttou;
+use crate::container::resize;
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
 use crate::probe::SharedGate;
 use crate::probe::threshold::{ProbeReport, Probes};
 use crate::reaper::Reaper;
+use crate::server::server_warnings;
 use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
 use crate::supervisor::{Supervisor, Workload};
 use crate::{health, probe, units};
 
 /// The facts, the app's environment and the start-up warnings that apply, with what was done
-/// to prometheus_client's multiprocess directory.
+/// to prometheus_client's multiprocess directory and what the server's profile changed.
 pub fn startup_report(
     config: &Config,
     facts: ContainerFacts,
@@ -47,14 +48,23 @@ pub fn startup_report(
     let app = has_app.then_some(AppFacts {
         uid: app_uid,
         grace_period: config.grace_period,
+        pre_stop_hook: config.pre_stop_hook,
         drain_timeout: config.policy.drain_timeout,
     });
-    let warnings = startup_warnings(&facts, std::process::id(), app);
+    let mut warnings = startup_warnings(&facts, std::process::id(), app);
+    warnings.extend(server_warnings(
+        config.server.as_ref(),
+        config.development_server,
+        config.policy.forward_to,
+    ));
+    let server =
+        (config.server.as_ref()).map(|setup| (setup.profile.name, setup.describe(&app_env.set)));
     StartupReport {
         facts,
         app_env,
         warnings,
         multiproc_dir,
+        server,
     }
 }
 
@@ -135,15 +145,17 @@ pub fn new_supervisor(config: &Config, workload: Workload, facts: &ContainerFact
             facts.cpu_limit.limited().map(CpuQuota::millicpus),
             facts.memory_limit_bytes.limited(),
         )
+        .with_server(config.server.as_ref().map(|setup| setup.profile.name))
 }
 
 /// The worker count pyinit keeps following as the CPU limit moves: the `WEB_CONCURRENCY` it
-/// chose itself, when the app's command runs a server that adds and removes a worker on SIGTTIN
-/// and SIGTTOU; `None` otherwise (a number or `off` for `--web-concurrency`, the app's own
-/// value, any other server, a health sidecar).
+/// chose itself, for a server whose profile adds and removes a worker on SIGTTIN and SIGTTOU
+/// (`container::resize::workers_to_follow`); `None` otherwise (a number or `off` for
+/// `--web-concurrency`, the app's own value, `--server none`, any other server, a health
+/// sidecar).
 pub fn workers_to_follow(config: &Config, app_env: &AppEnvironment) -> Option<u32> {
-    let chosen = app_env.chosen_workers?;
-    adjusts_workers_on_ttin_ttou(&config.command).then_some(chosen)
+    let profile = config.server.as_ref().map(|setup| setup.profile);
+    resize::workers_to_follow(app_env.chosen_workers, profile, &config.command)
 }
 
 /// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume

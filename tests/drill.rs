@@ -285,3 +285,165 @@ fn the_supervisors_flags_may_come_before_drill() {
     // sleep dies of its SIGTERM at once: a clean, if abrupt, drain.
     finished.assert_exit_code(0);
 }
+
+/// The first `sh` block of docs/drill.md: the example, its continuation lines joined.
+fn drill_example_of_the_docs() -> String {
+    let page = std::fs::read_to_string(crate::common::runc::repo().join("docs/drill.md"))
+        .expect("read docs/drill.md");
+    let block: Vec<&str> = page
+        .lines()
+        .skip_while(|line| *line != "```sh")
+        .skip(1)
+        .take_while(|line| *line != "```")
+        .collect();
+    let command = block.join("\n").replace("\\\n", " ");
+    assert!(
+        command.starts_with("pyinit drill "),
+        "docs/drill.md's first sh block is not the drill example: {command:?}"
+    );
+    command
+}
+
+/// docs/drill.md's example runs as written, by `sh` in examples/gunicorn (where the page says to
+/// run it) with `pyinit` (the binary under test) and the end-to-end venv's gunicorn on PATH and
+/// no PYINIT_* variable: as root, as in CI or a container, and as an ordinary user (nobody, with
+/// no capabilities). Each run has a network namespace of its own, its loopback brought up, so
+/// that the example's fixed port 8000 is free beside other tests.
+#[test]
+fn the_drill_example_of_the_docs_runs_as_written_as_root_and_not() {
+    let command = drill_example_of_the_docs();
+    let bin = crate::dist::TempDir::new("drill-example");
+    std::os::unix::fs::symlink(crate::common::pyinit_bin(), bin.path.join("pyinit"))
+        .expect("link pyinit into the PATH folder");
+    let venv_bin_folder = venv_bin("gunicorn")
+        .parent()
+        .expect("the venv's bin folder")
+        .to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        bin.path.display(),
+        venv_bin_folder.display(),
+        crate::common::STANDARD_PATH
+    );
+    let as_nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ];
+    for (how, user) in [("as root", &[][..]), ("as nobody", &as_nobody[..])] {
+        let output = crate::dist::output_within(
+            Command::new("unshare")
+                .args([
+                    "--net",
+                    "sh",
+                    "-c",
+                    "ip link set lo up && exec \"$@\"",
+                    "sh",
+                ])
+                .args(user)
+                .args(["sh", "-c", &command])
+                .current_dir(example("gunicorn"))
+                .env_clear()
+                .env("PATH", &path)
+                // Keeps examples/gunicorn free of __pycache__ when root runs it.
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .stdin(Stdio::null()),
+            std::time::Duration::from_secs(180),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{how}: {command}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(
+            stdout.lines().any(|line| line == "pyinit drill: PASS"),
+            "{how}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("2 in flight at SIGTERM"),
+            "{how}: no requests in flight:\n{stdout}"
+        );
+    }
+}
+
+/// Seconds since midnight of a JSON log line's `"timestamp":"...THH:MM:SS.ffffffZ"`.
+fn logged_at(line: &str) -> f64 {
+    let stamp = line
+        .split("\"timestamp\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    let time = stamp.split('T').nth(1).unwrap().trim_end_matches('Z');
+    time.split(':')
+        .map(|part| part.parse::<f64>().unwrap())
+        .fold(0.0, |total, part| total * 60.0 + part)
+}
+
+#[test]
+fn a_pre_stop_hook_is_played_before_the_stop_signal_and_the_drain_judged_against_what_it_leaves() {
+    // An app that needs 4.5s after its stop signal, SIGINT here, to stop.
+    let app = |port: u16| {
+        python_fixture(
+            "http_app.py",
+            &[
+                "--port",
+                &port.to_string(),
+                "--stop-on",
+                "INT",
+                "--stop-after",
+                "4.5",
+            ],
+        )
+    };
+    let rehearse = |port: u16, extra: &[&str]| {
+        Pyinit::new()
+            .arg("drill")
+            .args(["--log-format", "json", "--log-level", "info"])
+            .args(readiness_on(port))
+            .args(["--stop-signal", "INT", "--grace-period", "8s"])
+            .args(extra)
+            .app(app(port))
+            .run()
+    };
+    // 8s of grace: a 6400ms drain deadline, which the app makes.
+    let finished = rehearse(free_port(), &[]);
+    finished.assert_exit_code(0);
+    assert!(verdict_line(&finished, "readiness drops at SIGINT").contains("PASS"));
+    assert!(verdict_line(&finished, "drains before the deadline").contains("deadline 6400ms)"));
+
+    // A 3s preStop sleep first: the stop signal comes 3s into the grace period, 5s before the
+    // kubelet's SIGKILL, and the drain deadline is 4s: too short for this app.
+    let finished = rehearse(free_port(), &["--pre-stop-hook", "3s"]);
+    finished.assert_exit_code(1);
+    let stdout = finished.stdout.join("\n");
+    assert!(
+        stdout.contains("grace period 8s, preStop hook 3s, drain deadline 4s, pre-stop delay 0s"),
+        "{stdout}"
+    );
+    let drain = verdict_line(&finished, "drains before the deadline");
+    assert!(
+        drain.contains("FAIL")
+            && drain.contains("still running at the 4s deadline")
+            && drain.contains(
+                "the kubelet's SIGKILL at 5s: the 8s grace period less the 3s preStop hook"
+            ),
+        "{drain}"
+    );
+    // The hook was played: 3s between its start and the stop signal, with the app still serving.
+    let line_with = |needle: &str| -> &String {
+        (finished.stderr.iter())
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", finished.stderr_text()))
+    };
+    let hook_started = logged_at(line_with("running the preStop hook"));
+    let signal_sent = logged_at(line_with("drill: sending SIGINT"));
+    let hook = signal_sent - hook_started;
+    assert!((2.95..4.0).contains(&hook), "the hook took {hook}s");
+    assert!(verdict_line(&finished, "readiness drops at SIGINT").contains("PASS"));
+}

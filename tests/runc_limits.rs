@@ -429,8 +429,8 @@ fn a_single_uvicorn_is_never_sent_sigttin_when_the_cpu_limit_grows() {
     container.kill("TERM");
     let exit_code = container.wait_exit(PATIENCE);
     let stderr = container.stderr.joined();
-    // uvicorn re-raises the TERM it drained on (143); pyinit passes that on.
-    assert_eq!(exit_code, 143, "stderr:\n{stderr}");
+    // uvicorn re-raises the TERM it drained on; its profile makes that a clean stop.
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
     assert!(!stderr.contains("Received SIGTTIN"), "{stderr}");
 }
 

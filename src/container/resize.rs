@@ -11,11 +11,12 @@
 //! When pyinit chose `WEB_CONCURRENCY` itself, [`WorkerFollower`] keeps the worker count at
 //! floor(2 × CPUs + 1) as the CPU limit moves, with SIGTTIN (one worker more) and SIGTTOU (one
 //! fewer) to the server's master. Only gunicorn's arbiter (27.0.1 `gunicorn/arbiter.py:332,340`,
-//! `handle_ttin` and `handle_ttou`) and uvicorn's multiprocess supervisor (since 0.30.0; 0.54.0
-//! `uvicorn/supervisors/multiprocess.py:267,274`) handle them: to any other process a SIGTTIN is
-//! a stop (its default action), so the follower sends one only to a master whose /proc status
-//! shows both caught. It moves the count by the change of the formula's value, not to it: a
-//! worker added by hand stays.
+//! `handle_ttin` and `handle_ttou`) and uvicorn's multiprocess supervisor (since 0.30.0; 0.55.0
+//! `uvicorn/supervisors/multiprocess.py:267,274`) handle them, which their server profiles say
+//! (`ServerProfile::resizes_on_ttin`; [`workers_to_follow`]). To any other process a SIGTTIN is
+//! a stop (its default action), and uvicorn in one process is one, so the follower sends one
+//! only to a master whose /proc status shows both caught. It moves the count by the change of
+//! the formula's value, not to it: a worker added by hand stays.
 //!
 //! Signals of one kind coalesce while one is pending, so the follower sends one at a time: the
 //! next only once the previous has taken effect (the master has one child more after a SIGTTIN,
@@ -28,12 +29,15 @@
 //! the effect alone would not do: a worker told to stop by SIGTTOU leaves only when its requests
 //! are done.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::cgroup::CpuQuota;
 use super::env::{format_millicpus, web_concurrency_for};
 use super::facts::{Limit, Limits, effective_millicpus, format_bytes};
+use crate::server::ServerProfile;
+use crate::server::recognise::has_option;
 use crate::signals::spec::Signal;
 
 /// A change of the container's limits between two readings of the resource poll.
@@ -295,27 +299,23 @@ impl WorkerFollower {
     }
 }
 
-/// Whether the app's command runs a server whose master adds and removes a worker on SIGTTIN and
-/// SIGTTOU and takes its worker count from `WEB_CONCURRENCY`: `gunicorn` and `uvicorn` (which
-/// runs its multiprocess supervisor when `WEB_CONCURRENCY` is above 1), by name or as
-/// `python -m`, unless `-w`/`--workers` on the command line sets the count instead.
-pub fn adjusts_workers_on_ttin_ttou(argv: &[std::ffi::OsString]) -> bool {
-    let words: Vec<&str> = argv.iter().filter_map(|arg| arg.to_str()).collect();
-    let base_name = |word: &str| word.rsplit('/').next().unwrap_or(word).to_owned();
-    let (server, rest) = match words.as_slice() {
-        [python, "-m", module, rest @ ..] if base_name(python).starts_with("python") => {
-            ((*module).to_owned(), rest)
-        }
-        [program, rest @ ..] => (base_name(program), rest),
-        [] => return false,
-    };
-    let sets_workers = rest.iter().any(|arg| {
-        *arg == "-w" || *arg == "--workers" || arg.starts_with("--workers=") || {
-            arg.strip_prefix("-w")
-                .is_some_and(|count| !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit()))
-        }
-    });
-    matches!(server.as_str(), "gunicorn" | "uvicorn") && !sets_workers
+/// The worker count pyinit follows as the CPU limit moves: `chosen_workers` (the
+/// `WEB_CONCURRENCY` it chose and set, `AppEnvironment::chosen_workers`), when the server's
+/// `profile` adds and removes a worker on SIGTTIN and SIGTTOU (gunicorn, uvicorn) and the
+/// command does not set the count itself (`-w`/`--workers`, which the server reads instead of
+/// `WEB_CONCURRENCY`); `None` otherwise.
+pub fn workers_to_follow(
+    chosen_workers: Option<u32>,
+    profile: Option<&ServerProfile>,
+    command: &[OsString],
+) -> Option<u32> {
+    let resizes = profile.is_some_and(|profile| profile.resizes_on_ttin);
+    let command_sets_workers = has_option(command, "--workers")
+        || command.iter().filter_map(|word| word.to_str()).any(|word| {
+            word.strip_prefix("-w")
+                .is_some_and(|count| count.bytes().all(|byte| byte.is_ascii_digit()))
+        });
+    chosen_workers.filter(|_| resizes && !command_sets_workers)
 }
 
 #[cfg(test)]
@@ -324,8 +324,6 @@ pub fn adjusts_workers_on_ttin_ttou(argv: &[std::ffi::OsString]) -> bool {
     reason = "a fake clock starts at some instant; which one does not matter"
 )]
 mod tests {
-    use std::ffi::OsString;
-
     use super::*;
 
     fn cpus(quota_us: u64) -> Limit<CpuQuota> {
@@ -566,8 +564,17 @@ mod tests {
     }
 
     #[test]
-    fn gunicorn_and_uvicorn_adjust_their_workers_on_signals() {
+    fn only_a_count_pyinit_chose_for_a_server_that_resizes_on_signals_follows() {
+        use crate::server::recognise::{Recognised, recognise};
         let argv = |words: &[&str]| -> Vec<OsString> { words.iter().map(OsString::from).collect() };
+        let follows = |chosen, words: &[&str]| {
+            let command = argv(words);
+            let profile = match recognise(&command) {
+                Recognised::Server(profile) => Some(profile),
+                Recognised::Development(_) | Recognised::Unknown => None,
+            };
+            workers_to_follow(chosen, profile, &command)
+        };
         for yes in [
             &["gunicorn", "app:app"][..],
             &[
@@ -580,11 +587,10 @@ mod tests {
             &["python3", "-m", "gunicorn", "app:app"],
             &["/usr/bin/python3.11", "-m", "uvicorn", "app:app"],
         ] {
-            assert!(adjusts_workers_on_ttin_ttou(&argv(yes)), "{yes:?}");
+            assert_eq!(follows(Some(3), yes), Some(3), "{yes:?}");
         }
         for no in [
-            &[][..],
-            &["hypercorn", "app:app"],
+            &["hypercorn", "app:app"][..],
             &["granian", "--interface", "asgi", "app:app"],
             &["python3", "app.py"],
             &["sh", "-c", "gunicorn app:app"],
@@ -594,7 +600,11 @@ mod tests {
             &["gunicorn", "--workers=4", "app:app"],
             &["uvicorn", "--workers", "4", "app:app"],
         ] {
-            assert!(!adjusts_workers_on_ttin_ttou(&argv(no)), "{no:?}");
+            assert_eq!(follows(Some(3), no), None, "{no:?}");
         }
+        // No count of pyinit's own: --web-concurrency N or off, or the app's WEB_CONCURRENCY.
+        assert_eq!(follows(None, &["gunicorn", "app:app"]), None);
+        // --server none: no profile.
+        assert_eq!(workers_to_follow(Some(3), None, &argv(&["gunicorn"])), None);
     }
 }
