@@ -22,6 +22,7 @@ const PURE_FILES: &[&str] = &[
     "src/supervisor/mod.rs",
     "src/config/mod.rs",
     "src/config/cli.rs",
+    "src/config/drain.rs",
     "src/config/parse.rs",
     "src/config/probe_flags.rs",
     "src/exit.rs",
@@ -48,6 +49,8 @@ const PURE_FILES: &[&str] = &[
     "src/probe/grpc_wire.rs",
     "src/health/routes.rs",
     "src/health/metrics.rs",
+    "src/server/mod.rs",
+    "src/server/recognise.rs",
 ];
 
 /// The syscall owners, the only files that may hold `unsafe`, one per line so that additions

@@ -187,3 +187,71 @@ fn help_and_version_of_both_modes_answer_on_stdout() {
         }
     }
 }
+
+#[test]
+fn a_stop_signal_pyinit_cannot_catch() {
+    let marker = marker("stop-signal");
+    assert_usage_error(
+        Pyinit::new().args(["--stop-signal", "KILL"]),
+        &marker,
+        "--stop-signal",
+        "KILL",
+    );
+}
+
+#[test]
+fn a_term_entry_of_the_signal_map_that_never_applies() {
+    let marker = marker("term-entry");
+    assert_usage_error(
+        Pyinit::new().args(["--stop-signal", "INT", "--signal-map", "TERM=QUIT"]),
+        &marker,
+        "--signal-map",
+        "TERM=QUIT",
+    );
+}
+
+#[test]
+fn a_pre_stop_hook_that_leaves_less_than_the_kubelets_two_seconds() {
+    let marker = marker("pre-stop-hook");
+    assert_usage_error(
+        Pyinit::new().args(["--grace-period", "30s", "--pre-stop-hook", "29s"]),
+        &marker,
+        "--pre-stop-hook",
+        "29s",
+    );
+}
+
+#[test]
+fn a_drain_timeout_past_what_the_pre_stop_hook_leaves() {
+    let marker = marker("hook-drain");
+    assert_usage_error(
+        Pyinit::new().args(["--pre-stop-hook", "10s", "--drain-timeout", "25s"]),
+        &marker,
+        "--drain-timeout",
+        "25s",
+    );
+}
+
+#[test]
+fn unknown_server_lists_the_known_ones() {
+    for pyinit in [
+        Pyinit::new().args(["--server", "tornado"]),
+        Pyinit::new().env("PYINIT_SERVER", "tornado"),
+    ] {
+        let marker = marker("server");
+        let finished = pyinit.app(touch(&marker)).run();
+        finished.assert_exit_code(2);
+        let stderr = finished.stderr_text();
+        assert_eq!(stderr.lines().count(), 1, "one line expected:\n{stderr}");
+        assert!(
+            stderr.contains("--server")
+                && stderr.contains("'tornado'")
+                && stderr.contains(
+                    "auto, none or one of gunicorn, uvicorn, hypercorn, granian, uwsgi, \
+                     waitress, daphne, celery"
+                ),
+            "{stderr}"
+        );
+        assert!(!marker.exists(), "the app ran with a bad --server");
+    }
+}

@@ -24,7 +24,10 @@ use crate::privileges::spec::{
     parse_user_spec,
 };
 use crate::probe::spec::{ProbeTarget, parse_probe};
-use crate::signals::spec::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
+use crate::server::{ServerChoice, parse_server};
+use crate::signals::spec::{
+    ForwardTarget, Signal, parse_rewrite_pair, parse_signal, parse_stop_signal,
+};
 use crate::units::parse_duration;
 
 /// clap's command for [`Cli`], with every flag global: `pyinit drill` takes the supervisor's
@@ -60,6 +63,12 @@ pub struct Cli {
           value_parser = parse_rewrite_pair)]
     pub signal_map: Vec<(Signal, Option<Signal>)>,
 
+    /// The signal that begins the drain: the image's STOPSIGNAL or the pod's
+    /// lifecycle.stopSignal. TERM begins it too, whatever this says.
+    #[arg(long, env = "PYINIT_STOP_SIGNAL", value_name = "SIGNAL", default_value = "TERM",
+          value_parser = parse_stop_signal)]
+    pub stop_signal: Signal,
+
     /// When pyinit is not PID 1: the signal it gets when its parent dies (TERM drains).
     #[arg(long, env = "PYINIT_PARENT_DEATH_SIGNAL", value_name = "SIGNAL", value_parser = parse_signal)]
     pub parent_death_signal: Option<Signal>,
@@ -69,14 +78,22 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub grace_period: Duration,
 
-    /// Time from SIGTERM until pyinit stops what is left: the dump signal, then SIGKILL after
-    /// the dump window, both before --grace-period ends [default: grace period minus min(5s,
-    /// grace period / 5)].
+    /// How long the pod's preStop hook (a sleep, say) runs before the stop signal: the kubelet
+    /// counts the grace period from the hook's start, so the drain gets --grace-period minus
+    /// this (at least 2s).
+    #[arg(long, env = "PYINIT_PRE_STOP_HOOK", value_name = "DURATION", default_value = "0s",
+          value_parser = parse_duration)]
+    pub pre_stop_hook: Duration,
+
+    /// Time from the stop signal until pyinit stops what is left: the dump signal, then SIGKILL
+    /// after the dump window, both before --grace-period ends [default: grace period minus
+    /// min(5s, grace period / 5), of what --pre-stop-hook leaves of it].
     #[arg(long, env = "PYINIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
 
-    /// Time from SIGTERM until the app gets its stop signal, while readiness is already false
-    /// [default: 0s; in Kubernetes min(5s, grace period / 4)].
+    /// Time from the stop signal until the app gets its own, while readiness is already false
+    /// [default: 0s; for an app in Kubernetes without --pre-stop-hook min(5s, grace period /
+    /// 4)].
     #[arg(long, env = "PYINIT_PRE_STOP_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     pub pre_stop_delay: Option<Duration>,
 
@@ -85,7 +102,7 @@ pub struct Cli {
           requires = "hard_stop_after")]
     pub hard_stop_signal: Option<Signal>,
 
-    /// Time from SIGTERM until --hard-stop-signal is sent.
+    /// Time from the stop signal until --hard-stop-signal is sent.
     #[arg(long, env = "PYINIT_HARD_STOP_AFTER", value_name = "DURATION", value_parser = parse_duration,
           requires = "hard_stop_signal")]
     pub hard_stop_after: Option<Duration>,
@@ -110,6 +127,13 @@ pub struct Cli {
     #[arg(long, env = "PYINIT_DEADLINE_DUMP_WINDOW", value_name = "DURATION",
           value_parser = parse_duration)]
     pub deadline_dump_window: Option<Duration>,
+
+    /// The server's profile (docs/servers.md): auto recognises it from the command (gunicorn,
+    /// uvicorn, hypercorn, granian, uwsgi, waitress, daphne, celery), none turns profiles off,
+    /// or a name. A flag given, or the app's own variable, wins over the profile.
+    #[arg(long, env = "PYINIT_SERVER", value_name = "auto|none|NAME", default_value = "auto",
+          value_parser = parse_server)]
+    pub server: ServerChoice,
 
     /// Rewrite pyinit's final exit code (repeatable): 143=0.
     #[arg(long, env = "PYINIT_REMAP_EXIT", value_name = "FROM=TO", value_delimiter = ',',
@@ -168,8 +192,10 @@ pub enum ModeCommand {
 /// Resource limits: what the app is told about the container's CPUs and memory.
 #[derive(Args, Debug)]
 pub struct ResourceArgs {
-    /// WEB_CONCURRENCY for the app (gunicorn and uvicorn read it): auto is floor(2 × CPUs + 1)
-    /// from the CPU limit, or from the host's CPUs without one. An app's own value is kept.
+    /// WEB_CONCURRENCY for the app (gunicorn and uvicorn read it), and the server's own
+    /// variable (GRANIAN_WORKERS, UWSGI_PROCESSES): auto is floor(2 × CPUs + 1) from the CPU
+    /// limit, or from the host's CPUs without one (granian: one per CPU). An app's own value is
+    /// kept.
     #[arg(long, env = "PYINIT_WEB_CONCURRENCY", value_name = "N|auto|off", default_value = "auto",
           value_parser = parse_web_concurrency)]
     pub web_concurrency: WebConcurrency,

@@ -9,6 +9,7 @@
 //! `supervisor`, `signals`, `container`, `log`); none of those imports `config`.
 
 pub mod cli;
+mod drain;
 pub mod parse;
 mod probe_flags;
 #[cfg(test)]
@@ -22,25 +23,24 @@ use clap::FromArgMatches;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use cli::{Cli, DrillArgs, HealthArgs, ModeCommand, PrivilegeArgs};
+use drain::{DrainTiming, Setting, drain_timing};
 use parse::HealthAddr;
 
 use crate::container::env::AppEnvSettings;
 use crate::drill::spec::{DrillConfig, DrillReadiness};
-use crate::exit::ExitRemap;
+use crate::exit::{ChildStatus, ExitRemap};
 use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
-use crate::signals::spec::{RewriteMap, Signal};
-use crate::supervisor::{DeadlineDump, HardStop, Policy};
-use crate::units::format_duration;
+use crate::server::recognise::{Recognised, has_option, recognise};
+use crate::server::{DevelopmentServer, ProfileChange, ServerChoice, ServerProfile, ServerSetup};
+use crate::signals::spec::{RewriteMap, Signal, short_name};
+use crate::supervisor::Policy;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 /// How long pyinit waits for SIGKILLed processes to be reaped before it exits anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(1);
-/// The longest default dump window: a Python process prints its traceback in milliseconds, and
-/// pyinit signals one process at a time, so a second covers a server's many workers.
-pub const DEADLINE_DUMP_WINDOW: Duration = Duration::from_secs(1);
 /// The health server's address when `--health-addr` is not given: every interface, since the
 /// kubelet probes the pod's IP.
 pub const DEFAULT_HEALTH_ADDR: SocketAddr =
@@ -155,6 +155,9 @@ pub struct Config {
     /// The app's argv; empty in sidecar mode.
     pub command: Vec<OsString>,
     pub grace_period: Duration,
+    /// How long the pod's preStop hook runs before the stop signal (`--pre-stop-hook`): the
+    /// drain's deadlines are cut from what it leaves of the grace period.
+    pub pre_stop_hook: Duration,
     pub policy: Policy,
     pub parent_death_signal: Option<Signal>,
     pub log_format: LogFormat,
@@ -166,6 +169,11 @@ pub struct Config {
     pub prepare_multiproc_dir: bool,
     pub privileges: PrivilegeConfig,
     pub health: HealthConfig,
+    /// The server's profile, with what it changed; `None` for an unrecognised app and for
+    /// `--server none`.
+    pub server: Option<ServerSetup>,
+    /// A development server the command runs, which pyinit warns about.
+    pub development_server: Option<&'static DevelopmentServer>,
 }
 
 /// What pyinit does with the app; both modes run it under the same supervisor.
@@ -209,84 +217,56 @@ impl Config {
             Some(args) => std::mem::take(&mut args.command),
             None => std::mem::take(&mut cli.command),
         };
-        let grace_period = cli.grace_period;
-        if grace_period.is_zero() {
-            return Err(ConfigError {
-                flag: "--grace-period",
-                value: format_duration(grace_period),
-                reason: "must be longer than 0s".to_owned(),
-            });
-        }
-        let drain_timeout = cli
-            .drain_timeout
-            .unwrap_or_else(|| grace_period - (grace_period / 5).min(Duration::from_secs(5)));
-        if drain_timeout >= grace_period || drain_timeout.is_zero() {
-            return Err(ConfigError {
-                flag: "--drain-timeout",
-                value: format_duration(drain_timeout),
-                reason: format!(
-                    "must be longer than 0s and shorter than --grace-period ({})",
-                    format_duration(grace_period)
-                ),
-            });
-        }
-        let pre_stop_delay = match cli.pre_stop_delay {
-            Some(delay) => delay,
-            None if environment.in_kubernetes => Duration::from_secs(5)
-                .min(grace_period / 4)
-                .min(drain_timeout / 2),
-            None => Duration::ZERO,
+        let recognised = match cli.server {
+            ServerChoice::Auto => recognise(&command),
+            ServerChoice::None => Recognised::Unknown,
+            ServerChoice::Named(profile) => Recognised::Server(profile),
         };
-        if pre_stop_delay >= drain_timeout {
-            return Err(ConfigError {
-                flag: "--pre-stop-delay",
-                value: format_duration(pre_stop_delay),
-                reason: format!(
-                    "must be shorter than --drain-timeout ({})",
-                    format_duration(drain_timeout)
-                ),
-            });
-        }
-        let hard_stop = match (cli.hard_stop_signal, cli.hard_stop_after) {
-            (Some(signal), Some(after)) => {
-                if after <= pre_stop_delay || after >= drain_timeout {
-                    return Err(ConfigError {
-                        flag: "--hard-stop-after",
-                        value: format_duration(after),
-                        reason: format!(
-                            "must fall after --pre-stop-delay ({}) and before --drain-timeout ({})",
-                            format_duration(pre_stop_delay),
-                            format_duration(drain_timeout)
-                        ),
-                    });
-                }
-                Some(HardStop { signal, after })
-            }
-            // clap's `requires` makes a lone flag a usage error before this point.
-            _ => None,
+        let profile = match recognised {
+            Recognised::Server(profile) => Some(profile),
+            Recognised::Development(_) | Recognised::Unknown => None,
         };
-        let deadline_dump = deadline_dump(&cli, grace_period, drain_timeout)?;
+        let mut changes = Vec::new();
+        let timing = drain_timing(
+            &cli,
+            Setting {
+                in_kubernetes: environment.in_kubernetes,
+                sidecar: command.is_empty(),
+                server: profile,
+            },
+            &mut changes,
+        )?;
+        let rewrite = RewriteMap::new(cli.signal_map);
+        let remap = ExitRemap::new(cli.remap_exit);
+        let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite, profile, &mut changes);
+        check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
+        let clean_death_by_stop_signal =
+            clean_death_by_stop_signal(app_stop_signal, &remap, profile, &mut changes);
         let policy = Policy {
+            stop_signal: cli.stop_signal,
+            app_stop_signal,
             forward_to: cli.forward_to,
-            rewrite: RewriteMap::new(cli.signal_map),
-            pre_stop_delay,
-            drain_timeout,
-            hard_stop,
-            deadline_dump,
+            rewrite,
+            pre_stop_delay: timing.pre_stop_delay,
+            drain_timeout: timing.drain_timeout,
+            hard_stop: timing.hard_stop,
+            deadline_dump: timing.deadline_dump,
             orphan_grace: ORPHAN_GRACE,
             kill_wait: KILL_WAIT,
-            remap: ExitRemap::new(cli.remap_exit),
+            remap,
+            clean_death_by_stop_signal,
         };
+        let server = profile.map(|profile| ServerSetup {
+            profile,
+            named: cli.server != ServerChoice::Auto,
+            changes,
+            stop_variables: !(profile.stop_set_by_options.iter())
+                .any(|option| has_option(&command, option)),
+        });
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
-            Some(args) => Mode::Drill(drill_config(
-                args,
-                &command,
-                &health,
-                grace_period,
-                &policy,
-            )?),
+            Some(args) => Mode::Drill(drill_config(args, &command, &health, &timing, &policy)?),
             None => Mode::Supervise,
         };
         let prepare_multiproc_dir = cli.prepare_multiproc_dir && !command.is_empty();
@@ -295,7 +275,8 @@ impl Config {
             privileges,
             health,
             command,
-            grace_period,
+            grace_period: cli.grace_period,
+            pre_stop_hook: timing.pre_stop_hook,
             policy,
             parent_death_signal: cli.parent_death_signal,
             log_format: cli.log_format,
@@ -303,46 +284,88 @@ impl Config {
             app_env: AppEnvSettings {
                 web_concurrency: cli.resources.web_concurrency,
                 python_env: cli.resources.python_env,
+                server: profile,
+                graceful_stop_variables: server.as_ref().is_none_or(|setup| setup.stop_variables),
             },
             prepare_multiproc_dir,
+            development_server: match recognised {
+                Recognised::Development(server) => Some(server),
+                Recognised::Server(_) | Recognised::Unknown => None,
+            },
+            server,
         })
     }
 }
 
-/// The dump at the drain deadline, unless turned off. What the drain timeout leaves of the grace
-/// period is the budget of the dump window and the SIGKILL after it: a window given must end
-/// before the grace period does, and the default takes at most half of the budget, leaving the
-/// rest to the SIGKILL and the reaping.
-fn deadline_dump(
-    cli: &Cli,
-    grace_period: Duration,
-    drain_timeout: Duration,
-) -> Result<Option<DeadlineDump>, ConfigError> {
-    if !cli.deadline_dump {
-        return Ok(None);
+/// What the app is sent when the drain sends its stop signal (`None`: dropped), in this order
+/// of precedence:
+/// 1. `--signal-map` has an entry for the stop signal: its target, since a flag given
+///    explicitly always wins;
+/// 2. the server's profile names an app stop signal (waitress: INT): that one;
+/// 3. otherwise the stop signal itself.
+fn app_stop_signal(
+    stop_signal: Signal,
+    rewrite: &RewriteMap,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> Option<Signal> {
+    if let Some(target) = rewrite.entry(stop_signal) {
+        return target;
     }
-    let budget = grace_period.saturating_sub(drain_timeout);
-    let window = match cli.deadline_dump_window {
-        Some(window) if window.is_zero() || window >= budget => {
-            return Err(ConfigError {
-                flag: "--deadline-dump-window",
-                value: format_duration(window),
-                reason: format!(
-                    "must be longer than 0s and end before --grace-period ({}): --drain-timeout \
-                     ({}) leaves {}; --deadline-dump off turns the dump off",
-                    format_duration(grace_period),
-                    format_duration(drain_timeout),
-                    format_duration(budget)
-                ),
-            });
+    match profile.and_then(|profile| profile.app_stop_signal) {
+        Some(signal) => {
+            changes.push(ProfileChange::AppStopSignal(signal));
+            Some(signal)
         }
-        Some(window) => window,
-        None => DEADLINE_DUMP_WINDOW.min(budget / 2),
+        None => Some(stop_signal),
+    }
+}
+
+/// Whether the app's death by its stop signal, after pyinit sent it, is a clean stop (exit 0):
+/// for a server that re-raises the signal after draining, unless `--remap-exit` says what that
+/// code becomes.
+fn clean_death_by_stop_signal(
+    app_stop_signal: Option<Signal>,
+    remap: &ExitRemap,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> bool {
+    let (Some(signal), Some(profile)) = (app_stop_signal, profile) else {
+        return false;
     };
-    Ok(Some(DeadlineDump {
-        signal: cli.deadline_dump_signal,
-        window,
-    }))
+    let code = ChildStatus::Signaled(signal as i32).exit_code();
+    let clean = profile.dies_of_stop_signal && !remap.has(code);
+    if clean {
+        changes.push(ProfileChange::CleanDeathBy(signal));
+    }
+    clean
+}
+
+/// With a stop signal other than TERM, a TERM begins the drain too and the app gets its stop
+/// signal: a `--signal-map` entry for TERM that would send it anything else never applies, and
+/// is refused rather than ignored.
+fn check_term_entry(
+    stop_signal: Signal,
+    rewrite: &RewriteMap,
+    app_stop_signal: Option<Signal>,
+) -> Result<(), ConfigError> {
+    let Some(target) = rewrite.entry(Signal::SIGTERM) else {
+        return Ok(());
+    };
+    if stop_signal == Signal::SIGTERM || target == app_stop_signal {
+        return Ok(());
+    }
+    let name = |signal: Option<Signal>| signal.map_or("none", short_name);
+    Err(ConfigError {
+        flag: "--signal-map",
+        value: format!("TERM={}", name(target)),
+        reason: format!(
+            "never applies with --stop-signal {stop}: a TERM begins the drain too, and the app \
+             then gets its stop signal ({app}); map {stop}=SIGNAL to change what the app gets",
+            stop = short_name(stop_signal),
+            app = name(app_stop_signal),
+        ),
+    })
 }
 
 fn privilege_config(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
@@ -420,7 +443,7 @@ fn drill_config(
     args: DrillArgs,
     command: &[OsString],
     health: &HealthConfig,
-    grace_period: Duration,
+    timing: &DrainTiming,
     policy: &Policy,
 ) -> Result<DrillConfig, ConfigError> {
     if command.is_empty() {
@@ -453,7 +476,9 @@ fn drill_config(
         requests: args.drill_request,
         concurrency: args.drill_concurrency,
         json: args.json,
-        grace_period,
+        stop_signal: policy.stop_signal,
+        grace_period: timing.grace_period,
+        pre_stop_hook: timing.pre_stop_hook,
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,
         deadline_dump: policy.deadline_dump,

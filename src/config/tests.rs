@@ -1,9 +1,14 @@
 //! `Config` from whole command lines: defaults, checks between flags, the modes and the
 //! command line's corner cases.
 
+mod servers;
+
 use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
 use crate::signals::spec::ForwardTarget;
+use crate::supervisor::{DeadlineDump, HardStop};
+
+mod lifecycle;
 
 fn parse(args: &[&str]) -> Result<Config, String> {
     parse_args(args, Environment::default())

@@ -4,9 +4,11 @@
 //! meets the drill twice: [`attach`] starts it beside a supervisor that is starting, and
 //! [`Rehearsal::finish`] judges it once the supervisor is done and gives pyinit's exit code.
 //! In between, the drill is one more task, the part of the kubelet: it waits until the app is
-//! ready, keeps requests in flight (`traffic.rs`), sends pyinit the SIGTERM, watches `/readyz`
-//! turn 503, and keeps sending new requests through the pre-stop delay (a load balancer with
-//! stale endpoints sends them until then), stopping a tenth of the delay before the stop signal.
+//! ready, keeps requests in flight (`traffic.rs`), plays the preStop hook if there is one (a
+//! sleep, while the requests go on), sends pyinit its stop signal, watches `/readyz` turn 503,
+//! and keeps sending new requests through the pre-stop delay (a load balancer with stale
+//! endpoints sends them until then), stopping a tenth of the delay before the app's own stop
+//! signal.
 //! Everything else it needs, when the stop signal went out, how the app ended, whether it was
 //! killed at the deadline, it reads from the status the supervisor publishes. `report.rs` judges
 //! it all; `spec.rs` is the drill as configured.
@@ -32,7 +34,10 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
-use crate::signals::{self, spec::Signal};
+use crate::signals::{
+    self,
+    spec::{Signal, short_name},
+};
 use crate::status::Status;
 use crate::{clock, units};
 use report::{Observations, Report};
@@ -177,8 +182,8 @@ async fn rehearse(
     let started = clock::now();
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
-        warn!("drill: the app never became ready; sending SIGTERM anyway");
-        trace.term_sent_at = Some(send_sigterm());
+        warn!("drill: the app never became ready; sending the stop signal anyway");
+        trace.term_sent_at = Some(send_stop_signal(drill.stop_signal));
         let _ = status_rx
             .wait_for(|status| status.shutdown.app_exited_at.is_some())
             .await;
@@ -198,7 +203,8 @@ async fn rehearse(
         tokio::time::sleep(IN_FLIGHT_SETTLE).await;
     }
 
-    let term_sent_at = send_sigterm();
+    play_pre_stop_hook(drill.pre_stop_hook, &mut status_rx).await;
+    let term_sent_at = send_stop_signal(drill.stop_signal);
     trace.term_sent_at = Some(term_sent_at);
     trace.readiness_dropped_after = match health_addr {
         Some(addr) => wait_for_readyz_503(addr, term_sent_at).await,
@@ -255,11 +261,29 @@ async fn wait_until_ready(
     }
 }
 
-fn send_sigterm() -> Instant {
+/// The kubelet's preStop hook, played as a sleep of `hook` before the stop signal (the kubelet
+/// runs the hook first and has the stop signal sent once it has returned): pyinit knows nothing
+/// of it yet, and the requests keep coming. It ends early if the app exits meanwhile.
+async fn play_pre_stop_hook(hook: Duration, status_rx: &mut watch::Receiver<Status>) {
+    if hook.is_zero() {
+        return;
+    }
+    info!(
+        hook_ms = units::millis(hook),
+        "drill: running the preStop hook before the stop signal, as the kubelet does"
+    );
+    let app_exited = status_rx.wait_for(|status| status.shutdown.app_exited_at.is_some());
+    let _ = tokio::time::timeout(hook, app_exited).await;
+}
+
+/// Sends pyinit its stop signal, as the container runtime does when the kubelet stops the
+/// container.
+fn send_stop_signal(signal: Signal) -> Instant {
     let sent_at = clock::now();
-    info!("drill: sending SIGTERM, as the kubelet does");
-    if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
-        warn!("drill: cannot send SIGTERM: {errno}");
+    let name = short_name(signal);
+    info!("drill: sending SIG{name}, as the kubelet does");
+    if let Err(errno) = signals::raise_signal(signal) {
+        warn!("drill: cannot send SIG{name}: {errno}");
     }
     sent_at
 }
@@ -289,6 +313,7 @@ fn observe(
         Some(at?.saturating_duration_since(trace.term_sent_at?))
     };
     Observations {
+        drain_signal: drill.stop_signal,
         ready_after: trace.ready_after,
         ready_timeout: drill.ready_timeout,
         readiness_dropped_after: trace.readiness_dropped_after,
@@ -306,6 +331,7 @@ fn observe(
         pre_stop_delay: drill.pre_stop_delay,
         drain_timeout: drill.drain_timeout,
         grace_period: drill.grace_period,
+        pre_stop_hook: drill.pre_stop_hook,
         requests: trace.requests,
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use core::net::SocketAddr;
 
 use crate::probe::spec::{ProbeTarget, parse_probe};
+use crate::signals::spec::Signal;
 use crate::supervisor::DeadlineDump;
 
 /// `pyinit drill`'s settings, checked against the supervisor's.
@@ -20,8 +21,13 @@ pub struct DrillConfig {
     /// Requests in flight at once, per URL.
     pub concurrency: usize,
     pub json: bool,
-    /// The shutdown being rehearsed, as the supervisor will run it.
+    /// The shutdown being rehearsed, as the supervisor will run it; the drill sends pyinit the
+    /// stop signal, as the container runtime does.
+    pub stop_signal: Signal,
     pub grace_period: Duration,
+    /// The preStop hook the drill plays before the stop signal: the drain has the grace period
+    /// less this.
+    pub pre_stop_hook: Duration,
     pub drain_timeout: Duration,
     pub pre_stop_delay: Duration,
     /// The tracebacks asked for at the deadline, if any: the report says why none came.
