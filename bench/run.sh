@@ -6,16 +6,18 @@
 #   rollout.py   a rolling restart under load, in runc containers with gunicorn and uvicorn
 #   probing.py   what a readiness check costs, by exec, by httpGet on the app, by pyinit's /readyz
 #   floor.py     pyinit's idle and loaded memory beside the floor of its dependencies (bench/ceiling)
-# The rollout and probing suites also need runc and the end-to-end venv (scripts/install-deps.sh).
+#   readiness.py time to Ready after the app answers: a kubelet probing the app, or pyinit's /readyz
+# The rollout, probing and readiness suites also need the end-to-end venv (scripts/install-deps.sh),
+# the first two runc too.
 # Everything runs on this machine over loopback, and every step is bounded in count and time.
-# Usage: bash bench/run.sh [rollout|probing|floor] [--rounds N] [--json FILE] ...   (SUITE.py --help)
+# Usage: bash bench/run.sh [rollout|probing|floor|readiness] [--rounds N] [--json FILE] ...   (SUITE.py --help)
 # Builds go to $CARGO_TARGET_DIR when set, else to the repository's target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 suite=bench
 case "${1:-}" in
-    rollout | probing | floor) suite=$1; shift ;;
+    rollout | probing | floor | readiness) suite=$1; shift ;;
 esac
 
 # Debian packages (apt-get only when one is missing) and the musl target.

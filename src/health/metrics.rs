@@ -336,6 +336,7 @@ mod tests {
                 message: String::new(),
                 began,
                 duration: Duration::from_millis(millis),
+                failure_counts: true,
             });
         }
         let status = Status {
