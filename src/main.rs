@@ -117,10 +117,11 @@ fn run() -> Result<u8, SetupError> {
     };
     // Logs go to stderr only: stdout belongs to the app.
     log::init_logging(config.log_format, config.log_level);
-    // Limits: read once, before the app starts, so that it can be sized to them; the OOM-kill
-    // counter too, before the app exists, so that only later rises are the app's.
+    // Limits: read before the app starts, so that it can be sized to them; the OOM-kill counter
+    // too, before the app exists, so that only later rises are the app's. Their files stay open
+    // (opened while pyinit may still be root) for the resource poll, which reads the limits
+    // again while the app runs: a pod can be resized in place.
     let facts = container::read_facts(Path::new("/"));
-    // Kept open for the resource poll, which reads the limits again while the app runs.
     let polled_files = PolledFiles::open(&facts);
     let oom_monitor = OomMonitor::new(&facts);
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
