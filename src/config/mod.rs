@@ -457,5 +457,6 @@ fn drill_config(
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,
         deadline_dump: policy.deadline_dump,
+        forward_to: policy.forward_to,
     })
 }

@@ -8,8 +8,11 @@
 //! turn 503, and keeps sending new requests through the pre-stop delay (a load balancer with
 //! stale endpoints sends them until then), stopping a tenth of the delay before the stop signal.
 //! Everything else it needs, when the stop signal went out, how the app ended, whether it was
-//! killed at the deadline, it reads from the status the supervisor publishes. `report.rs` judges
-//! it all; `spec.rs` is the drill as configured.
+//! killed at the deadline, it reads from the status the supervisor publishes. Just before the
+//! SIGTERM it reads, from /proc, which signals the app and each of its descendants catch,
+//! ignore or block (`signals::app_processes`), so that the report can tell an app that stopped
+//! on its own terms from one the kernel killed. `report.rs` judges it all (`stop_handling.rs`
+//! what the app does with its stop signal); `spec.rs` is the drill as configured.
 //!
 //! The drill also sees what the app writes to stderr: the app's stderr is a pipe (`spawn`'s
 //! `StderrPipe`), and a second task passes every byte on to pyinit's own stderr, unchanged and as
@@ -18,6 +21,7 @@
 
 pub mod report;
 pub mod spec;
+mod stop_handling;
 mod traceback;
 mod traffic;
 
@@ -32,8 +36,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
+use crate::signals::disposition::AppProcess;
 use crate::signals::{self, spec::Signal};
-use crate::status::Status;
+use crate::status::{AppState, Status};
 use crate::{clock, units};
 use report::{Observations, Report};
 use spec::{DrillConfig, DrillReadiness};
@@ -166,6 +171,8 @@ struct Trace {
     term_sent_at: Option<Instant>,
     readiness_dropped_after: Option<Duration>,
     requests: Option<report::RequestTally>,
+    /// The app's processes, read just before the SIGTERM.
+    processes: Vec<AppProcess>,
 }
 
 /// The kubelet's part of the drill. Ends once the app has exited and every request has ended.
@@ -178,6 +185,7 @@ async fn rehearse(
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
         warn!("drill: the app never became ready; sending SIGTERM anyway");
+        trace.processes = read_app_processes(&status_rx);
         trace.term_sent_at = Some(send_sigterm());
         let _ = status_rx
             .wait_for(|status| status.shutdown.app_exited_at.is_some())
@@ -198,6 +206,7 @@ async fn rehearse(
         tokio::time::sleep(IN_FLIGHT_SETTLE).await;
     }
 
+    trace.processes = read_app_processes(&status_rx);
     let term_sent_at = send_sigterm();
     trace.term_sent_at = Some(term_sent_at);
     trace.readiness_dropped_after = match health_addr {
@@ -255,6 +264,15 @@ async fn wait_until_ready(
     }
 }
 
+/// The app and its descendants with their signal masks, if the app is running.
+fn read_app_processes(status_rx: &watch::Receiver<Status>) -> Vec<AppProcess> {
+    let app = status_rx.borrow().app;
+    match app {
+        AppState::Running { pid } => signals::app_processes(pid),
+        AppState::Sidecar | AppState::Exited { .. } => Vec::new(),
+    }
+}
+
 fn send_sigterm() -> Instant {
     let sent_at = clock::now();
     info!("drill: sending SIGTERM, as the kubelet does");
@@ -307,6 +325,8 @@ fn observe(
         drain_timeout: drill.drain_timeout,
         grace_period: drill.grace_period,
         requests: trace.requests,
+        processes: trace.processes,
+        forward_to: drill.forward_to,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use core::net::SocketAddr;
 
 use crate::probe::spec::{ProbeTarget, parse_probe};
+use crate::signals::spec::ForwardTarget;
 use crate::supervisor::DeadlineDump;
 
 /// `pyinit drill`'s settings, checked against the supervisor's.
@@ -26,6 +27,8 @@ pub struct DrillConfig {
     pub pre_stop_delay: Duration,
     /// The tracebacks asked for at the deadline, if any: the report says why none came.
     pub deadline_dump: Option<DeadlineDump>,
+    /// Where the app's signals go: which of its processes get the stop signal from pyinit.
+    pub forward_to: ForwardTarget,
 }
 
 /// How the drill knows the app is ready.
