@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::exit::ChildStatus;
 use crate::probe::threshold::{Probes, Verdict};
-use crate::signals::spec::Signal;
+use crate::signals::spec::{Signal, short_name};
 
 /// Where pyinit is in the app's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -19,7 +19,8 @@ pub enum Phase {
     /// The app runs (or, in sidecar mode, the probes do) and no stop has been asked for.
     #[default]
     Running,
-    /// A SIGTERM arrived: readiness is false and the app is being stopped.
+    /// A stop request arrived (the stop signal, or SIGTERM): readiness is false and the app is
+    /// being stopped.
     Draining,
     /// The app has exited, or was SIGKILLed at the drain deadline; pyinit is stopping what is
     /// left and waits for the reaper.
@@ -52,7 +53,7 @@ impl AppState {
 pub struct Status {
     pub phase: Phase,
     pub app: AppState,
-    /// True from the first SIGTERM on: readiness is false for good.
+    /// True from the first stop request on: readiness is false for good.
     pub draining: bool,
     /// Signals forwarded to the app, indexed by signal number.
     pub signals_forwarded: [u64; 32],
@@ -71,8 +72,9 @@ pub struct Status {
 /// The shutdown as it happened. Times are the supervisor's `now` at each step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownRecord {
-    /// The SIGTERM that started the drain.
+    /// When the drain started, and the signal that started it (the stop signal, or SIGTERM).
     pub drain_started_at: Option<Instant>,
+    pub drain_signal: Option<Signal>,
     /// The first stop signal sent to the app (after `--signal-map`).
     pub stop_signal: Option<(Signal, Instant)>,
     pub hard_stop_sent_at: Option<Instant>,
@@ -143,9 +145,11 @@ pub struct Checks {
 }
 
 impl Checks {
-    pub fn new(app: AppState, draining: bool, probes: &Probes) -> Self {
-        let liveness = liveness_checks(app, draining, probes);
-        let readiness = readiness_checks(app, draining, probes);
+    /// The checks for `app` and `probes`; `drain_signal` is the signal that started the drain,
+    /// if one did.
+    pub fn new(app: AppState, drain_signal: Option<Signal>, probes: &Probes) -> Self {
+        let liveness = liveness_checks(app, drain_signal.is_some(), probes);
+        let readiness = readiness_checks(app, drain_signal, probes);
         Checks {
             live: liveness.iter().all(|check| check.passed),
             ready: readiness.iter().all(|check| check.passed),
@@ -178,7 +182,7 @@ impl Checks {
 impl Default for Checks {
     /// The checks of a default `Status`: a sidecar without probes, not draining.
     fn default() -> Self {
-        Checks::new(AppState::default(), false, &Probes::default())
+        Checks::new(AppState::default(), None, &Probes::default())
     }
 }
 
@@ -231,7 +235,7 @@ fn liveness_checks(app: AppState, draining: bool, probes: &Probes) -> Vec<Check>
 
 /// The checks behind `/readyz`: the app runs, startup is done, the readiness probe passes, and
 /// pyinit is not shutting down.
-fn readiness_checks(app: AppState, draining: bool, probes: &Probes) -> Vec<Check> {
+fn readiness_checks(app: AppState, drain_signal: Option<Signal>, probes: &Probes) -> Vec<Check> {
     let mut checks: Vec<Check> = app_running_check(app).into_iter().collect();
     if let Some(startup) = &probes.startup {
         checks.push(match startup.verdict {
@@ -259,10 +263,13 @@ fn readiness_checks(app: AppState, draining: bool, probes: &Probes) -> Vec<Check
             )
         });
     }
-    checks.push(if draining {
-        Check::fail("shutdown", "draining after SIGTERM".to_owned(), None)
-    } else {
-        Check::pass("shutdown")
+    checks.push(match drain_signal {
+        Some(signal) => Check::fail(
+            "shutdown",
+            format!("draining after SIG{}", short_name(signal)),
+            None,
+        ),
+        None => Check::pass("shutdown"),
     });
     checks
 }
@@ -277,14 +284,14 @@ mod tests {
         assert!(checks.live() && checks.ready());
         assert!(checks.liveness().is_empty());
         assert_eq!(checks.readiness(), [Check::pass("shutdown")]);
-        let draining = Checks::new(AppState::Sidecar, true, &Probes::default());
+        let draining = Checks::new(AppState::Sidecar, Some(Signal::SIGINT), &Probes::default());
         assert!(draining.live() && !draining.ready());
     }
 
     #[test]
     fn an_exited_app_fails_both_with_its_code() {
         let exited = AppState::Exited { exit_code: Some(3) };
-        let checks = Checks::new(exited, false, &Probes::default());
+        let checks = Checks::new(exited, None, &Probes::default());
         assert!(!checks.live() && !checks.ready());
         assert_eq!(
             checks.liveness(),

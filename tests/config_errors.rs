@@ -187,3 +187,25 @@ fn help_and_version_of_both_modes_answer_on_stdout() {
         }
     }
 }
+
+#[test]
+fn a_stop_signal_pyinit_cannot_catch() {
+    let marker = marker("stop-signal");
+    assert_usage_error(
+        Pyinit::new().args(["--stop-signal", "KILL"]),
+        &marker,
+        "--stop-signal",
+        "KILL",
+    );
+}
+
+#[test]
+fn a_term_entry_of_the_signal_map_that_never_applies() {
+    let marker = marker("term-entry");
+    assert_usage_error(
+        Pyinit::new().args(["--stop-signal", "INT", "--signal-map", "TERM=QUIT"]),
+        &marker,
+        "--signal-map",
+        "TERM=QUIT",
+    );
+}

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
+use crate::common::http::{free_port, get, health_addr};
 use crate::common::{PATIENCE, Pyinit, Running, poll_until, python_fixture};
 
 /// Every signal of 1..=31 that pyinit forwards when another process sends it: all but TERM (the
@@ -304,4 +307,124 @@ fn app_starts_with_an_empty_mask_and_default_dispositions() {
             .unwrap();
         assert!(line.ends_with("0000000000000000"), "{line}");
     }
+}
+
+/// Asks `/readyz` in a tight loop from the moment the signal was `sent` until it answers 503,
+/// and returns how long that took (the 10 ms step of poll_until would eat a tenth of the budget).
+fn time_to_readyz_503(addr: SocketAddr, sent: Instant) -> Duration {
+    while get(addr, "/readyz").status != 503 {
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "/readyz never answered 503"
+        );
+    }
+    sent.elapsed()
+}
+
+/// `--stop-signal INT`, as for an image with `STOPSIGNAL SIGINT` or a pod with `stopSignal:
+/// SIGINT`: INT begins the drain exactly as TERM does by default.
+#[test]
+fn stop_signal_int_drains_as_term_does() {
+    let port = free_port();
+    let app_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .args(["--stop-signal", "INT", "--pre-stop-delay", "1s"])
+        .app(python_fixture(
+            "http_app.py",
+            &["--port", &port.to_string(), "--stop-on", "INT"],
+        ))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    assert_eq!(get(addr, "/readyz").status, 200);
+    let sent = Instant::now();
+    running.signal("INT");
+    let elapsed = time_to_readyz_503(addr, sent);
+    assert!(
+        elapsed < Duration::from_millis(100),
+        "readiness dropped {elapsed:?} after SIGINT"
+    );
+    let answer = get(addr, "/readyz?verbose");
+    assert!(
+        answer
+            .body
+            .contains("[-]shutdown failed: draining after SIGINT"),
+        "{}",
+        answer.body
+    );
+    // Through the pre-stop delay the app serves and has not heard of the drain.
+    let mut served = 0;
+    while sent.elapsed() < Duration::from_millis(900) {
+        assert!(
+            !running.stdout.contains("signal INT"),
+            "the app got INT during the pre-stop delay, {:?} after it was sent",
+            sent.elapsed()
+        );
+        assert_eq!(get(app_addr, "/healthz").status, 200);
+        served += 1;
+    }
+    assert!(served > 0, "no request was served during the delay");
+    running.stdout.wait_for("signal INT", PATIENCE);
+    let stop_after = sent.elapsed();
+    assert!(
+        stop_after >= Duration::from_millis(950),
+        "the app got INT {stop_after:?} after it was sent"
+    );
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        !running.stdout.contains("signal TERM"),
+        "{}",
+        running.stdout.joined()
+    );
+    running
+        .stderr
+        .wait_for("stop signal sent signal=\"INT\"", PATIENCE);
+}
+
+/// With another stop signal, TERM still begins the drain (every runtime's default, and what a
+/// runtime that does not know the pod's stopSignal sends), and the app gets its stop signal.
+#[test]
+fn with_stop_signal_int_a_term_still_drains_and_the_app_gets_int() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .env("PYINIT_STOP_SIGNAL", "INT")
+        .args(["--pre-stop-delay", "500ms"])
+        .app(python_fixture("print_signals.py", &["--exit-on", "INT"]))
+        .start();
+    let addr = health_addr(&running);
+    running.wait_ready();
+    let sent = Instant::now();
+    running.signal("TERM");
+    let elapsed = time_to_readyz_503(addr, sent);
+    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+    running.stdout.wait_for("signal INT", PATIENCE);
+    assert!(sent.elapsed() >= Duration::from_millis(450));
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        !running.stdout.contains("signal TERM"),
+        "{}",
+        running.stdout.joined()
+    );
+    running.stderr.wait_for(
+        "drain started: readiness is false signal=\"TERM\"",
+        PATIENCE,
+    );
+}
+
+#[test]
+fn a_sidecar_drains_on_its_stop_signal() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        // The delay keeps it answering after the 503, for the test to see it.
+        .args(["--stop-signal", "USR2", "--pre-stop-delay", "1s"])
+        .start();
+    let addr = health_addr(&running);
+    running.stderr.wait_for("health sidecar", PATIENCE);
+    assert_eq!(get(addr, "/readyz").status, 200);
+    let sent = Instant::now();
+    running.signal("USR2");
+    let elapsed = time_to_readyz_503(addr, sent);
+    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
 }

@@ -24,7 +24,9 @@ use crate::privileges::spec::{
     parse_user_spec,
 };
 use crate::probe::spec::{ProbeTarget, parse_probe};
-use crate::signals::spec::{ForwardTarget, Signal, parse_rewrite_pair, parse_signal};
+use crate::signals::spec::{
+    ForwardTarget, Signal, parse_rewrite_pair, parse_signal, parse_stop_signal,
+};
 use crate::units::parse_duration;
 
 /// clap's command for [`Cli`], with every flag global: `pyinit drill` takes the supervisor's
@@ -60,6 +62,12 @@ pub struct Cli {
           value_parser = parse_rewrite_pair)]
     pub signal_map: Vec<(Signal, Option<Signal>)>,
 
+    /// The signal that begins the drain: the image's STOPSIGNAL or the pod's
+    /// lifecycle.stopSignal. TERM begins it too, whatever this says.
+    #[arg(long, env = "PYINIT_STOP_SIGNAL", value_name = "SIGNAL", default_value = "TERM",
+          value_parser = parse_stop_signal)]
+    pub stop_signal: Signal,
+
     /// When pyinit is not PID 1: the signal it gets when its parent dies (TERM drains).
     #[arg(long, env = "PYINIT_PARENT_DEATH_SIGNAL", value_name = "SIGNAL", value_parser = parse_signal)]
     pub parent_death_signal: Option<Signal>,
@@ -69,13 +77,13 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub grace_period: Duration,
 
-    /// Time from SIGTERM until pyinit stops what is left: the dump signal, then SIGKILL after
-    /// the dump window, both before --grace-period ends [default: grace period minus min(5s,
-    /// grace period / 5)].
+    /// Time from the stop signal until pyinit stops what is left: the dump signal, then SIGKILL
+    /// after the dump window, both before --grace-period ends [default: grace period minus
+    /// min(5s, grace period / 5)].
     #[arg(long, env = "PYINIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
 
-    /// Time from SIGTERM until the app gets its stop signal, while readiness is already false
+    /// Time from the stop signal until the app gets its own, while readiness is already false
     /// [default: 0s; in Kubernetes min(5s, grace period / 4)].
     #[arg(long, env = "PYINIT_PRE_STOP_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     pub pre_stop_delay: Option<Duration>,
@@ -85,7 +93,7 @@ pub struct Cli {
           requires = "hard_stop_after")]
     pub hard_stop_signal: Option<Signal>,
 
-    /// Time from SIGTERM until --hard-stop-signal is sent.
+    /// Time from the stop signal until --hard-stop-signal is sent.
     #[arg(long, env = "PYINIT_HARD_STOP_AFTER", value_name = "DURATION", value_parser = parse_duration,
           requires = "hard_stop_signal")]
     pub hard_stop_after: Option<Duration>,

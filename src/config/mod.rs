@@ -30,7 +30,7 @@ use crate::exit::ExitRemap;
 use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
-use crate::signals::spec::{RewriteMap, Signal};
+use crate::signals::spec::{RewriteMap, Signal, short_name};
 use crate::supervisor::{DeadlineDump, HardStop, Policy};
 use crate::units::format_duration;
 
@@ -266,9 +266,14 @@ impl Config {
             _ => None,
         };
         let deadline_dump = deadline_dump(&cli, grace_period, drain_timeout)?;
+        let rewrite = RewriteMap::new(cli.signal_map);
+        let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite);
+        check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
         let policy = Policy {
+            stop_signal: cli.stop_signal,
+            app_stop_signal,
             forward_to: cli.forward_to,
-            rewrite: RewriteMap::new(cli.signal_map),
+            rewrite,
             pre_stop_delay,
             drain_timeout,
             hard_stop,
@@ -307,6 +312,44 @@ impl Config {
             prepare_multiproc_dir,
         })
     }
+}
+
+/// What the app is sent when the drain sends its stop signal, in this order of precedence:
+/// 1. `--signal-map` has an entry for the stop signal: its target (`none` drops it), since a
+///    flag given explicitly always wins;
+/// 2. otherwise the stop signal itself.
+fn app_stop_signal(stop_signal: Signal, rewrite: &RewriteMap) -> Option<Signal> {
+    if let Some(target) = rewrite.entry(stop_signal) {
+        return target;
+    }
+    Some(stop_signal)
+}
+
+/// With a stop signal other than TERM, a TERM begins the drain too and the app gets its stop
+/// signal: a `--signal-map` entry for TERM that would send it anything else never applies, and
+/// is refused rather than ignored.
+fn check_term_entry(
+    stop_signal: Signal,
+    rewrite: &RewriteMap,
+    app_stop_signal: Option<Signal>,
+) -> Result<(), ConfigError> {
+    let Some(target) = rewrite.entry(Signal::SIGTERM) else {
+        return Ok(());
+    };
+    if stop_signal == Signal::SIGTERM || target == app_stop_signal {
+        return Ok(());
+    }
+    let name = |signal: Option<Signal>| signal.map_or("none", short_name);
+    Err(ConfigError {
+        flag: "--signal-map",
+        value: format!("TERM={}", name(target)),
+        reason: format!(
+            "never applies with --stop-signal {stop}: a TERM begins the drain too, and the app \
+             then gets its stop signal ({app}); map {stop}=SIGNAL to change what the app gets",
+            stop = short_name(stop_signal),
+            app = name(app_stop_signal),
+        ),
+    })
 }
 
 /// The dump at the drain deadline, unless turned off. What the drain timeout leaves of the grace
@@ -453,6 +496,7 @@ fn drill_config(
         requests: args.drill_request,
         concurrency: args.drill_concurrency,
         json: args.json,
+        stop_signal: policy.stop_signal,
         grace_period,
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,

@@ -5,6 +5,8 @@ use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
 use crate::signals::spec::ForwardTarget;
 
+mod lifecycle;
+
 fn parse(args: &[&str]) -> Result<Config, String> {
     parse_args(args, Environment::default())
 }

@@ -37,7 +37,10 @@ use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
 use crate::signals::disposition::AppProcess;
-use crate::signals::{self, spec::Signal};
+use crate::signals::{
+    self,
+    spec::{Signal, short_name},
+};
 use crate::status::{AppState, Status};
 use crate::{clock, units};
 use report::{Observations, Report};
@@ -184,9 +187,9 @@ async fn rehearse(
     let started = clock::now();
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
-        warn!("drill: the app never became ready; sending SIGTERM anyway");
+        warn!("drill: the app never became ready; sending the stop signal anyway");
         trace.processes = read_app_processes(&status_rx);
-        trace.term_sent_at = Some(send_sigterm());
+        trace.term_sent_at = Some(send_stop_signal(drill.stop_signal));
         let _ = status_rx
             .wait_for(|status| status.shutdown.app_exited_at.is_some())
             .await;
@@ -207,7 +210,7 @@ async fn rehearse(
     }
 
     trace.processes = read_app_processes(&status_rx);
-    let term_sent_at = send_sigterm();
+    let term_sent_at = send_stop_signal(drill.stop_signal);
     trace.term_sent_at = Some(term_sent_at);
     trace.readiness_dropped_after = match health_addr {
         Some(addr) => wait_for_readyz_503(addr, term_sent_at).await,
@@ -273,11 +276,14 @@ fn read_app_processes(status_rx: &watch::Receiver<Status>) -> Vec<AppProcess> {
     }
 }
 
-fn send_sigterm() -> Instant {
+/// Sends pyinit its stop signal, as the container runtime does when the kubelet stops the
+/// container.
+fn send_stop_signal(signal: Signal) -> Instant {
     let sent_at = clock::now();
-    info!("drill: sending SIGTERM, as the kubelet does");
-    if let Err(errno) = signals::raise_signal(Signal::SIGTERM) {
-        warn!("drill: cannot send SIGTERM: {errno}");
+    let name = short_name(signal);
+    info!("drill: sending SIG{name}, as the kubelet does");
+    if let Err(errno) = signals::raise_signal(signal) {
+        warn!("drill: cannot send SIG{name}: {errno}");
     }
     sent_at
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use core::net::SocketAddr;
 
 use crate::probe::spec::{ProbeTarget, parse_probe};
-use crate::signals::spec::ForwardTarget;
+use crate::signals::spec::{ForwardTarget, Signal};
 use crate::supervisor::DeadlineDump;
 
 /// `pyinit drill`'s settings, checked against the supervisor's.
@@ -21,7 +21,9 @@ pub struct DrillConfig {
     /// Requests in flight at once, per URL.
     pub concurrency: usize,
     pub json: bool,
-    /// The shutdown being rehearsed, as the supervisor will run it.
+    /// The shutdown being rehearsed, as the supervisor will run it; the drill sends pyinit the
+    /// stop signal, as the container runtime does.
+    pub stop_signal: Signal,
     pub grace_period: Duration,
     pub drain_timeout: Duration,
     pub pre_stop_delay: Duration,

@@ -269,7 +269,7 @@ mod tests {
         };
         status.signals_forwarded[15] = 2;
         status.signals_forwarded[9] = 1;
-        status.checks = Checks::new(status.app, status.draining, &status.probes);
+        status.checks = Checks::new(status.app, status.shutdown.drain_signal, &status.probes);
         let text = render_metrics(&status);
         for line in [
             "# TYPE pyinit_app_up gauge\npyinit_app_up 1\n",

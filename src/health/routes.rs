@@ -236,6 +236,7 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeConfig, ProbeKind, ProbeTarget, ProbeTiming};
     use crate::probe::threshold::{Outcome, ProbeReport, Probes};
+    use crate::signals::spec::Signal;
     use crate::status::{AppState, Checks};
 
     fn body_of(response: Response<Body>) -> String {
@@ -275,7 +276,7 @@ mod tests {
             began,
             duration: Duration::from_millis(200),
         });
-        status.checks = Checks::new(status.app, status.draining, &status.probes);
+        status.checks = Checks::new(status.app, status.shutdown.drain_signal, &status.probes);
         (status, began + Duration::from_millis(1400))
     }
 
@@ -380,7 +381,8 @@ mod tests {
     fn draining_fails_readiness_but_not_liveness() {
         let (mut status, now) = status_with_readiness();
         status.draining = true;
-        status.checks = Checks::new(status.app, status.draining, &status.probes);
+        status.shutdown.drain_signal = Some(Signal::SIGTERM);
+        status.checks = Checks::new(status.app, status.shutdown.drain_signal, &status.probes);
         let (code, body) = get("/readyz", Some("verbose&exclude=readiness"), &status, now);
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(

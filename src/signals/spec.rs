@@ -53,6 +53,21 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     })
 }
 
+/// Parses `--stop-signal`: a signal as [`parse_signal`] reads it, which pyinit catches (one of
+/// [`FORWARDED`]), since the drain begins when it arrives.
+pub fn parse_stop_signal(text: &str) -> Result<Signal, String> {
+    let signal = parse_signal(text)?;
+    if FORWARDED.contains(&signal) {
+        return Ok(signal);
+    }
+    Err(format!(
+        "pyinit does not catch {}, so it cannot begin a drain (KILL and STOP cannot be caught, \
+         CHLD tells of children's exits, SEGV, BUS, ILL and FPE stay fatal): try TERM, INT, \
+         QUIT or HUP",
+        short_name(signal)
+    ))
+}
+
 /// The signal's short name, as logs and metrics show it: `TERM`, `USR1`.
 pub fn short_name(signal: Signal) -> &'static str {
     let name = signal.as_str();
@@ -108,6 +123,15 @@ impl RewriteMap {
             .map_or(Some(received), |(_, to)| *to)
     }
 
+    /// The map's own entry for `signal`: `Some(target)` when it has one (`Some(None)`: it drops
+    /// the signal), `None` when it leaves the signal as it is.
+    pub fn entry(&self, signal: Signal) -> Option<Option<Signal>> {
+        self.pairs
+            .iter()
+            .find(|(from, _)| *from == signal)
+            .map(|(_, to)| *to)
+    }
+
     /// The signals pyinit must catch so that the map can see them.
     pub fn sources(&self) -> impl Iterator<Item = Signal> + '_ {
         self.pairs.iter().map(|(from, _)| *from)
@@ -155,6 +179,22 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_signal_must_be_one_pyinit_catches() {
+        assert_eq!(parse_stop_signal("INT"), Ok(Signal::SIGINT));
+        assert_eq!(parse_stop_signal("SIGQUIT"), Ok(Signal::SIGQUIT));
+        assert_eq!(parse_stop_signal("1"), Ok(Signal::SIGHUP));
+        for text in ["KILL", "STOP", "CHLD", "SEGV", "BUS", "ILL", "FPE", "9"] {
+            let error = parse_stop_signal(text).unwrap_err();
+            assert!(error.contains("does not catch"), "{text}: {error}");
+        }
+        assert!(
+            parse_stop_signal("NOPE")
+                .unwrap_err()
+                .contains("not a signal name")
+        );
+    }
+
+    #[test]
     fn rewrite_pairs_parse_and_drop() {
         assert_eq!(
             parse_rewrite_pair("TERM=INT"),
@@ -178,6 +218,9 @@ mod tests {
         assert_eq!(map.rewrite(Signal::SIGTERM), Some(Signal::SIGINT));
         assert_eq!(map.rewrite(Signal::SIGHUP), None);
         assert_eq!(map.rewrite(Signal::SIGUSR1), Some(Signal::SIGUSR1));
+        assert_eq!(map.entry(Signal::SIGTERM), Some(Some(Signal::SIGINT)));
+        assert_eq!(map.entry(Signal::SIGHUP), Some(None));
+        assert_eq!(map.entry(Signal::SIGUSR1), None);
     }
 
     #[test]

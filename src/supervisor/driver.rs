@@ -416,10 +416,12 @@ fn log_deadline_missed(drain_timeout: Duration, dump: Option<DeadlineDump>) {
 fn log_notice(notice: Notice) {
     match notice {
         Notice::DrainStarted {
+            signal,
             pre_stop_delay,
             drain_timeout,
             hard_stop,
         } => info!(
+            signal = short_name(signal),
             pre_stop_delay_ms = millis(pre_stop_delay),
             deadline_ms = millis(drain_timeout),
             hard_stop_signal = hard_stop.map(|hard_stop| short_name(hard_stop.signal)),

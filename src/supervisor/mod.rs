@@ -5,11 +5,13 @@
 //! reports and timers into events, and actions into syscalls. The phases are
 //! `Running → Draining → Stopping → Exited`:
 //!
-//! - **Running**: signals are forwarded (after `--signal-map`); SIGTERM starts the drain.
-//! - **Draining** from the SIGTERM at T: readiness is false at once; at T + pre-stop delay the app
-//!   gets its stop signal; at T + hard-stop-after the optional hard-stop signal; at T + drain
-//!   timeout everything left gets the dump signal (`--deadline-dump`), or at once SIGKILL. A
-//!   second SIGTERM is forwarded again and moves nothing.
+//! - **Running**: signals are forwarded (after `--signal-map`); the stop signal (`--stop-signal`,
+//!   TERM by default) starts the drain, and so does SIGTERM whatever the stop signal is.
+//! - **Draining** from that signal at T: readiness is false at once; at T + pre-stop delay the
+//!   app gets its own stop signal (`Policy::app_stop_signal`, which `config` decided); at T +
+//!   hard-stop-after the optional hard-stop signal; at T + drain timeout everything left gets the
+//!   dump signal (`--deadline-dump`), or at once SIGKILL. A second stop request sends the app its
+//!   stop signal again and moves nothing.
 //! - **Stopping**: the app is gone, or was still running at the drain deadline. An overdue app
 //!   and everything with it get SIGKILL at the end of the dump window (at once without a dump),
 //!   whatever the dump signal did to them, and pyinit exits 137 however the app ended: past the
@@ -19,8 +21,8 @@
 //!   hands some process back.
 //! - **Exited**: the exit code is decided and returned as the last action of the step.
 //!
-//! Without an app (a health sidecar, [`Workload::Sidecar`]) a SIGTERM or SIGINT only turns
-//! readiness false, and pyinit exits 0 once the pre-stop delay has passed.
+//! Without an app (a health sidecar, [`Workload::Sidecar`]) the stop signal, SIGTERM or SIGINT
+//! only turns readiness false, and pyinit exits 0 once the pre-stop delay has passed.
 //!
 //! Each `State` variant carries what its decisions need and nothing else: the workload while it
 //! runs (the app's pid, or none for a sidecar), the drain's start and which of its signals went out, what became of the app and the
@@ -52,7 +54,7 @@ use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, S
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HardStop {
     pub signal: Signal,
-    /// Measured from the SIGTERM that started the drain.
+    /// Measured from the signal that started the drain.
     pub after: Duration,
 }
 
@@ -68,6 +70,12 @@ pub struct DeadlineDump {
 /// The rules the supervisor applies; built from the validated configuration.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// The signal whose arrival begins the drain (`--stop-signal`, the image's STOPSIGNAL or the
+    /// pod's stopSignal); SIGTERM begins it too, whatever this is.
+    pub stop_signal: Signal,
+    /// What the app is sent when the drain sends its stop signal; `None` when `--signal-map`
+    /// drops it. `config` decides it; the supervisor sends exactly this.
+    pub app_stop_signal: Option<Signal>,
     pub forward_to: ForwardTarget,
     pub rewrite: RewriteMap,
     pub pre_stop_delay: Duration,
@@ -123,6 +131,8 @@ pub enum Reason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     DrainStarted {
+        /// The signal that began it: the stop signal, or SIGTERM.
+        signal: Signal,
         pre_stop_delay: Duration,
         drain_timeout: Duration,
         hard_stop: Option<HardStop>,
@@ -203,7 +213,7 @@ pub enum Workload {
 enum State {
     /// No stop has been asked for.
     Running(Workload),
-    /// A stop request (SIGTERM; for a sidecar SIGINT too) started a drain.
+    /// A stop request (the stop signal or SIGTERM; for a sidecar SIGINT too) started a drain.
     Draining(Workload, Drain),
     /// The app has exited, or was still running at the drain deadline: what is left is stopped.
     Stopping(Stopping),
@@ -215,7 +225,7 @@ enum State {
 /// A drain under way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Drain {
-    /// The SIGTERM that started it: every later step of the drain is measured from here.
+    /// The stop request that started it: every later step of the drain is measured from here.
     started_at: Instant,
     stop_sent: bool,
     hard_stop_sent: bool,
@@ -388,7 +398,7 @@ impl Supervisor {
             signals_forwarded: self.signals_forwarded,
             orphans_reaped: self.orphans_reaped,
             probes: self.probes.clone(),
-            checks: Checks::new(app, draining, &self.probes),
+            checks: Checks::new(app, self.shutdown.drain_signal, &self.probes),
             shutdown: self.shutdown.clone(),
             resources: self.resources,
         }
@@ -513,22 +523,30 @@ impl Supervisor {
         }
     }
 
+    /// Whether `signal` asks pyinit to stop: the stop signal, and SIGTERM whatever the stop
+    /// signal is (every runtime's default, and what a runtime that does not know the pod's
+    /// stopSignal sends); for a sidecar, which has no app to pass SIGINT to, SIGINT too.
+    fn asks_to_stop(&self, signal: Signal) -> bool {
+        signal == self.policy.stop_signal
+            || signal == Signal::SIGTERM
+            || (signal == Signal::SIGINT && self.state.is_sidecar())
+    }
+
     fn on_signal(&mut self, signal: Signal, now: Instant, actions: &mut Vec<Action>) {
+        let stop_request = self.asks_to_stop(signal);
         match self.state {
             // A sidecar: a stop request ends the probes' service, there is nothing to forward.
-            State::Running(Workload::Sidecar)
-                if matches!(signal, Signal::SIGTERM | Signal::SIGINT) =>
-            {
-                self.start_drain(Workload::Sidecar, now, actions);
+            State::Running(Workload::Sidecar) if stop_request => {
+                self.start_drain(Workload::Sidecar, signal, now, actions);
             }
-            State::Running(Workload::App { pid }) if signal == Signal::SIGTERM => {
-                self.start_drain(Workload::App { pid }, now, actions);
+            State::Running(Workload::App { pid }) if stop_request => {
+                self.start_drain(Workload::App { pid }, signal, now, actions);
                 if self.policy.pre_stop_delay.is_zero() {
                     self.send_stop_signal(pid, now, actions);
                 }
             }
-            State::Draining(Workload::App { pid }, _) if signal == Signal::SIGTERM => {
-                // A repeated SIGTERM ends a pre-stop delay early but moves no deadline.
+            State::Draining(Workload::App { pid }, _) if stop_request => {
+                // A repeated stop request ends a pre-stop delay early but moves no deadline.
                 self.send_stop_signal(pid, now, actions);
             }
             State::Running(Workload::App { pid }) | State::Draining(Workload::App { pid }, _) => {
@@ -544,7 +562,13 @@ impl Supervisor {
         }
     }
 
-    fn start_drain(&mut self, workload: Workload, now: Instant, actions: &mut Vec<Action>) {
+    fn start_drain(
+        &mut self,
+        workload: Workload,
+        signal: Signal,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         let drain = Drain {
             started_at: now,
             stop_sent: false,
@@ -552,7 +576,9 @@ impl Supervisor {
         };
         self.state = State::Draining(workload, drain);
         self.shutdown.drain_started_at = Some(now);
+        self.shutdown.drain_signal = Some(signal);
         actions.push(Action::Notice(Notice::DrainStarted {
+            signal,
             pre_stop_delay: self.policy.pre_stop_delay,
             drain_timeout: self.policy.drain_timeout,
             hard_stop: self.policy.hard_stop,
@@ -563,14 +589,14 @@ impl Supervisor {
         if let State::Draining(_, drain) = &mut self.state {
             drain.stop_sent = true;
         }
-        match self.policy.rewrite.rewrite(Signal::SIGTERM) {
+        match self.policy.app_stop_signal {
             Some(signal) => {
                 // The first stop signal is the one the shutdown record keeps.
                 self.shutdown.stop_signal.get_or_insert((signal, now));
                 self.push_forward(signal, app_pid, Reason::StopSignal, actions);
             }
             None => actions.push(Action::Notice(Notice::SignalDropped {
-                received: Signal::SIGTERM,
+                received: self.policy.stop_signal,
             })),
         }
     }

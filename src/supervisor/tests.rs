@@ -11,11 +11,14 @@ use super::*;
 
 mod deadline;
 mod probes;
+mod stop_signal;
 
 const APP: i32 = 42;
 
 fn policy() -> Policy {
     Policy {
+        stop_signal: Signal::SIGTERM,
+        app_stop_signal: Some(Signal::SIGTERM),
         forward_to: ForwardTarget::Child,
         rewrite: RewriteMap::default(),
         pre_stop_delay: Duration::ZERO,
@@ -59,7 +62,12 @@ fn others_reaped(n_orphans: usize, children_left: bool) -> Event {
 }
 
 fn drain_started(policy: &Policy) -> Action {
+    drain_started_by(policy, Signal::SIGTERM)
+}
+
+fn drain_started_by(policy: &Policy, signal: Signal) -> Action {
     Action::Notice(Notice::DrainStarted {
+        signal,
         pre_stop_delay: policy.pre_stop_delay,
         drain_timeout: policy.drain_timeout,
         hard_stop: policy.hard_stop,
@@ -151,10 +159,10 @@ fn sigterm_drains_at_once_without_pre_stop_delay() {
 }
 
 #[test]
-fn stop_signal_follows_the_signal_map() {
+fn the_app_gets_the_app_stop_signal_of_the_policy() {
     let t0 = Instant::now();
     let mut policy = policy();
-    policy.rewrite = RewriteMap::new(vec![(Signal::SIGTERM, Some(Signal::SIGINT))]);
+    policy.app_stop_signal = Some(Signal::SIGINT);
     let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(
@@ -502,18 +510,20 @@ fn the_shutdown_record_keeps_what_happened_and_when() {
     let t0 = Instant::now();
     let mut policy = policy();
     policy.pre_stop_delay = secs(1);
-    policy.rewrite = RewriteMap::new(vec![(Signal::SIGTERM, Some(Signal::SIGINT))]);
+    policy.stop_signal = Signal::SIGUSR2;
+    policy.app_stop_signal = Some(Signal::SIGINT);
     policy.hard_stop = Some(HardStop {
         signal: Signal::SIGQUIT,
         after: secs(3),
     });
     let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
-    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(Event::Signal(Signal::SIGUSR2), t0);
     supervisor.step(Event::Timer, t0 + secs(1));
     supervisor.step(Event::Timer, t0 + secs(3));
     supervisor.step(app_exited(ChildStatus::Exited(0), true), t0 + secs(4));
     let record = &supervisor.status().shutdown;
     assert_eq!(record.drain_started_at, Some(t0));
+    assert_eq!(record.drain_signal, Some(Signal::SIGUSR2));
     assert_eq!(record.stop_signal, Some((Signal::SIGINT, t0 + secs(1))));
     assert_eq!(record.hard_stop_sent_at, Some(t0 + secs(3)));
     assert_eq!(record.app_exited_at, Some(t0 + secs(4)));

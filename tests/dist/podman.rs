@@ -394,6 +394,103 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     container.assert_stop_drains_a_slow_request(app_port);
 }
 
+/// An image with `STOPSIGNAL SIGINT` and `ENV PYINIT_STOP_SIGNAL=INT`, as docs/signals.md
+/// shows them: `podman stop` sends SIGINT, and pyinit drains on it as it does on SIGTERM. The
+/// image is the local base image with those two lines (built without network in seconds); the
+/// pyinit under test and the app fixture are mounted into it, and the container shares the
+/// host's network, where the test reaches both ports.
+#[test]
+fn podman_stop_sends_the_images_stopsignal_and_pyinit_drains_on_it() {
+    let context = super::TempDir::new("stopsignal");
+    let dockerfile = context.path.join("Dockerfile");
+    std::fs::write(
+        &dockerfile,
+        format!(
+            "FROM {}\nSTOPSIGNAL SIGINT\nENV PYINIT_STOP_SIGNAL=INT\n",
+            base_image()
+        ),
+    )
+    .expect("write the Dockerfile");
+    let image = build_without_network(&dockerfile, &context.path);
+    assert_eq!(
+        podman_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.StopSignal}}",
+            &image.name
+        ]),
+        "SIGINT"
+    );
+    let (app_port, health_port) = (free_port(), free_port());
+    let pyinit_mount = format!("{}:/usr/local/bin/pyinit:ro", env!("CARGO_BIN_EXE_pyinit"));
+    let fixtures_mount = format!("{}:/fixtures:ro", repo().join("tests/fixtures").display());
+    let health_addr = format!("127.0.0.1:{health_port}");
+    let readiness = format!("http://127.0.0.1:{app_port}/healthz");
+    let app_port_text = app_port.to_string();
+    let container = Container::run(&[
+        "--network",
+        "host",
+        "--volume",
+        &pyinit_mount,
+        "--volume",
+        &fixtures_mount,
+        "--entrypoint",
+        "pyinit",
+        &image.name,
+        "--allow-root",
+        "--health-addr",
+        &health_addr,
+        "--readiness",
+        &readiness,
+        "--readiness-period",
+        "200ms",
+        "--pre-stop-delay",
+        "1s",
+        "--",
+        "python3",
+        "/fixtures/http_app.py",
+        "--port",
+        &app_port_text,
+        "--stop-on",
+        "INT",
+    ]);
+    container.wait_ready(health_port);
+    let name = container.name.clone();
+    let stop = thread::spawn(move || {
+        let started = Instant::now();
+        podman_ok(&["stop", "--time", &STOP_TIMEOUT_SECONDS.to_string(), &name]);
+        started.elapsed()
+    });
+    // Readiness drops while the app still serves: the pre-stop delay of a drain.
+    poll_until(PATIENCE, "/readyz to answer 503", || {
+        matches!(
+            http_get(health_port, "/readyz", Duration::from_secs(2)),
+            Ok((503, _))
+        )
+    });
+    let app = http_get(app_port, "/healthz", Duration::from_secs(2));
+    assert!(
+        matches!(app, Ok((200, _))),
+        "the app during the delay: {app:?}"
+    );
+    let stop_took = stop.join().expect("the stop's thread");
+    let logs = container.logs();
+    assert_eq!(container.inspect("{{.State.ExitCode}}"), "0", "{logs}");
+    assert!(
+        stop_took >= Duration::from_millis(900) && stop_took < Duration::from_secs(10),
+        "podman stop took {stop_took:?}; logs:\n{logs}"
+    );
+    for line in [
+        "drain started: readiness is false signal=\"INT\"",
+        "stop signal sent signal=\"INT\"",
+        "signal INT",
+        "app exited code=0",
+    ] {
+        assert!(logs.contains(line), "no {line:?} in:\n{logs}");
+    }
+}
+
 /// A JSON array of strings, as `--entrypoint` takes an exec form (the words hold no quotes or
 /// backslashes, which this checks).
 fn exec_form(words: impl Iterator<Item = String>) -> String {
