@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -306,19 +307,26 @@ def versions(servers):
             for server in servers}
 
 
+def tally(values):
+    """`200` when every trial agrees, else `200 ×2 / cut ×1`."""
+    unique = sorted(set(values), key=values.index)
+    if len(unique) == 1:
+        return unique[0]
+    return " / ".join(f"{value} ×{values.count(value)}" for value in unique)
+
+
 def cell(trials):
-    """One table cell: the work's outcome and the exit code, each trial's if they differ."""
-    if not trials:
-        return "not run"
-    shown = []
-    for result in trials:
-        if "error" in result:
-            shown.append("did not start")
-            continue
-        code = f"{result['exit_code']}" + (" (SIGKILL at the grace period)" if result["killed"] else "")
-        shown.append(f"{result['work']}, exit {code}, {result['term_to_exit_s']:.1f} s")
-    unique = sorted(set(shown), key=shown.index)
-    return "; ".join(f"{text} ×{shown.count(text)}" if len(trials) > 1 else text for text in unique)
+    """One table cell: what became of the work, PID 1's exit code (each with its count when the
+    rounds differ) and the median time from SIGTERM to exit."""
+    ran = [result for result in trials if "error" not in result]
+    if not ran:
+        return "did not start" if trials else "not run"
+    codes = [f"{result['exit_code']}" + (" (SIGKILL)" if result["killed"] else "") for result in ran]
+    seconds = statistics.median(result["term_to_exit_s"] for result in ran)
+    text = f"{tally([result['work'] for result in ran])}, exit {tally(codes)}, {seconds:.1f} s"
+    if len(ran) < len(trials):
+        text += f" ({len(trials) - len(ran)} did not start)"
+    return text
 
 
 def report(results, args, seconds):
@@ -327,7 +335,8 @@ def report(results, args, seconds):
           f"{REQUEST_SECONDS:g} s request (celery: task) in flight at SIGTERM; grace period {args.grace_period:g} s")
     print()
     print("Each cell: the request's HTTP status (`cut`: closed before a whole answer) or the task's end, PID 1's "
-          "exit code, seconds from SIGTERM to exit.")
+          "exit code (each with its count where the rounds differ), and the median seconds from SIGTERM to exit; "
+          "`(SIGKILL)`: still running at the end of the grace period.")
     print()
     print("| server | " + " | ".join(args.inits) + " |")
     print("|---" * (len(args.inits) + 1) + "|")
