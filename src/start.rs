@@ -46,6 +46,7 @@ pub fn startup_report(
     let app = has_app.then_some(AppFacts {
         uid: app_uid,
         grace_period: config.grace_period,
+        pre_stop_hook: config.pre_stop_hook,
         drain_timeout: config.policy.drain_timeout,
     });
     let warnings = startup_warnings(&facts, std::process::id(), app);

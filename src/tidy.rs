@@ -22,6 +22,7 @@ const PURE_FILES: &[&str] = &[
     "src/supervisor/mod.rs",
     "src/config/mod.rs",
     "src/config/cli.rs",
+    "src/config/drain.rs",
     "src/config/parse.rs",
     "src/config/probe_flags.rs",
     "src/exit.rs",

@@ -209,3 +209,25 @@ fn a_term_entry_of_the_signal_map_that_never_applies() {
         "TERM=QUIT",
     );
 }
+
+#[test]
+fn a_pre_stop_hook_that_leaves_less_than_the_kubelets_two_seconds() {
+    let marker = marker("pre-stop-hook");
+    assert_usage_error(
+        Pyinit::new().args(["--grace-period", "30s", "--pre-stop-hook", "29s"]),
+        &marker,
+        "--pre-stop-hook",
+        "29s",
+    );
+}
+
+#[test]
+fn a_drain_timeout_past_what_the_pre_stop_hook_leaves() {
+    let marker = marker("hook-drain");
+    assert_usage_error(
+        Pyinit::new().args(["--pre-stop-hook", "10s", "--drain-timeout", "25s"]),
+        &marker,
+        "--drain-timeout",
+        "25s",
+    );
+}

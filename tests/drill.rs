@@ -424,3 +424,79 @@ fn uvicorn_catches_sigterm_drains_and_re_raises_it_and_passes() {
         "{stdout}"
     );
 }
+
+/// Seconds since midnight of a JSON log line's `"timestamp":"...THH:MM:SS.ffffffZ"`.
+fn logged_at(line: &str) -> f64 {
+    let stamp = line
+        .split("\"timestamp\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    let time = stamp.split('T').nth(1).unwrap().trim_end_matches('Z');
+    time.split(':')
+        .map(|part| part.parse::<f64>().unwrap())
+        .fold(0.0, |total, part| total * 60.0 + part)
+}
+
+#[test]
+fn a_pre_stop_hook_is_played_before_the_stop_signal_and_the_drain_judged_against_what_it_leaves() {
+    // An app that needs 4.5s after its stop signal, SIGINT here, to stop.
+    let app = |port: u16| {
+        python_fixture(
+            "http_app.py",
+            &[
+                "--port",
+                &port.to_string(),
+                "--stop-on",
+                "INT",
+                "--stop-after",
+                "4.5",
+            ],
+        )
+    };
+    let rehearse = |port: u16, extra: &[&str]| {
+        Pyinit::new()
+            .arg("drill")
+            .args(["--log-format", "json", "--log-level", "info"])
+            .args(readiness_on(port))
+            .args(["--stop-signal", "INT", "--grace-period", "8s"])
+            .args(extra)
+            .app(app(port))
+            .run()
+    };
+    // 8s of grace: a 6400ms drain deadline, which the app makes.
+    let finished = rehearse(free_port(), &[]);
+    finished.assert_exit_code(0);
+    assert!(verdict_line(&finished, "readiness drops at SIGINT").contains("PASS"));
+    assert!(verdict_line(&finished, "drains before the deadline").contains("deadline 6400ms)"));
+
+    // A 3s preStop sleep first: the stop signal comes 3s into the grace period, 5s before the
+    // kubelet's SIGKILL, and the drain deadline is 4s: too short for this app.
+    let finished = rehearse(free_port(), &["--pre-stop-hook", "3s"]);
+    finished.assert_exit_code(1);
+    let stdout = finished.stdout.join("\n");
+    assert!(
+        stdout.contains("grace period 8s, preStop hook 3s, drain deadline 4s, pre-stop delay 0s"),
+        "{stdout}"
+    );
+    let drain = verdict_line(&finished, "drains before the deadline");
+    assert!(
+        drain.contains("FAIL")
+            && drain.contains("still running at the 4s deadline")
+            && drain.contains(
+                "the kubelet's SIGKILL at 5s: the 8s grace period less the 3s preStop hook"
+            ),
+        "{drain}"
+    );
+    // The hook was played: 3s between its start and the stop signal, with the app still serving.
+    let line_with = |needle: &str| -> &String {
+        (finished.stderr.iter())
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", finished.stderr_text()))
+    };
+    let hook_started = logged_at(line_with("running the preStop hook"));
+    let signal_sent = logged_at(line_with("drill: sending SIGINT"));
+    let hook = signal_sent - hook_started;
+    assert!((2.95..4.0).contains(&hook), "the hook took {hook}s");
+    assert!(verdict_line(&finished, "readiness drops at SIGINT").contains("PASS"));
+}

@@ -1,6 +1,7 @@
 //! The files a user copies: `examples/kubernetes/deployment.yaml` must agree with the pyinit
 //! flags in it and pass the Kubernetes schemas (tests/kubernetes/check_deployment.py, run by the
-//! end-to-end venv's Python), and `Dockerfile.example` must pass hadolint and pin the pyinit that
+//! end-to-end venv's Python), `examples/kubernetes/sidecar.yaml` must be a native health sidecar
+//! done right (tests/kubernetes/check_sidecar.py) and pass them too, and `Dockerfile.example` must pass hadolint and pin the pyinit that
 //! Cargo.toml builds on a tagged python image. Each checker is also shown a broken copy, so a
 //! checker that accepts everything fails here. (tests/dist/podman.rs builds and runs the image.)
 //!
@@ -14,7 +15,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::common::runc::{repo, venv_bin};
-use crate::common::{Finished, Pyinit};
+use crate::common::{Finished, PATIENCE, Pyinit};
 
 pub fn deployment() -> PathBuf {
     repo().join("examples/kubernetes/deployment.yaml")
@@ -281,7 +282,7 @@ pub fn invocation(kind: &str, file: &Path) -> Invocation {
         }
     }
     assert!(
-        !invocation.app.is_empty(),
+        kind == "sidecar" || !invocation.app.is_empty(),
         "{} starts no app after `--`",
         file.display()
     );
@@ -451,5 +452,135 @@ fn a_flag_pyinit_does_not_know_fails_these_checks() {
         finished.stderr_text().contains("--health-port"),
         "{}",
         finished.stderr_text()
+    );
+}
+
+pub fn sidecar() -> PathBuf {
+    repo().join("examples/kubernetes/sidecar.yaml")
+}
+
+fn check_sidecar(manifest: &Path) -> Output {
+    Command::new(venv_bin("python3"))
+        .arg(repo().join("tests/kubernetes/check_sidecar.py"))
+        .arg(manifest)
+        .output()
+        .expect("run check_sidecar.py")
+}
+
+#[test]
+fn the_sidecar_example_is_a_native_health_sidecar_and_validates() {
+    let output = check_sidecar(&sidecar());
+    let text = text_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("kubernetes-validate --strict passes") && text.contains("\n0 failed"),
+        "{text}"
+    );
+    // The sidecar's image is the pyinit this Cargo.toml builds.
+    let manifest = std::fs::read_to_string(sidecar()).expect("read sidecar.yaml");
+    let image = format!(
+        "image: ghcr.io/pyinit/pyinit:{}",
+        crate::dist::cargo_version()
+    );
+    assert!(manifest.contains(&image), "no {image:?} in sidecar.yaml");
+}
+
+#[test]
+fn the_sidecar_check_catches_each_mistake() {
+    // (what is changed, into what, the FAIL line it must cause)
+    let cases = [
+        (
+            "          restartPolicy: Always",
+            "          restartPolicy: OnFailure",
+            "the sidecar has restartPolicy: Always",
+        ),
+        (
+            "          restartPolicy: Always",
+            "          restartPolicys: Always",
+            "Additional properties are not allowed",
+        ),
+        (
+            "            - --liveness=tcp://127.0.0.1:8000",
+            "            - --liveness=tcp://127.0.0.1:8000\n            - --pre-stop-delay=5s",
+            "the sidecar sets no pre-stop delay (5s)",
+        ),
+        (
+            "          restartPolicy: Always\n",
+            "          restartPolicy: Always\n          startupProbe: {httpGet: {path: /livez, port: 8558}}\n",
+            "the sidecar has no startupProbe",
+        ),
+        (
+            "path: /readyz\n              port: 8558",
+            "path: /readyz\n              port: 8000",
+            "app's readinessProbe asks the sidecar",
+        ),
+        (
+            "seconds: 5",
+            "seconds: 29",
+            "app's preStop sleep (29s) leaves",
+        ),
+        (
+            "seconds: 5",
+            "second: 5",
+            "'seconds' is a required property",
+        ),
+        (
+            "terminationGracePeriodSeconds: 30",
+            "terminationGracePeriodSeconds: 60",
+            "--grace-period (30s) = terminationGracePeriodSeconds (60s)",
+        ),
+    ];
+    for (from, to, expected_failure) in cases {
+        let mutant = Mutant::new(&sidecar(), from, to);
+        let output = check_sidecar(&mutant.path);
+        let text = text_of(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{from:?} -> {to:?} must fail the check:\n{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with("FAIL") && line.contains(expected_failure)),
+            "{from:?} -> {to:?} must fail with {expected_failure:?}:\n{text}"
+        );
+    }
+}
+
+/// The real pyinit as the pod starts the sidecar (its command, the pod's user, no capabilities,
+/// in Kubernetes): a health sidecar on the manifest's port, which a SIGTERM ends at once with 0,
+/// as it must when it comes after the main containers have exited.
+#[test]
+fn pyinit_runs_as_the_sidecar_example_starts_it() {
+    let invocation = invocation("sidecar", &sidecar());
+    let (uid, gid) = invocation.run_as.expect("the pod sets runAsUser");
+    let mut running = invocation
+        .env
+        .iter()
+        .fold(
+            Pyinit::new().env_clear().private_network(),
+            |pyinit, (name, value)| pyinit.env(name, value),
+        )
+        .args(&invocation.args)
+        .started_by_pod_as(uid, gid)
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .start();
+    let addr = health_addr_of(&invocation);
+    running
+        .stderr
+        .wait_for(&format!("health server listening addr={addr}"), PATIENCE);
+    running.stderr.wait_for("health sidecar", PATIENCE);
+    let sent = std::time::Instant::now();
+    running.signal("TERM");
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(2),
+        "the sidecar took {:?} to exit",
+        sent.elapsed()
+    );
+    assert!(
+        !running.stderr.contains("pyinit: "),
+        "{}",
+        running.stderr.joined()
     );
 }

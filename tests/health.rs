@@ -557,3 +557,73 @@ fn after_the_app_exits_livez_fails_and_metrics_show_its_code() {
     assert_eq!(metric(addr, "pyinit_app_up"), Some(0.0));
     assert_eq!(running.wait_exit(PATIENCE).code(), Some(3));
 }
+
+/// A native sidecar (an init container with `restartPolicy: Always`) gets its SIGTERM only once
+/// the pod's main containers have exited, from what is left of the grace period they share. Both
+/// pyinits run as PID 1 in Kubernetes (`KUBERNETES_SERVICE_HOST` set), the sidecar watching the
+/// main container's app: while the main container drains (its pre-stop delay, then the app's
+/// own stop), the sidecar stays ready; TERMed after that, it exits 0 at once, with no pre-stop
+/// delay of its own eating into the grace period.
+#[test]
+fn a_native_sidecar_stays_ready_while_the_main_container_drains_and_exits_at_once_on_its_term() {
+    let port = free_port();
+    let in_a_pod = |pyinit: crate::common::Pyinit| {
+        pyinit
+            .as_pid1()
+            .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+            .args(["--grace-period", "20s", "--readiness", &healthz(port)])
+            .args(["--readiness-period", "200ms"])
+    };
+    let mut main = in_a_pod(Pyinit::new())
+        .args(["--pre-stop-delay", "2s"])
+        .app(http_app(port, &["--stop-after", "1"]))
+        .start();
+    let main_addr = health_addr(&main);
+    let mut sidecar = in_a_pod(Pyinit::new()).start();
+    let sidecar_addr = health_addr(&sidecar);
+    sidecar.stderr.wait_for("health sidecar", PATIENCE);
+    poll_until(PATIENCE, "both containers to be ready", || {
+        get(main_addr, "/readyz").status == 200 && get(sidecar_addr, "/readyz").status == 200
+    });
+
+    // The pod is deleted: the kubelet TERMs the main container alone.
+    let sent = Instant::now();
+    main.signal("TERM");
+    poll_until(
+        Duration::from_secs(2),
+        "the main container's /readyz 503",
+        || get(main_addr, "/readyz").status == 503,
+    );
+    let mut asked = 0;
+    while !main.stdout.contains("exiting") {
+        assert!(
+            sent.elapsed() < PATIENCE,
+            "the main container never stopped"
+        );
+        let answer = get(sidecar_addr, "/readyz?verbose");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        asked += 1;
+    }
+    assert!(asked > 10, "the sidecar was asked only {asked} times");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(2900),
+        "the main container drained in {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(main.wait_exit(PATIENCE).code(), Some(0));
+    assert!(!sidecar.stderr.contains("drain started"));
+
+    // Then the sidecar's turn.
+    let sent = Instant::now();
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PATIENCE).code(), Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the sidecar took {:?} to exit",
+        sent.elapsed()
+    );
+    sidecar.stderr.wait_for(
+        "drain started: readiness is false signal=\"TERM\" pre_stop_delay_ms=0",
+        PATIENCE,
+    );
+}

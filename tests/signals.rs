@@ -428,3 +428,37 @@ fn a_sidecar_drains_on_its_stop_signal() {
     assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
     assert_eq!(running.wait_exit(PATIENCE).code(), Some(0));
 }
+
+/// With a preStop hook of 3s in a 6s grace period, the kubelet sends the stop signal 3s into the
+/// grace period and SIGKILLs 3s later: pyinit's deadline is cut from those 3s (2400ms, where it
+/// would be 4800ms), and in Kubernetes it adds no pre-stop delay of its own (the endpoints were
+/// removed while the hook ran).
+#[test]
+fn a_pre_stop_hook_cuts_the_drain_deadline_and_the_pre_stop_delay() {
+    let mut running = Pyinit::new()
+        .as_pid1()
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .env("PYINIT_PRE_STOP_HOOK", "3s")
+        .args(["--grace-period", "6s"])
+        .app(python_fixture("ignore_term.py", &[]))
+        .start();
+    running.wait_ready();
+    let sent = Instant::now();
+    running.signal("TERM");
+    running.stdout.wait_for("signal TERM", PATIENCE);
+    assert!(
+        sent.elapsed() < Duration::from_millis(900),
+        "the app got TERM {:?} after pyinit: a pre-stop delay after the hook",
+        sent.elapsed()
+    );
+    assert_eq!(running.wait_exit(PATIENCE).code(), Some(137));
+    let elapsed = sent.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2350) && elapsed < Duration::from_millis(4500),
+        "killed {elapsed:?} after TERM"
+    );
+    running.stderr.wait_for(
+        "drain started: readiness is false signal=\"TERM\" pre_stop_delay_ms=0 deadline_ms=2400",
+        PATIENCE,
+    );
+}

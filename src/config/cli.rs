@@ -77,14 +77,22 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub grace_period: Duration,
 
+    /// How long the pod's preStop hook (a sleep, say) runs before the stop signal: the kubelet
+    /// counts the grace period from the hook's start, so the drain gets --grace-period minus
+    /// this (at least 2s).
+    #[arg(long, env = "PYINIT_PRE_STOP_HOOK", value_name = "DURATION", default_value = "0s",
+          value_parser = parse_duration)]
+    pub pre_stop_hook: Duration,
+
     /// Time from the stop signal until pyinit stops what is left: the dump signal, then SIGKILL
     /// after the dump window, both before --grace-period ends [default: grace period minus
-    /// min(5s, grace period / 5)].
+    /// min(5s, grace period / 5), of what --pre-stop-hook leaves of it].
     #[arg(long, env = "PYINIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
 
     /// Time from the stop signal until the app gets its own, while readiness is already false
-    /// [default: 0s; in Kubernetes min(5s, grace period / 4)].
+    /// [default: 0s; for an app in Kubernetes without --pre-stop-hook min(5s, grace period /
+    /// 4)].
     #[arg(long, env = "PYINIT_PRE_STOP_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     pub pre_stop_delay: Option<Duration>,
 

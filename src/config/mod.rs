@@ -9,6 +9,7 @@
 //! `supervisor`, `signals`, `container`, `log`); none of those imports `config`.
 
 pub mod cli;
+mod drain;
 pub mod parse;
 mod probe_flags;
 #[cfg(test)]
@@ -22,6 +23,7 @@ use clap::FromArgMatches;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use cli::{Cli, DrillArgs, HealthArgs, ModeCommand, PrivilegeArgs};
+use drain::{DrainTiming, Setting, drain_timing};
 use parse::HealthAddr;
 
 use crate::container::env::AppEnvSettings;
@@ -31,16 +33,12 @@ use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
 use crate::signals::spec::{RewriteMap, Signal, short_name};
-use crate::supervisor::{DeadlineDump, HardStop, Policy};
-use crate::units::format_duration;
+use crate::supervisor::Policy;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 /// How long pyinit waits for SIGKILLed processes to be reaped before it exits anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(1);
-/// The longest default dump window: a Python process prints its traceback in milliseconds, and
-/// pyinit signals one process at a time, so a second covers a server's many workers.
-pub const DEADLINE_DUMP_WINDOW: Duration = Duration::from_secs(1);
 /// The health server's address when `--health-addr` is not given: every interface, since the
 /// kubelet probes the pod's IP.
 pub const DEFAULT_HEALTH_ADDR: SocketAddr =
@@ -155,6 +153,9 @@ pub struct Config {
     /// The app's argv; empty in sidecar mode.
     pub command: Vec<OsString>,
     pub grace_period: Duration,
+    /// How long the pod's preStop hook runs before the stop signal (`--pre-stop-hook`): the
+    /// drain's deadlines are cut from what it leaves of the grace period.
+    pub pre_stop_hook: Duration,
     pub policy: Policy,
     pub parent_death_signal: Option<Signal>,
     pub log_format: LogFormat,
@@ -209,63 +210,13 @@ impl Config {
             Some(args) => std::mem::take(&mut args.command),
             None => std::mem::take(&mut cli.command),
         };
-        let grace_period = cli.grace_period;
-        if grace_period.is_zero() {
-            return Err(ConfigError {
-                flag: "--grace-period",
-                value: format_duration(grace_period),
-                reason: "must be longer than 0s".to_owned(),
-            });
-        }
-        let drain_timeout = cli
-            .drain_timeout
-            .unwrap_or_else(|| grace_period - (grace_period / 5).min(Duration::from_secs(5)));
-        if drain_timeout >= grace_period || drain_timeout.is_zero() {
-            return Err(ConfigError {
-                flag: "--drain-timeout",
-                value: format_duration(drain_timeout),
-                reason: format!(
-                    "must be longer than 0s and shorter than --grace-period ({})",
-                    format_duration(grace_period)
-                ),
-            });
-        }
-        let pre_stop_delay = match cli.pre_stop_delay {
-            Some(delay) => delay,
-            None if environment.in_kubernetes => Duration::from_secs(5)
-                .min(grace_period / 4)
-                .min(drain_timeout / 2),
-            None => Duration::ZERO,
-        };
-        if pre_stop_delay >= drain_timeout {
-            return Err(ConfigError {
-                flag: "--pre-stop-delay",
-                value: format_duration(pre_stop_delay),
-                reason: format!(
-                    "must be shorter than --drain-timeout ({})",
-                    format_duration(drain_timeout)
-                ),
-            });
-        }
-        let hard_stop = match (cli.hard_stop_signal, cli.hard_stop_after) {
-            (Some(signal), Some(after)) => {
-                if after <= pre_stop_delay || after >= drain_timeout {
-                    return Err(ConfigError {
-                        flag: "--hard-stop-after",
-                        value: format_duration(after),
-                        reason: format!(
-                            "must fall after --pre-stop-delay ({}) and before --drain-timeout ({})",
-                            format_duration(pre_stop_delay),
-                            format_duration(drain_timeout)
-                        ),
-                    });
-                }
-                Some(HardStop { signal, after })
-            }
-            // clap's `requires` makes a lone flag a usage error before this point.
-            _ => None,
-        };
-        let deadline_dump = deadline_dump(&cli, grace_period, drain_timeout)?;
+        let timing = drain_timing(
+            &cli,
+            Setting {
+                in_kubernetes: environment.in_kubernetes,
+                sidecar: command.is_empty(),
+            },
+        )?;
         let rewrite = RewriteMap::new(cli.signal_map);
         let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite);
         check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
@@ -274,10 +225,10 @@ impl Config {
             app_stop_signal,
             forward_to: cli.forward_to,
             rewrite,
-            pre_stop_delay,
-            drain_timeout,
-            hard_stop,
-            deadline_dump,
+            pre_stop_delay: timing.pre_stop_delay,
+            drain_timeout: timing.drain_timeout,
+            hard_stop: timing.hard_stop,
+            deadline_dump: timing.deadline_dump,
             orphan_grace: ORPHAN_GRACE,
             kill_wait: KILL_WAIT,
             remap: ExitRemap::new(cli.remap_exit),
@@ -285,13 +236,7 @@ impl Config {
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
-            Some(args) => Mode::Drill(drill_config(
-                args,
-                &command,
-                &health,
-                grace_period,
-                &policy,
-            )?),
+            Some(args) => Mode::Drill(drill_config(args, &command, &health, &timing, &policy)?),
             None => Mode::Supervise,
         };
         let prepare_multiproc_dir = cli.prepare_multiproc_dir && !command.is_empty();
@@ -300,7 +245,8 @@ impl Config {
             privileges,
             health,
             command,
-            grace_period,
+            grace_period: cli.grace_period,
+            pre_stop_hook: timing.pre_stop_hook,
             policy,
             parent_death_signal: cli.parent_death_signal,
             log_format: cli.log_format,
@@ -350,42 +296,6 @@ fn check_term_entry(
             app = name(app_stop_signal),
         ),
     })
-}
-
-/// The dump at the drain deadline, unless turned off. What the drain timeout leaves of the grace
-/// period is the budget of the dump window and the SIGKILL after it: a window given must end
-/// before the grace period does, and the default takes at most half of the budget, leaving the
-/// rest to the SIGKILL and the reaping.
-fn deadline_dump(
-    cli: &Cli,
-    grace_period: Duration,
-    drain_timeout: Duration,
-) -> Result<Option<DeadlineDump>, ConfigError> {
-    if !cli.deadline_dump {
-        return Ok(None);
-    }
-    let budget = grace_period.saturating_sub(drain_timeout);
-    let window = match cli.deadline_dump_window {
-        Some(window) if window.is_zero() || window >= budget => {
-            return Err(ConfigError {
-                flag: "--deadline-dump-window",
-                value: format_duration(window),
-                reason: format!(
-                    "must be longer than 0s and end before --grace-period ({}): --drain-timeout \
-                     ({}) leaves {}; --deadline-dump off turns the dump off",
-                    format_duration(grace_period),
-                    format_duration(drain_timeout),
-                    format_duration(budget)
-                ),
-            });
-        }
-        Some(window) => window,
-        None => DEADLINE_DUMP_WINDOW.min(budget / 2),
-    };
-    Ok(Some(DeadlineDump {
-        signal: cli.deadline_dump_signal,
-        window,
-    }))
 }
 
 fn privilege_config(args: PrivilegeArgs) -> Result<PrivilegeConfig, ConfigError> {
@@ -463,7 +373,7 @@ fn drill_config(
     args: DrillArgs,
     command: &[OsString],
     health: &HealthConfig,
-    grace_period: Duration,
+    timing: &DrainTiming,
     policy: &Policy,
 ) -> Result<DrillConfig, ConfigError> {
     if command.is_empty() {
@@ -497,7 +407,8 @@ fn drill_config(
         concurrency: args.drill_concurrency,
         json: args.json,
         stop_signal: policy.stop_signal,
-        grace_period,
+        grace_period: timing.grace_period,
+        pre_stop_hook: timing.pre_stop_hook,
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,
         deadline_dump: policy.deadline_dump,

@@ -4,6 +4,7 @@
 use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
 use crate::signals::spec::ForwardTarget;
+use crate::supervisor::{DeadlineDump, HardStop};
 
 mod lifecycle;
 

@@ -16,6 +16,8 @@ pub struct AppFacts {
     /// The uid the app runs as, after any privilege drop.
     pub uid: u32,
     pub grace_period: Duration,
+    /// The part of the grace period a preStop hook takes before the stop signal.
+    pub pre_stop_hook: Duration,
     pub drain_timeout: Duration,
 }
 
@@ -26,7 +28,11 @@ pub fn startup_warnings(facts: &ContainerFacts, pid: u32, app: Option<AppFacts>)
     warnings.extend(check_pid1(pid));
     if let Some(app) = app {
         warnings.extend(check_app_user(app.uid));
-        warnings.extend(check_drain_margin(app.grace_period, app.drain_timeout));
+        warnings.extend(check_drain_margin(
+            app.grace_period,
+            app.pre_stop_hook,
+            app.drain_timeout,
+        ));
     }
     warnings
 }
@@ -75,17 +81,32 @@ pub fn check_pid1(pid: u32) -> Option<String> {
     })
 }
 
-/// The drain deadline leaves less than [`DRAIN_MARGIN`] before the kubelet's SIGKILL.
-pub fn check_drain_margin(grace_period: Duration, drain_timeout: Duration) -> Option<String> {
-    let margin = grace_period.saturating_sub(drain_timeout);
+/// The drain deadline leaves less than [`DRAIN_MARGIN`] before the kubelet's SIGKILL, which
+/// comes `grace_period` after the preStop hook began, so `grace_period - pre_stop_hook` after the
+/// stop signal from which the drain is measured.
+pub fn check_drain_margin(
+    grace_period: Duration,
+    pre_stop_hook: Duration,
+    drain_timeout: Duration,
+) -> Option<String> {
+    let budget = grace_period.saturating_sub(pre_stop_hook);
+    let margin = budget.saturating_sub(drain_timeout);
+    let end = if pre_stop_hook.is_zero() {
+        format!("--grace-period {}", format_duration(grace_period))
+    } else {
+        format!(
+            "--grace-period {} (less --pre-stop-hook {})",
+            format_duration(grace_period),
+            format_duration(pre_stop_hook)
+        )
+    };
     (margin < DRAIN_MARGIN).then(|| {
         format!(
-            "--drain-timeout {} leaves {} before --grace-period {} ends: the kubelet may \
-             SIGKILL pyinit before it has cleaned up; set --drain-timeout to at most {}",
+            "--drain-timeout {} leaves {} before {end} ends: the kubelet may SIGKILL pyinit \
+             before it has cleaned up; set --drain-timeout to at most {}",
             format_duration(drain_timeout),
             format_duration(margin),
-            format_duration(grace_period),
-            format_duration(grace_period.saturating_sub(DRAIN_MARGIN)),
+            format_duration(budget.saturating_sub(DRAIN_MARGIN)),
         )
     })
 }
@@ -111,6 +132,7 @@ mod tests {
         let root_app = AppFacts {
             uid: 0,
             grace_period: Duration::from_secs(30),
+            pre_stop_hook: Duration::ZERO,
             drain_timeout: Duration::from_millis(29500),
         };
         let warnings = startup_warnings(&unlimited, 7, Some(root_app));
@@ -156,18 +178,21 @@ mod tests {
 
     #[test]
     fn drain_margin_check() {
+        let secs = Duration::from_secs;
+        assert_eq!(check_drain_margin(secs(30), secs(0), secs(25)), None);
+        assert_eq!(check_drain_margin(secs(30), secs(0), secs(29)), None);
         assert_eq!(
-            check_drain_margin(Duration::from_secs(30), Duration::from_secs(25)),
-            None
-        );
-        assert_eq!(
-            check_drain_margin(Duration::from_secs(30), Duration::from_secs(29)),
-            None
-        );
-        assert_eq!(
-            check_drain_margin(Duration::from_secs(30), Duration::from_millis(29500)).unwrap(),
+            check_drain_margin(secs(30), secs(0), Duration::from_millis(29500)).unwrap(),
             "--drain-timeout 29500ms leaves 500ms before --grace-period 30s ends: the kubelet \
              may SIGKILL pyinit before it has cleaned up; set --drain-timeout to at most 29s"
+        );
+        // The kubelet's SIGKILL comes the grace period after the hook began.
+        assert_eq!(check_drain_margin(secs(30), secs(10), secs(19)), None);
+        assert_eq!(
+            check_drain_margin(secs(30), secs(10), Duration::from_millis(19500)).unwrap(),
+            "--drain-timeout 19500ms leaves 500ms before --grace-period 30s (less \
+             --pre-stop-hook 10s) ends: the kubelet may SIGKILL pyinit before it has cleaned up; \
+             set --drain-timeout to at most 19s"
         );
     }
 }

@@ -4,12 +4,14 @@
 //! meets the drill twice: [`attach`] starts it beside a supervisor that is starting, and
 //! [`Rehearsal::finish`] judges it once the supervisor is done and gives pyinit's exit code.
 //! In between, the drill is one more task, the part of the kubelet: it waits until the app is
-//! ready, keeps requests in flight (`traffic.rs`), sends pyinit the SIGTERM, watches `/readyz`
-//! turn 503, and keeps sending new requests through the pre-stop delay (a load balancer with
-//! stale endpoints sends them until then), stopping a tenth of the delay before the stop signal.
+//! ready, keeps requests in flight (`traffic.rs`), plays the preStop hook if there is one (a
+//! sleep, while the requests go on), sends pyinit its stop signal, watches `/readyz` turn 503,
+//! and keeps sending new requests through the pre-stop delay (a load balancer with stale
+//! endpoints sends them until then), stopping a tenth of the delay before the app's own stop
+//! signal.
 //! Everything else it needs, when the stop signal went out, how the app ended, whether it was
 //! killed at the deadline, it reads from the status the supervisor publishes. Just before the
-//! SIGTERM it reads, from /proc, which signals the app and each of its descendants catch,
+//! stop signal it reads, from /proc, which signals the app and each of its descendants catch,
 //! ignore or block (`signals::app_processes`), so that the report can tell an app that stopped
 //! on its own terms from one the kernel killed. `report.rs` judges it all (`stop_handling.rs`
 //! what the app does with its stop signal); `spec.rs` is the drill as configured.
@@ -174,7 +176,7 @@ struct Trace {
     term_sent_at: Option<Instant>,
     readiness_dropped_after: Option<Duration>,
     requests: Option<report::RequestTally>,
-    /// The app's processes, read just before the SIGTERM.
+    /// The app's processes, read just before the stop signal went to pyinit.
     processes: Vec<AppProcess>,
 }
 
@@ -209,6 +211,7 @@ async fn rehearse(
         tokio::time::sleep(IN_FLIGHT_SETTLE).await;
     }
 
+    play_pre_stop_hook(drill.pre_stop_hook, &mut status_rx).await;
     trace.processes = read_app_processes(&status_rx);
     let term_sent_at = send_stop_signal(drill.stop_signal);
     trace.term_sent_at = Some(term_sent_at);
@@ -276,6 +279,21 @@ fn read_app_processes(status_rx: &watch::Receiver<Status>) -> Vec<AppProcess> {
     }
 }
 
+/// The kubelet's preStop hook, played as a sleep of `hook` before the stop signal (the kubelet
+/// runs the hook first and has the stop signal sent once it has returned): pyinit knows nothing
+/// of it yet, and the requests keep coming. It ends early if the app exits meanwhile.
+async fn play_pre_stop_hook(hook: Duration, status_rx: &mut watch::Receiver<Status>) {
+    if hook.is_zero() {
+        return;
+    }
+    info!(
+        hook_ms = units::millis(hook),
+        "drill: running the preStop hook before the stop signal, as the kubelet does"
+    );
+    let app_exited = status_rx.wait_for(|status| status.shutdown.app_exited_at.is_some());
+    let _ = tokio::time::timeout(hook, app_exited).await;
+}
+
 /// Sends pyinit its stop signal, as the container runtime does when the kubelet stops the
 /// container.
 fn send_stop_signal(signal: Signal) -> Instant {
@@ -313,6 +331,7 @@ fn observe(
         Some(at?.saturating_duration_since(trace.term_sent_at?))
     };
     Observations {
+        drain_signal: drill.stop_signal,
         ready_after: trace.ready_after,
         ready_timeout: drill.ready_timeout,
         readiness_dropped_after: trace.readiness_dropped_after,
@@ -330,6 +349,7 @@ fn observe(
         pre_stop_delay: drill.pre_stop_delay,
         drain_timeout: drill.drain_timeout,
         grace_period: drill.grace_period,
+        pre_stop_hook: drill.pre_stop_hook,
         requests: trace.requests,
         processes: trace.processes,
         forward_to: drill.forward_to,

@@ -9,6 +9,7 @@
 //! traceback came. What the app does with its stop signal, and what the drill could not check,
 //! are `stop_handling.rs`'s.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::signals::disposition::AppProcess;
 use crate::signals::spec::{ForwardTarget, Signal, short_name};
 use crate::units::{format_duration, millis};
 
-/// How long readiness may take to turn 503 after the SIGTERM before the check fails.
+/// How long readiness may take to turn 503 after the stop signal before the check fails.
 pub const READINESS_DROP_LIMIT: Duration = Duration::from_secs(1);
 
 /// The requests the drill kept in flight.
@@ -37,9 +38,12 @@ pub struct RequestTally {
     pub first_failures: Vec<String>,
 }
 
-/// What the drill saw. Times are measured from the SIGTERM, except `ready_after`.
+/// What the drill saw. Times are measured from the stop signal the drill sent pyinit (after the
+/// preStop hook, if it played one), except `ready_after`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observations {
+    /// The signal the drill sent pyinit, as the container runtime would: its stop signal.
+    pub drain_signal: Signal,
     pub ready_after: Option<Duration>,
     pub ready_timeout: Duration,
     pub readiness_dropped_after: Option<Duration>,
@@ -60,9 +64,12 @@ pub struct Observations {
     pub pre_stop_delay: Duration,
     pub drain_timeout: Duration,
     pub grace_period: Duration,
+    /// The preStop hook the drill played before the stop signal: the kubelet's SIGKILL comes the
+    /// grace period less this after the stop signal.
+    pub pre_stop_hook: Duration,
     /// `None` when no `--drill-request` was given.
     pub requests: Option<RequestTally>,
-    /// The app and its descendants as the drill read them just before the SIGTERM, the app
+    /// The app and its descendants as the drill read them just before pyinit got its stop signal, the app
     /// first; empty when the app was not running then.
     pub processes: Vec<AppProcess>,
     /// Where pyinit sends the app's signals: the app alone, or its whole process group.
@@ -92,7 +99,7 @@ impl Grade {
 /// One check of the drill: one line of the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DrillCheck {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub grade: Grade,
     pub detail: String,
     /// Lines under the check: where a killed app was stuck.
@@ -135,13 +142,13 @@ fn ms(duration: Duration) -> String {
 }
 
 pub(super) fn check(
-    name: &'static str,
+    name: impl Into<Cow<'static, str>>,
     grade: Grade,
     detail: String,
     hint: Option<&str>,
 ) -> DrillCheck {
     DrillCheck {
-        name,
+        name: name.into(),
         grade,
         detail,
         notes: Vec::new(),
@@ -213,22 +220,28 @@ fn ready_check(observations: &Observations) -> DrillCheck {
     }
 }
 
+/// `SIGTERM`: the signal the drill sent pyinit, as the report's lines name it.
+pub(super) fn drain_signal(observations: &Observations) -> String {
+    format!("SIG{}", short_name(observations.drain_signal))
+}
+
 fn readiness_drop_check(observations: &Observations) -> DrillCheck {
+    let name = format!("readiness drops at {}", drain_signal(observations));
     match observations.readiness_dropped_after {
         Some(after) if after <= READINESS_DROP_LIMIT => check(
-            "readiness drops at SIGTERM",
+            name,
             Grade::Pass,
             format!("/readyz 503 after {}", ms(after)),
             None,
         ),
         Some(after) => check(
-            "readiness drops at SIGTERM",
+            name,
             Grade::Fail,
             format!("/readyz 503 only after {}", ms(after)),
             Some("pyinit was too busy to answer: report this as a pyinit bug"),
         ),
         None => check(
-            "readiness drops at SIGTERM",
+            name,
             Grade::Fail,
             "/readyz never answered 503".to_owned(),
             Some("pyinit's health server did not answer: report this as a pyinit bug"),
@@ -256,9 +269,10 @@ fn stop_signal_check(observations: &Observations) -> DrillCheck {
             "app got its stop signal",
             Grade::Fail,
             "no stop signal was sent".to_owned(),
-            Some(
-                "--signal-map drops SIGTERM: map it to the app's graceful stop signal instead of none",
-            ),
+            Some(&format!(
+                "--signal-map drops {}: map it to the app's graceful stop signal instead of none",
+                drain_signal(observations)
+            )),
         ),
     }
 }
@@ -272,8 +286,9 @@ fn drain_check(observations: &Observations) -> DrillCheck {
             && app_caught_stop_signal(observations) == Some(false)
         {
             let detail = format!(
-                "no drain: its stop signal killed it {} after SIGTERM (see \"{}\")",
+                "no drain: its stop signal killed it {} after {} (see \"{}\")",
                 ms(after),
+                drain_signal(observations),
                 stop_handling::NAME
             );
             return check("drains before the deadline", Grade::Skip, detail, None);
@@ -282,9 +297,13 @@ fn drain_check(observations: &Observations) -> DrillCheck {
             "drains before the deadline",
             Grade::Pass,
             format!(
-                "exited {} after SIGTERM (deadline {})",
+                "exited {} after {} (deadline {}{})",
                 ms(after),
-                ms(observations.drain_timeout)
+                drain_signal(observations),
+                ms(observations.drain_timeout),
+                kubelet_kill(observations)
+                    .map(|kill| format!("; {kill}"))
+                    .unwrap_or_default()
             ),
             None,
         );
@@ -297,8 +316,11 @@ fn drain_check(observations: &Observations) -> DrillCheck {
         "drains before the deadline",
         Grade::Fail,
         format!(
-            "still running at the {} deadline: {stopped}",
-            ms(observations.drain_timeout)
+            "still running at the {} deadline: {stopped}{}",
+            ms(observations.drain_timeout),
+            kubelet_kill(observations)
+                .map(|kill| format!(" ({kill})"))
+                .unwrap_or_default()
         ),
         Some(&overdue_hint(observations)),
     );
@@ -306,6 +328,20 @@ fn drain_check(observations: &Observations) -> DrillCheck {
         failed.notes = stuck_notes(observations);
     }
     failed
+}
+
+/// With a preStop hook, when the kubelet's SIGKILL comes after the stop signal: the budget the
+/// drain was judged against.
+fn kubelet_kill(observations: &Observations) -> Option<String> {
+    let hook = observations.pre_stop_hook;
+    (!hook.is_zero()).then(|| {
+        format!(
+            "the kubelet's SIGKILL at {}: the {} grace period less the {} preStop hook",
+            ms(observations.grace_period.saturating_sub(hook)),
+            ms(observations.grace_period),
+            ms(hook)
+        )
+    })
 }
 
 /// What to do about an app that did not drain before the deadline.
@@ -327,7 +363,11 @@ fn overdue_hint(observations: &Observations) -> String {
              that ignores SIGTERM waits in its main loop: {ignored_sigterm}"
         )
     } else {
-        format!("the app ignored SIGTERM. {ignored_sigterm}")
+        let ignored = observations.stop_signal.map_or_else(
+            || "its stop signal".to_owned(),
+            |(signal, _)| format!("SIG{}", short_name(signal)),
+        );
+        format!("the app ignored {ignored}. {ignored_sigterm}")
     }
 }
 
@@ -343,20 +383,19 @@ fn in_flight_check(observations: &Observations) -> DrillCheck {
             );
         }
         Some(tally) if tally.in_flight_at_term + tally.sent_during_drain == 0 => {
-            return check(
-                name,
-                Grade::Skip,
-                "no request was in flight at SIGTERM".to_owned(),
-                None,
-            );
+            let detail = format!("no request was in flight at {}", drain_signal(observations));
+            return check(name, Grade::Skip, detail, None);
         }
         Some(tally) => tally,
     };
     let total = tally.succeeded + tally.failed;
     if tally.failed == 0 {
         let detail = format!(
-            "{} of {total} succeeded ({} in flight at SIGTERM, {} sent during the drain)",
-            tally.succeeded, tally.in_flight_at_term, tally.sent_during_drain
+            "{} of {total} succeeded ({} in flight at {}, {} sent during the drain)",
+            tally.succeeded,
+            tally.in_flight_at_term,
+            drain_signal(observations),
+            tally.sent_during_drain
         );
         return check(name, Grade::Pass, detail, None);
     }
@@ -473,12 +512,18 @@ pub fn render_table(report: &Report) -> String {
         "pyinit drill: {}",
         if report.passed() { "PASS" } else { "FAIL" }
     );
+    let seen = &report.observations;
+    let hook = if seen.pre_stop_hook.is_zero() {
+        String::new()
+    } else {
+        format!(", preStop hook {}", ms(seen.pre_stop_hook))
+    };
     let _ = writeln!(
         text,
-        "  grace period {}, drain deadline {}, pre-stop delay {}",
-        ms(report.observations.grace_period),
-        ms(report.observations.drain_timeout),
-        ms(report.observations.pre_stop_delay)
+        "  grace period {}{hook}, drain deadline {}, pre-stop delay {}",
+        ms(seen.grace_period),
+        ms(seen.drain_timeout),
+        ms(seen.pre_stop_delay)
     );
     for check in &report.checks {
         let _ = writeln!(
@@ -524,6 +569,10 @@ pub fn render_json(report: &Report) -> String {
         ("app_exit_code", JsonValue::number_or_null(app_exit_code)),
         ("ready_ms", millis(seen.ready_after)),
         ("readiness_503_ms", millis(seen.readiness_dropped_after)),
+        (
+            "drain_signal",
+            JsonValue::String(short_name(seen.drain_signal)),
+        ),
         ("stop_signal", JsonValue::string_or_null(stop_signal)),
         ("stop_signal_ms", millis(stop_signal_after)),
         ("hard_stop_sent", JsonValue::Bool(seen.hard_stop_sent)),
@@ -535,6 +584,7 @@ pub fn render_json(report: &Report) -> String {
         ("left_behind", JsonValue::Bool(seen.left_behind)),
         ("stuck_frames", JsonValue::Written(stuck_frames)),
         ("grace_period_ms", millis(Some(seen.grace_period))),
+        ("pre_stop_hook_ms", millis(Some(seen.pre_stop_hook))),
         ("drain_timeout_ms", millis(Some(seen.drain_timeout))),
         ("pre_stop_delay_ms", millis(Some(seen.pre_stop_delay))),
         (
@@ -585,7 +635,7 @@ fn tally_json(tally: &RequestTally) -> String {
 
 fn check_json(check: &DrillCheck) -> String {
     json::object(&[
-        ("name", JsonValue::String(check.name)),
+        ("name", JsonValue::String(&check.name)),
         ("verdict", JsonValue::String(check.grade.as_str())),
         ("detail", JsonValue::String(&check.detail)),
         ("hint", JsonValue::string_or_null(check.hint.as_deref())),

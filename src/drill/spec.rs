@@ -25,6 +25,9 @@ pub struct DrillConfig {
     /// stop signal, as the container runtime does.
     pub stop_signal: Signal,
     pub grace_period: Duration,
+    /// The preStop hook the drill plays before the stop signal: the drain has the grace period
+    /// less this.
+    pub pre_stop_hook: Duration,
     pub drain_timeout: Duration,
     pub pre_stop_delay: Duration,
     /// The tracebacks asked for at the deadline, if any: the report says why none came.

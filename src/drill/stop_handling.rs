@@ -2,7 +2,7 @@
 //! drill could not check, and the app's processes in the JSON report. Pure, like `report.rs`,
 //! whose types it fills.
 //!
-//! Just before the SIGTERM the drill reads the signal masks of the app and of each of its
+//! Just before it sends pyinit its stop signal, the drill reads the signal masks of the app and of each of its
 //! descendants (`signals::app_processes`). Once the stop signal has gone out (after
 //! `--signal-map`), it judges what the masks and the app's end show, and only that:
 //!
@@ -23,7 +23,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{DrillCheck, Grade, Observations, check};
+use super::report::{DrillCheck, Grade, Observations, check, drain_signal};
 use crate::exit::ChildStatus;
 use crate::json::{self, JsonValue};
 use crate::signals::disposition::{AppProcess, DefaultAction, Disposition, SignalMasks};
@@ -233,20 +233,19 @@ fn disposition_words(masks: &SignalMasks, signal: Signal) -> String {
 /// What the drill could not check, in plain words: one line each.
 pub fn not_checked(observations: &Observations) -> Vec<String> {
     let mut lines = Vec::new();
+    let sent = drain_signal(observations);
     if observations.requests.is_none() {
-        lines.push(
+        lines.push(format!(
             "whether in-flight requests complete: no --drill-request was given, so none was in \
-             flight at SIGTERM, and a handler for the stop signal is no proof of a drain \
+             flight at {sent}, and a handler for the stop signal is no proof of a drain \
              (gunicorn's sync workers catch SIGINT and still cut their requests)"
-                .to_owned(),
-        );
+        ));
     }
     match app_of(observations) {
-        None => lines.push(
+        None => lines.push(format!(
             "what the app does with its stop signal: it was not running when the drill looked, \
-             just before SIGTERM"
-                .to_owned(),
-        ),
+             just before {sent}"
+        )),
         Some(app) if app.masks.is_none() => lines.push(format!(
             "what the app does with its stop signal: /proc/{}/status could not be read",
             app.pid

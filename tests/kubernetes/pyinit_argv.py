@@ -2,13 +2,17 @@
 
     target/e2e-venv/bin/python3 tests/kubernetes/pyinit_argv.py deployment MANIFEST
     target/e2e-venv/bin/python3 tests/kubernetes/pyinit_argv.py dockerfile DOCKERFILE
+    target/e2e-venv/bin/python3 tests/kubernetes/pyinit_argv.py sidecar MANIFEST
 
 One fact per line, `KIND VALUE`:
 - `arg WORD`: pyinit's own arguments, in order, up to and without the `--` before the app;
 - `app WORD`: the app's argv after that `--`;
 - `env NAME=VALUE`: a variable pyinit starts with (the container's `env` entries that have a
   `value`; the Dockerfile's `ENV`);
-- deployment only: `run-as UID GID`, the pod's runAsUser and runAsGroup (container over pod);
+- deployment and sidecar: `run-as UID GID`, the pod's runAsUser and runAsGroup (container over
+  pod);
+- sidecar: the init container that runs pyinit as a health sidecar, whose command has no app (so
+  no `app` lines, and no `--` is needed);
 - dockerfile only: `passwd LINE` and `group LINE`, the /etc/passwd and /etc/group entries its
   `groupadd --gid` and `useradd --uid` commands create.
 Exits 1 with a message when the file has no pyinit to find or a value holds a line break.
@@ -55,6 +59,32 @@ def deployment(path):
     pyinit_args, app = split_at_app(argv, f"{path} container {container.get('name')}")
     facts += [("arg", word) for word in pyinit_args]
     facts += [("app", word) for word in app]
+    for item in container.get("env") or []:
+        if "value" in item:
+            facts.append(("env", f"{item['name']}={item['value']}"))
+    security = {**(pod.get("securityContext") or {}), **(container.get("securityContext") or {})}
+    uid, gid = security.get("runAsUser"), security.get("runAsGroup", security.get("runAsUser"))
+    if uid is not None:
+        facts.append(("run-as", f"{uid} {gid}"))
+    return facts
+
+
+def sidecar(path):
+    with open(path, encoding="utf-8") as file:
+        documents = [d for d in yaml.safe_load_all(file) if d]
+    pods = [d["spec"]["template"]["spec"] for d in documents if d.get("kind") == "Deployment"]
+    if len(pods) != 1:
+        fail(f"{path}: one Deployment expected, found {len(pods)}")
+    pod = pods[0]
+    for container in pod.get("initContainers") or []:
+        argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+        if argv and os.path.basename(argv[0]) == "pyinit":
+            break
+    else:
+        fail(f"{path}: no init container runs pyinit")
+    if "--" in argv:
+        fail(f"{path}: the sidecar runs an app: {argv!r}")
+    facts = [("arg", word) for word in argv[1:]]
     for item in container.get("env") or []:
         if "value" in item:
             facts.append(("env", f"{item['name']}={item['value']}"))
@@ -118,11 +148,12 @@ def dockerfile(path):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("deployment", "dockerfile"):
+    readers = {"deployment": deployment, "dockerfile": dockerfile, "sidecar": sidecar}
+    if len(sys.argv) != 3 or sys.argv[1] not in readers:
         print(__doc__, file=sys.stderr)
         return 2
     kind, path = sys.argv[1:]
-    facts = deployment(path) if kind == "deployment" else dockerfile(path)
+    facts = readers[kind](path)
     for fact_kind, value in facts:
         if "\n" in str(value):
             fail(f"{path}: a {fact_kind} value holds a line break: {value!r}")

@@ -24,6 +24,7 @@ pub(in crate::drill) fn process(pid: i32, is_app: bool, caught: &[Signal]) -> Ap
 /// A drain as it should go: the app caught SIGTERM and exited 0.
 pub(in crate::drill) fn clean() -> Observations {
     Observations {
+        drain_signal: Signal::SIGTERM,
         ready_after: Some(Duration::from_millis(800)),
         ready_timeout: Duration::from_secs(60),
         readiness_dropped_after: Some(Duration::from_millis(3)),
@@ -39,6 +40,7 @@ pub(in crate::drill) fn clean() -> Observations {
         pre_stop_delay: Duration::ZERO,
         drain_timeout: Duration::from_secs(25),
         grace_period: Duration::from_secs(30),
+        pre_stop_hook: Duration::ZERO,
         requests: Some(RequestTally {
             in_flight_at_term: 4,
             sent_during_drain: 0,
@@ -199,9 +201,9 @@ fn the_json_report_has_every_observation_in_order() {
     let json = render_json(&Report::grade(clean()));
     let expected = concat!(
         r#"{"passed":true,"exit_code":0,"app_exit_code":0,"ready_ms":800,"#,
-        r#""readiness_503_ms":3,"stop_signal":"TERM","stop_signal_ms":0,"#,
+        r#""readiness_503_ms":3,"drain_signal":"TERM","stop_signal":"TERM","stop_signal_ms":0,"#,
         r#""hard_stop_sent":false,"app_exit_ms":2900,"killed_at_deadline":false,"#,
-        r#""left_behind":false,"stuck_frames":[],"grace_period_ms":30000,"#,
+        r#""left_behind":false,"stuck_frames":[],"grace_period_ms":30000,"pre_stop_hook_ms":0,"#,
         r#""drain_timeout_ms":25000,"pre_stop_delay_ms":0,"requests":{"in_flight_at_term":4,"#,
         r#""sent_during_drain":0,"succeeded":4,"failed":0,"first_failures":[]},"#,
         r#""processes":[{"pid":40,"command":"python3 server.py (40)","app":true,"#,
@@ -214,6 +216,29 @@ fn the_json_report_has_every_observation_in_order() {
         json.ends_with(r#""detail":"none","hint":null}],"not_checked":[]}"#),
         "{json}"
     );
+}
+
+#[test]
+fn a_drill_with_a_pre_stop_hook_names_its_signal_and_what_the_hook_left() {
+    let mut observations = clean();
+    observations.drain_signal = Signal::SIGINT;
+    observations.pre_stop_hook = Duration::from_secs(10);
+    observations.drain_timeout = Duration::from_secs(16);
+    let report = Report::grade(observations);
+    assert!(report.passed());
+    let table = render_table(&report);
+    for line in [
+        "  grace period 30s, preStop hook 10s, drain deadline 16s, pre-stop delay 0s\n",
+        "  PASS  readiness drops at SIGINT    /readyz 503 after 3ms\n",
+        "exited 2900ms after SIGINT (deadline 16s; the kubelet's SIGKILL at 20s: the 30s \
+         grace period less the 10s preStop hook)",
+        "4 of 4 succeeded (4 in flight at SIGINT, 0 sent during the drain)",
+    ] {
+        assert!(table.contains(line), "no {line:?} in:\n{table}");
+    }
+    let json = render_json(&report);
+    assert!(json.contains(r#""drain_signal":"INT","#), "{json}");
+    assert!(json.contains(r#""pre_stop_hook_ms":10000,"#), "{json}");
 }
 
 #[test]
