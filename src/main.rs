@@ -17,6 +17,7 @@ mod multiproc;
 mod privileges;
 mod probe;
 mod reaper;
+mod server;
 mod signals;
 mod spawn;
 mod start;

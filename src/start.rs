@@ -27,13 +27,14 @@ use crate::multiproc::MultiprocReport;
 use crate::probe::SharedGate;
 use crate::probe::threshold::{ProbeReport, Probes};
 use crate::reaper::Reaper;
+use crate::server::server_warnings;
 use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
 use crate::supervisor::{Supervisor, Workload};
 use crate::{health, probe, units};
 
 /// The facts, the app's environment and the start-up warnings that apply, with what was done
-/// to prometheus_client's multiprocess directory.
+/// to prometheus_client's multiprocess directory and what the server's profile changed.
 pub fn startup_report(
     config: &Config,
     facts: ContainerFacts,
@@ -49,12 +50,20 @@ pub fn startup_report(
         pre_stop_hook: config.pre_stop_hook,
         drain_timeout: config.policy.drain_timeout,
     });
-    let warnings = startup_warnings(&facts, std::process::id(), app);
+    let mut warnings = startup_warnings(&facts, std::process::id(), app);
+    warnings.extend(server_warnings(
+        config.server.as_ref(),
+        config.development_server,
+        config.policy.forward_to,
+    ));
+    let server =
+        (config.server.as_ref()).map(|setup| (setup.profile.name, setup.describe(&app_env.set)));
     StartupReport {
         facts,
         app_env,
         warnings,
         multiproc_dir,
+        server,
     }
 }
 
@@ -135,6 +144,7 @@ pub fn new_supervisor(config: &Config, workload: Workload, facts: &ContainerFact
             facts.cpu_limit.limited().map(CpuQuota::millicpus),
             facts.memory_limit_bytes.limited(),
         )
+        .with_server(config.server.as_ref().map(|setup| setup.profile.name))
 }
 
 /// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume

@@ -67,6 +67,8 @@ pub struct Status {
     pub shutdown: ShutdownRecord,
     /// The container's limits and memory use, for `/metrics`.
     pub resources: Resources,
+    /// The server whose profile applies (`gunicorn`); `None` without one.
+    pub server: Option<&'static str>,
 }
 
 /// The shutdown as it happened. Times are the supervisor's `now` at each step.
@@ -86,6 +88,9 @@ pub struct ShutdownRecord {
     pub killed_at_deadline: bool,
     /// The app exited but left processes behind, which pyinit then stopped.
     pub left_behind: bool,
+    /// The app died of the stop signal pyinit sent it, which its server re-raises after
+    /// draining (`Policy::clean_death_by_stop_signal`): pyinit counted it a clean stop, exit 0.
+    pub clean_death_by_stop_signal: bool,
 }
 
 /// The container's resources as `/metrics` shows them. `None` is "pyinit cannot say": no limit

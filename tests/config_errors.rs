@@ -231,3 +231,27 @@ fn a_drain_timeout_past_what_the_pre_stop_hook_leaves() {
         "25s",
     );
 }
+
+#[test]
+fn unknown_server_lists_the_known_ones() {
+    for pyinit in [
+        Pyinit::new().args(["--server", "tornado"]),
+        Pyinit::new().env("PYINIT_SERVER", "tornado"),
+    ] {
+        let marker = marker("server");
+        let finished = pyinit.app(touch(&marker)).run();
+        finished.assert_exit_code(2);
+        let stderr = finished.stderr_text();
+        assert_eq!(stderr.lines().count(), 1, "one line expected:\n{stderr}");
+        assert!(
+            stderr.contains("--server")
+                && stderr.contains("'tornado'")
+                && stderr.contains(
+                    "auto, none or one of gunicorn, uvicorn, hypercorn, granian, uwsgi, \
+                     waitress, daphne, celery"
+                ),
+            "{stderr}"
+        );
+        assert!(!marker.exists(), "the app ran with a bad --server");
+    }
+}

@@ -38,6 +38,7 @@ mod runc;
 mod runc_dump;
 mod runc_limits;
 mod runc_multiproc;
+mod servers;
 mod signals;
 mod terminal_and_logs;
 mod working_directory;

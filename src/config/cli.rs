@@ -24,6 +24,7 @@ use crate::privileges::spec::{
     parse_user_spec,
 };
 use crate::probe::spec::{ProbeTarget, parse_probe};
+use crate::server::{ServerChoice, parse_server};
 use crate::signals::spec::{
     ForwardTarget, Signal, parse_rewrite_pair, parse_signal, parse_stop_signal,
 };
@@ -127,6 +128,13 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub deadline_dump_window: Option<Duration>,
 
+    /// The server's profile (docs/servers.md): auto recognises it from the command (gunicorn,
+    /// uvicorn, hypercorn, granian, uwsgi, waitress, daphne, celery), none turns profiles off,
+    /// or a name. A flag given, or the app's own variable, wins over the profile.
+    #[arg(long, env = "PYINIT_SERVER", value_name = "auto|none|NAME", default_value = "auto",
+          value_parser = parse_server)]
+    pub server: ServerChoice,
+
     /// Rewrite pyinit's final exit code (repeatable): 143=0.
     #[arg(long, env = "PYINIT_REMAP_EXIT", value_name = "FROM=TO", value_delimiter = ',',
           value_parser = parse_exit_pair)]
@@ -184,8 +192,10 @@ pub enum ModeCommand {
 /// Resource limits: what the app is told about the container's CPUs and memory.
 #[derive(Args, Debug)]
 pub struct ResourceArgs {
-    /// WEB_CONCURRENCY for the app (gunicorn and uvicorn read it): auto is floor(2 × CPUs + 1)
-    /// from the CPU limit, or from the host's CPUs without one. An app's own value is kept.
+    /// WEB_CONCURRENCY for the app (gunicorn and uvicorn read it), and the server's own
+    /// variable (GRANIAN_WORKERS, UWSGI_PROCESSES): auto is floor(2 × CPUs + 1) from the CPU
+    /// limit, or from the host's CPUs without one (granian: one per CPU). An app's own value is
+    /// kept.
     #[arg(long, env = "PYINIT_WEB_CONCURRENCY", value_name = "N|auto|off", default_value = "auto",
           value_parser = parse_web_concurrency)]
     pub web_concurrency: WebConcurrency,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::cli::Cli;
+use crate::server::{ProfileChange, ServerProfile, cold_stop_after};
 use crate::supervisor::{DeadlineDump, HardStop};
 use crate::units::format_duration;
 
@@ -53,10 +54,18 @@ pub struct Setting {
     pub in_kubernetes: bool,
     /// No command: a health sidecar.
     pub sidecar: bool,
+    /// The server's profile: a server that cannot drain gets the pre-stop delay everywhere, a
+    /// celery worker its cold stop.
+    pub server: Option<&'static ServerProfile>,
 }
 
-/// The drain's timing from the flags, or the first value that cannot be used.
-pub fn drain_timing(cli: &Cli, setting: Setting) -> Result<DrainTiming, ConfigError> {
+/// The drain's timing from the flags, or the first value that cannot be used; what the server's
+/// profile changed of the defaults is added to `changes`.
+pub fn drain_timing(
+    cli: &Cli,
+    setting: Setting,
+    changes: &mut Vec<ProfileChange>,
+) -> Result<DrainTiming, ConfigError> {
     let grace_period = cli.grace_period;
     if grace_period.is_zero() {
         return Err(ConfigError {
@@ -80,8 +89,8 @@ pub fn drain_timing(cli: &Cli, setting: Setting) -> Result<DrainTiming, ConfigEr
             ),
         });
     }
-    let pre_stop_delay = pre_stop_delay(cli, setting, drain_timeout)?;
-    let hard_stop = hard_stop(cli, pre_stop_delay, drain_timeout)?;
+    let pre_stop_delay = pre_stop_delay(cli, setting, drain_timeout, changes)?;
+    let hard_stop = hard_stop(cli, pre_stop_delay, drain_timeout, setting.server, changes)?;
     let deadline_dump = deadline_dump(cli, pre_stop_hook, budget, drain_timeout)?;
     Ok(DrainTiming {
         grace_period,
@@ -139,18 +148,23 @@ fn budget_words(grace_period: Duration, pre_stop_hook: Duration) -> String {
 /// ran, which is what the delay waits for. 0 for a sidecar: it serves no traffic, and as a native
 /// sidecar its stop signal comes only once the pod's main containers have exited, when every
 /// second it waited would come out of the grace period the pod's containers share.
+///
+/// A server that cannot drain (daphne cancels every request on its stop signal) gets the delay
+/// everywhere, after a preStop hook too: the requests in flight at the stop signal can only
+/// finish before the app gets it.
 fn pre_stop_delay(
     cli: &Cli,
     setting: Setting,
     drain_timeout: Duration,
+    changes: &mut Vec<ProfileChange>,
 ) -> Result<Duration, ConfigError> {
+    let usual = setting.in_kubernetes && !setting.sidecar && cli.pre_stop_hook.is_zero();
+    let cannot_drain = setting.server.is_some_and(|profile| !profile.drains);
     let delay = match cli.pre_stop_delay {
         Some(delay) => delay,
-        None if setting.in_kubernetes && !setting.sidecar && cli.pre_stop_hook.is_zero() => {
-            PRE_STOP_DELAY
-                .min(cli.grace_period / 4)
-                .min(drain_timeout / 2)
-        }
+        None if usual || cannot_drain => PRE_STOP_DELAY
+            .min(cli.grace_period / 4)
+            .min(drain_timeout / 2),
         None => Duration::ZERO,
     };
     if delay >= drain_timeout {
@@ -163,18 +177,31 @@ fn pre_stop_delay(
             ),
         });
     }
+    if cli.pre_stop_delay.is_none() && cannot_drain && !usual && !delay.is_zero() {
+        changes.push(ProfileChange::PreStopDelay(delay));
+    }
     Ok(delay)
 }
 
-/// `--hard-stop-signal` at `--hard-stop-after`, which must fall inside the drain.
+/// `--hard-stop-signal` at `--hard-stop-after`, which must fall inside the drain; without them,
+/// the profile's cold stop at [`cold_stop_after`].
 fn hard_stop(
     cli: &Cli,
     pre_stop_delay: Duration,
     drain_timeout: Duration,
+    server: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
 ) -> Result<Option<HardStop>, ConfigError> {
     // clap's `requires` makes a lone flag a usage error before this point.
     let (Some(signal), Some(after)) = (cli.hard_stop_signal, cli.hard_stop_after) else {
-        return Ok(None);
+        let cold_stop = server.and_then(|profile| {
+            Some(HardStop {
+                signal: profile.cold_stop_signal?,
+                after: cold_stop_after(pre_stop_delay, drain_timeout)?,
+            })
+        });
+        changes.extend(cold_stop.map(ProfileChange::ColdStop));
+        return Ok(cold_stop);
     };
     if after <= pre_stop_delay || after >= drain_timeout {
         return Err(ConfigError {

@@ -28,10 +28,12 @@ use parse::HealthAddr;
 
 use crate::container::env::AppEnvSettings;
 use crate::drill::spec::{DrillConfig, DrillReadiness};
-use crate::exit::ExitRemap;
+use crate::exit::{ChildStatus, ExitRemap};
 use crate::log::spec::{LogFormat, LogLevel};
 use crate::privileges::spec::{IdOrName, MAX_GROUPS, PrivilegeConfig};
 use crate::probe::spec::{ProbeConfig, ProbeKind};
+use crate::server::recognise::{Recognised, has_option, recognise};
+use crate::server::{DevelopmentServer, ProfileChange, ServerChoice, ServerProfile, ServerSetup};
 use crate::signals::spec::{RewriteMap, Signal, short_name};
 use crate::supervisor::Policy;
 
@@ -167,6 +169,11 @@ pub struct Config {
     pub prepare_multiproc_dir: bool,
     pub privileges: PrivilegeConfig,
     pub health: HealthConfig,
+    /// The server's profile, with what it changed; `None` for an unrecognised app and for
+    /// `--server none`.
+    pub server: Option<ServerSetup>,
+    /// A development server the command runs, which pyinit warns about.
+    pub development_server: Option<&'static DevelopmentServer>,
 }
 
 /// What pyinit does with the app; both modes run it under the same supervisor.
@@ -210,16 +217,31 @@ impl Config {
             Some(args) => std::mem::take(&mut args.command),
             None => std::mem::take(&mut cli.command),
         };
+        let recognised = match cli.server {
+            ServerChoice::Auto => recognise(&command),
+            ServerChoice::None => Recognised::Unknown,
+            ServerChoice::Named(profile) => Recognised::Server(profile),
+        };
+        let profile = match recognised {
+            Recognised::Server(profile) => Some(profile),
+            Recognised::Development(_) | Recognised::Unknown => None,
+        };
+        let mut changes = Vec::new();
         let timing = drain_timing(
             &cli,
             Setting {
                 in_kubernetes: environment.in_kubernetes,
                 sidecar: command.is_empty(),
+                server: profile,
             },
+            &mut changes,
         )?;
         let rewrite = RewriteMap::new(cli.signal_map);
-        let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite);
+        let remap = ExitRemap::new(cli.remap_exit);
+        let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite, profile, &mut changes);
         check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
+        let clean_death_by_stop_signal =
+            clean_death_by_stop_signal(app_stop_signal, &remap, profile, &mut changes);
         let policy = Policy {
             stop_signal: cli.stop_signal,
             app_stop_signal,
@@ -231,8 +253,16 @@ impl Config {
             deadline_dump: timing.deadline_dump,
             orphan_grace: ORPHAN_GRACE,
             kill_wait: KILL_WAIT,
-            remap: ExitRemap::new(cli.remap_exit),
+            remap,
+            clean_death_by_stop_signal,
         };
+        let server = profile.map(|profile| ServerSetup {
+            profile,
+            named: cli.server != ServerChoice::Auto,
+            changes,
+            stop_variables: !(profile.stop_set_by_options.iter())
+                .any(|option| has_option(&command, option)),
+        });
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
@@ -254,21 +284,61 @@ impl Config {
             app_env: AppEnvSettings {
                 web_concurrency: cli.resources.web_concurrency,
                 python_env: cli.resources.python_env,
+                server: profile,
+                graceful_stop_variables: server.as_ref().is_none_or(|setup| setup.stop_variables),
             },
             prepare_multiproc_dir,
+            development_server: match recognised {
+                Recognised::Development(server) => Some(server),
+                Recognised::Server(_) | Recognised::Unknown => None,
+            },
+            server,
         })
     }
 }
 
-/// What the app is sent when the drain sends its stop signal, in this order of precedence:
-/// 1. `--signal-map` has an entry for the stop signal: its target (`none` drops it), since a
-///    flag given explicitly always wins;
-/// 2. otherwise the stop signal itself.
-fn app_stop_signal(stop_signal: Signal, rewrite: &RewriteMap) -> Option<Signal> {
+/// What the app is sent when the drain sends its stop signal (`None`: dropped), in this order
+/// of precedence:
+/// 1. `--signal-map` has an entry for the stop signal: its target, since a flag given
+///    explicitly always wins;
+/// 2. the server's profile names an app stop signal (waitress: INT): that one;
+/// 3. otherwise the stop signal itself.
+fn app_stop_signal(
+    stop_signal: Signal,
+    rewrite: &RewriteMap,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> Option<Signal> {
     if let Some(target) = rewrite.entry(stop_signal) {
         return target;
     }
-    Some(stop_signal)
+    match profile.and_then(|profile| profile.app_stop_signal) {
+        Some(signal) => {
+            changes.push(ProfileChange::AppStopSignal(signal));
+            Some(signal)
+        }
+        None => Some(stop_signal),
+    }
+}
+
+/// Whether the app's death by its stop signal, after pyinit sent it, is a clean stop (exit 0):
+/// for a server that re-raises the signal after draining, unless `--remap-exit` says what that
+/// code becomes.
+fn clean_death_by_stop_signal(
+    app_stop_signal: Option<Signal>,
+    remap: &ExitRemap,
+    profile: Option<&ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> bool {
+    let (Some(signal), Some(profile)) = (app_stop_signal, profile) else {
+        return false;
+    };
+    let code = ChildStatus::Signaled(signal as i32).exit_code();
+    let clean = profile.dies_of_stop_signal && !remap.has(code);
+    if clean {
+        changes.push(ProfileChange::CleanDeathBy(signal));
+    }
+    clean
 }
 
 /// With a stop signal other than TERM, a TERM begins the drain too and the app gets its stop

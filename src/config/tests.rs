@@ -1,6 +1,8 @@
 //! `Config` from whole command lines: defaults, checks between flags, the modes and the
 //! command line's corner cases.
 
+mod servers;
+
 use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
 use crate::signals::spec::ForwardTarget;

@@ -1,6 +1,7 @@
 //! The environment the app gets from the container's facts and pyinit's defaults:
 //! `WEB_CONCURRENCY`, `PYTHON_CPU_COUNT`, `PYINIT_CPU_LIMIT`, `PYINIT_MEMORY_LIMIT_BYTES`,
-//! `PYTHONUNBUFFERED` and `PYTHONFAULTHANDLER`, each only when pyinit's own environment does not
+//! `PYTHONUNBUFFERED` and `PYTHONFAULTHANDLER`, and the variables of the server's profile (its
+//! worker count, what makes its stop graceful), each only when pyinit's own environment does not
 //! already have it, so an app's own setting always wins (an empty `PYTHONFAULTHANDLER` is how an
 //! app turns faulthandler off, and it is kept like any other value).
 //!
@@ -11,6 +12,7 @@ use std::ffi::OsString;
 use std::num::NonZeroU32;
 
 use super::facts::ContainerFacts;
+use crate::server::{ServerProfile, WorkersPerCpu, is_false_value};
 
 /// `--web-concurrency`: how `WEB_CONCURRENCY` is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,12 +37,18 @@ pub fn parse_web_concurrency(text: &str) -> Result<WebConcurrency, String> {
     }
 }
 
-/// What the flags say about the app's environment.
+/// What the flags and the server's profile say about the app's environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppEnvSettings {
+    /// `WEB_CONCURRENCY`, and the server's own worker-count variable.
     pub web_concurrency: WebConcurrency,
     /// `--python-env on`: set `PYTHONUNBUFFERED`, `PYTHONFAULTHANDLER` and `PYTHON_CPU_COUNT`.
     pub python_env: bool,
+    /// The server's profile, whose variables the app gets too.
+    pub server: Option<&'static ServerProfile>,
+    /// False when the command configures the server's stop itself: the profile's variables
+    /// for a graceful stop are left out.
+    pub graceful_stop_variables: bool,
 }
 
 impl Default for AppEnvSettings {
@@ -48,6 +56,8 @@ impl Default for AppEnvSettings {
         AppEnvSettings {
             web_concurrency: WebConcurrency::Auto,
             python_env: true,
+            server: None,
+            graceful_stop_variables: true,
         }
     }
 }
@@ -126,12 +136,23 @@ pub fn app_environment(
         }
     };
     let millicpus = facts.effective_millicpus();
-    let web_concurrency = match settings.web_concurrency {
-        WebConcurrency::Auto => millicpus.map(web_concurrency_for),
+    let workers = |per_cpu: WorkersPerCpu| match settings.web_concurrency {
+        WebConcurrency::Auto => millicpus.map(|millicpus| match per_cpu {
+            WorkersPerCpu::TwicePlusOne => web_concurrency_for(millicpus),
+            WorkersPerCpu::One => python_cpu_count_for(millicpus),
+        }),
         WebConcurrency::Off => None,
         WebConcurrency::Fixed(workers) => Some(u64::from(workers.get())),
     };
-    offer("WEB_CONCURRENCY", web_concurrency.map(|n| n.to_string()));
+    offer(
+        "WEB_CONCURRENCY",
+        workers(WorkersPerCpu::TwicePlusOne).map(|n| n.to_string()),
+    );
+    if let Some(profile) = settings.server {
+        for (name, value) in server_variables(profile, settings, current_env, workers) {
+            offer(name, value);
+        }
+    }
     if settings.python_env {
         offer(
             "PYTHON_CPU_COUNT",
@@ -162,6 +183,42 @@ pub fn app_environment(
         offer("PYTHONFAULTHANDLER", Some("1".to_owned()));
     }
     environment
+}
+
+/// The profile's variables: its worker count (unless the app sets the same setting under
+/// another name), then what makes its stop graceful, unless the app configures the stop itself
+/// or turns one of those settings off (uWSGI's `UWSGI_MASTER=0`).
+fn server_variables(
+    profile: &ServerProfile,
+    settings: AppEnvSettings,
+    current_env: &[(OsString, OsString)],
+    workers: impl Fn(WorkersPerCpu) -> Option<u64>,
+) -> Vec<(&'static str, Option<String>)> {
+    let value_of = |name: &str| {
+        (current_env.iter())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.to_string_lossy())
+    };
+    let mut variables = Vec::new();
+    if let Some(variable) = &profile.worker_variable
+        && !variable
+            .aliases
+            .iter()
+            .any(|alias| value_of(alias).is_some())
+    {
+        let count = workers(variable.per_cpu).map(|n| n.to_string());
+        variables.push((variable.name, count));
+    }
+    let stop_set_by_app = (profile.stop_set_by_variables.iter())
+        .any(|name| value_of(name).is_some())
+        || (profile.graceful_stop_variables.iter())
+            .any(|(name, _)| value_of(name).is_some_and(|value| is_false_value(&value)));
+    if settings.graceful_stop_variables && !stop_set_by_app {
+        for (name, value) in profile.graceful_stop_variables {
+            variables.push((name, Some((*value).to_owned())));
+        }
+    }
+    variables
 }
 
 #[cfg(test)]
@@ -295,7 +352,7 @@ mod tests {
         // Even an explicit --web-concurrency leaves the app's own value alone.
         let settings = AppEnvSettings {
             web_concurrency: WebConcurrency::Fixed(NonZeroU32::new(7).unwrap()),
-            python_env: true,
+            ..AppEnvSettings::default()
         };
         let environment = app_environment(&facts(None, None, 2), settings, &current_env, true);
         assert_eq!(value(&environment, "WEB_CONCURRENCY"), None);
@@ -306,7 +363,7 @@ mod tests {
         let limited = facts(Some((150000, 100000)), Some(1 << 30), 8);
         let fixed = AppEnvSettings {
             web_concurrency: WebConcurrency::Fixed(NonZeroU32::new(7).unwrap()),
-            python_env: true,
+            ..AppEnvSettings::default()
         };
         assert_eq!(
             value(
@@ -317,19 +374,132 @@ mod tests {
         );
         let off = AppEnvSettings {
             web_concurrency: WebConcurrency::Off,
-            python_env: true,
+            ..AppEnvSettings::default()
         };
         let environment = app_environment(&limited, off, &[], true);
         assert_eq!(value(&environment, "WEB_CONCURRENCY"), None);
         assert_eq!(value(&environment, "PYINIT_CPU_LIMIT"), Some("1.5"));
         let no_python_env = AppEnvSettings {
-            web_concurrency: WebConcurrency::Auto,
             python_env: false,
+            ..AppEnvSettings::default()
         };
         assert_eq!(
             app_environment(&limited, no_python_env, &[], true).describe(),
             "WEB_CONCURRENCY=4 PYINIT_CPU_LIMIT=1.5 PYINIT_MEMORY_LIMIT_BYTES=1073741824"
         );
+    }
+
+    fn with_server(name: &str) -> AppEnvSettings {
+        let profile = crate::server::PROFILES.iter().find(|p| p.name == name);
+        AppEnvSettings {
+            server: Some(profile.unwrap()),
+            ..AppEnvSettings::default()
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        (pairs.iter())
+            .map(|(name, value)| (OsString::from(name), OsString::from(value)))
+            .collect()
+    }
+
+    #[test]
+    fn a_server_gets_its_own_worker_count_from_the_cpu_limit() {
+        let limited = facts(Some((150000, 100000)), None, 8);
+        // granian: one worker per CPU, rounded up; WEB_CONCURRENCY stays as for every app.
+        let granian = app_environment(&limited, with_server("granian"), &[], true);
+        assert_eq!(value(&granian, "GRANIAN_WORKERS"), Some("2"));
+        assert_eq!(value(&granian, "WEB_CONCURRENCY"), Some("4"));
+        let uwsgi = app_environment(&limited, with_server("uwsgi"), &[], true);
+        assert_eq!(value(&uwsgi, "UWSGI_PROCESSES"), Some("4"));
+        // An explicit --web-concurrency sizes the server's variable too; off sets none.
+        let fixed = AppEnvSettings {
+            web_concurrency: WebConcurrency::Fixed(NonZeroU32::new(3).unwrap()),
+            ..with_server("granian")
+        };
+        let environment = app_environment(&limited, fixed, &[], true);
+        assert_eq!(value(&environment, "GRANIAN_WORKERS"), Some("3"));
+        let off = AppEnvSettings {
+            web_concurrency: WebConcurrency::Off,
+            ..with_server("granian")
+        };
+        let environment = app_environment(&limited, off, &[], true);
+        assert_eq!(value(&environment, "GRANIAN_WORKERS"), None);
+        // The app's own value wins, under the variable's name or an alias of it.
+        let environment = app_environment(
+            &limited,
+            with_server("granian"),
+            &env(&[("GRANIAN_WORKERS", "1")]),
+            true,
+        );
+        assert_eq!(value(&environment, "GRANIAN_WORKERS"), None);
+        assert!(environment.kept.contains(&"GRANIAN_WORKERS"));
+        let environment = app_environment(
+            &limited,
+            with_server("uwsgi"),
+            &env(&[("UWSGI_WORKERS", "2")]),
+            true,
+        );
+        assert_eq!(value(&environment, "UWSGI_PROCESSES"), None);
+        // Servers without such a variable get WEB_CONCURRENCY alone, as every app does.
+        let celery = app_environment(&limited, with_server("celery"), &[], true);
+        assert_eq!(
+            celery.describe(),
+            "WEB_CONCURRENCY=4 PYTHON_CPU_COUNT=2 PYINIT_CPU_LIMIT=1.5 PYTHONUNBUFFERED=1 \
+             PYTHONFAULTHANDLER=1"
+        );
+    }
+
+    #[test]
+    fn uwsgi_gets_its_master_and_the_graceful_hook_unless_the_app_configured_its_stop() {
+        let limited = facts(Some((100000, 100000)), None, 8);
+        let hook = "unix_signal:15 gracefully_kill_them_all";
+        let environment = app_environment(&limited, with_server("uwsgi"), &[], true);
+        assert_eq!(value(&environment, "UWSGI_MASTER"), Some("1"));
+        assert_eq!(value(&environment, "UWSGI_HOOK_MASTER_START"), Some(hook));
+        // The app's master on: kept, and the hook still comes.
+        let environment = app_environment(
+            &limited,
+            with_server("uwsgi"),
+            &env(&[("UWSGI_MASTER", "true")]),
+            true,
+        );
+        assert_eq!(value(&environment, "UWSGI_MASTER"), None);
+        assert_eq!(value(&environment, "UWSGI_HOOK_MASTER_START"), Some(hook));
+        for app_env in [
+            [(
+                "UWSGI_HOOK_MASTER_START",
+                "unix_signal:1 gracefully_kill_them_all",
+            )],
+            [("UWSGI_DIE_ON_TERM", "1")],
+            [("UWSGI_MASTER", "0")],
+            [("UWSGI_MASTER", "false")],
+        ] {
+            let environment = app_environment(&limited, with_server("uwsgi"), &env(&app_env), true);
+            assert_eq!(value(&environment, "UWSGI_MASTER"), None, "{app_env:?}");
+            assert_eq!(
+                value(&environment, "UWSGI_HOOK_MASTER_START"),
+                None,
+                "{app_env:?}"
+            );
+            // The worker count is another matter.
+            assert_eq!(
+                value(&environment, "UWSGI_PROCESSES"),
+                Some("3"),
+                "{app_env:?}"
+            );
+        }
+        // The command configures the stop: no variables for it either.
+        let settings = AppEnvSettings {
+            graceful_stop_variables: false,
+            ..with_server("uwsgi")
+        };
+        let environment = app_environment(&limited, settings, &[], true);
+        assert_eq!(value(&environment, "UWSGI_HOOK_MASTER_START"), None);
+        assert_eq!(value(&environment, "UWSGI_MASTER"), None);
+        // A health sidecar has no server to set anything for.
+        let environment = app_environment(&limited, with_server("uwsgi"), &[], false);
+        assert_eq!(environment, AppEnvironment::default());
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct StartupReport {
     pub warnings: Vec<String>,
     /// What was done to prometheus_client's multiprocess directory, if the app has one.
     pub multiproc_dir: Option<MultiprocReport>,
+    /// The server whose profile applies, and what the profile changed
+    /// (`server::ServerSetup::describe`).
+    pub server: Option<(&'static str, String)>,
 }
 
 impl StartupReport {
@@ -83,6 +86,9 @@ impl StartupReport {
         );
         for warning in &self.warnings {
             warn!("{warning}");
+        }
+        if let Some((server, changes)) = &self.server {
+            info!(server, "server profile: {changes}");
         }
         if !self.app_env.set.is_empty() {
             info!("app environment: {}", self.app_env.describe());

@@ -65,6 +65,7 @@ fn flag(value: bool) -> u8 {
 pub fn render_metrics(status: &Status) -> String {
     let mut out = Exposition::default();
     write_build_info(&mut out);
+    write_server_info(&mut out, status);
     write_app(&mut out, status);
     write_probes(&mut out, status);
     write_signals(&mut out, status);
@@ -79,6 +80,16 @@ fn write_build_info(out: &mut Exposition) {
         &[("version", env!("CARGO_PKG_VERSION"))],
         1,
     );
+}
+
+fn write_server_info(out: &mut Exposition, status: &Status) {
+    out.family(
+        "pyinit_server_info",
+        "gauge",
+        "The server whose profile pyinit applies (none without one); always 1.",
+    );
+    let server = status.server.unwrap_or("none");
+    out.sample("pyinit_server_info", &[("server", server)], 1);
 }
 
 fn write_app(out: &mut Exposition, status: &Status) {
@@ -290,6 +301,20 @@ mod tests {
             exit_code: Some(143),
         };
         assert!(render_metrics(&status).contains("pyinit_app_exit_code 143\n"));
+    }
+
+    #[test]
+    fn the_server_is_a_label_of_an_info_metric() {
+        let status = Status {
+            server: Some("gunicorn"),
+            ..Status::default()
+        };
+        assert!(render_metrics(&status).contains(
+            "# TYPE pyinit_server_info gauge\npyinit_server_info{server=\"gunicorn\"} 1\n"
+        ));
+        assert!(
+            render_metrics(&Status::default()).contains("pyinit_server_info{server=\"none\"} 1\n")
+        );
     }
 
     #[test]

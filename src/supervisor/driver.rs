@@ -444,7 +444,8 @@ fn log_notice(notice: Notice) {
             status,
             since_drain,
             after_deadline,
-        } => log_app_exited(status, since_drain, after_deadline),
+            clean_stop,
+        } => log_app_exited(status, since_drain, after_deadline, clean_stop),
         Notice::DeadlineMissed {
             drain_timeout,
             dump,
@@ -473,8 +474,20 @@ fn log_notice(notice: Notice) {
     }
 }
 
-fn log_app_exited(status: ChildStatus, since_drain: Option<Duration>, after_deadline: bool) {
-    if after_deadline {
+fn log_app_exited(
+    status: ChildStatus,
+    since_drain: Option<Duration>,
+    after_deadline: bool,
+    clean_stop: bool,
+) {
+    if clean_stop {
+        info!(
+            code = 0,
+            status = %status,
+            since_drain_ms = since_drain.map(millis),
+            "app exited: it drained and then re-raised its stop signal, a clean stop"
+        );
+    } else if after_deadline {
         // Debug only: it comes while other processes still print their tracebacks, and a line
         // of pyinit's would cut into one of them; the deadline's error line said it all already.
         debug!(

@@ -8,7 +8,8 @@
 //! - **Running**: signals are forwarded (after `--signal-map`); the stop signal (`--stop-signal`,
 //!   TERM by default) starts the drain, and so does SIGTERM whatever the stop signal is.
 //! - **Draining** from that signal at T: readiness is false at once; at T + pre-stop delay the
-//!   app gets its own stop signal (`Policy::app_stop_signal`, which `config` decided); at T +
+//!   app gets its own stop signal (`Policy::app_stop_signal`, which `config` decided from
+//!   `--signal-map`, the server's profile and the stop signal); at T +
 //!   hard-stop-after the optional hard-stop signal; at T + drain timeout everything left gets the
 //!   dump signal (`--deadline-dump`), or at once SIGKILL. A second stop request sends the app its
 //!   stop signal again and moves nothing.
@@ -88,6 +89,9 @@ pub struct Policy {
     /// How long to wait for SIGKILLed processes to be reaped before exiting anyway.
     pub kill_wait: Duration,
     pub remap: ExitRemap,
+    /// The app's death by `app_stop_signal`, after the drain sent it, is a clean stop: exit 0
+    /// (a server that re-raises the signal after draining, as uvicorn does).
+    pub clean_death_by_stop_signal: bool,
 }
 
 /// Something that happened, as the driver reports it.
@@ -148,6 +152,9 @@ pub enum Notice {
         since_drain: Option<Duration>,
         /// It was still running at the drain deadline: pyinit exits 137 whatever this status is.
         after_deadline: bool,
+        /// It died of the stop signal pyinit sent, which its server re-raises after draining:
+        /// pyinit exits 0.
+        clean_stop: bool,
     },
     /// The app was still running at the drain deadline; the dump, if any, comes next.
     DeadlineMissed {
@@ -247,8 +254,9 @@ enum AppEnd {
     /// the dump signal, of the SIGKILL, or by itself in a race with them). `reaped` once its
     /// status came in.
     Overdue { pid: i32, reaped: bool },
-    /// Exited before the deadline (or without a drain), with this status.
-    Exited(ChildStatus),
+    /// Exited before the deadline (or without a drain); `code` is what pyinit exits with
+    /// (before `--remap-exit`): the app's, or 0 for a clean death by its stop signal.
+    Exited { code: u8 },
 }
 
 impl AppEnd {
@@ -256,7 +264,7 @@ impl AppEnd {
     fn exit_code(self) -> u8 {
         match self {
             AppEnd::Overdue { .. } => exit::KILLED_AT_DEADLINE,
-            AppEnd::Exited(status) => status.exit_code(),
+            AppEnd::Exited { code } => code,
         }
     }
 }
@@ -334,6 +342,8 @@ pub struct Supervisor {
     /// Exited processes reaped that were neither the app nor a probe.
     orphans_reaped: u64,
     resources: Resources,
+    /// The server whose profile applies, for `/metrics`.
+    server: Option<&'static str>,
     /// The view of all the above after the last step; only [`Supervisor::view`] builds it.
     status: Status,
 }
@@ -349,6 +359,7 @@ impl Supervisor {
             signals_forwarded: [0; 32],
             orphans_reaped: 0,
             resources: Resources::default(),
+            server: None,
             status: Status::default(),
         };
         supervisor.status = supervisor.view();
@@ -370,6 +381,13 @@ impl Supervisor {
     ) -> Self {
         self.resources.cpu_limit_millicpus = cpu_limit_millicpus;
         self.resources.memory_limit_bytes = memory_limit_bytes;
+        self.status = self.view();
+        self
+    }
+
+    /// Records the server whose profile applies, for `/metrics`.
+    pub fn with_server(mut self, server: Option<&'static str>) -> Self {
+        self.server = server;
         self.status = self.view();
         self
     }
@@ -401,6 +419,7 @@ impl Supervisor {
             checks: Checks::new(app, self.shutdown.drain_signal, &self.probes),
             shutdown: self.shutdown.clone(),
             resources: self.resources,
+            server: self.server,
         }
     }
 
@@ -679,18 +698,41 @@ impl Supervisor {
                 ..
             })
         );
+        let clean_stop = self.is_clean_death_by_stop_signal(status);
+        self.shutdown.clean_death_by_stop_signal = clean_stop;
         actions.push(Action::Notice(Notice::AppExited {
             status,
             since_drain: drain_started_at.map(|started| now.saturating_duration_since(started)),
             after_deadline: overdue,
+            clean_stop,
         }));
+        let code = if clean_stop { 0 } else { status.exit_code() };
         if overdue {
             self.on_overdue_app_reaped(pid, children_left);
         } else if !children_left {
-            self.exit(status.exit_code());
+            self.exit(code);
         } else {
-            self.stop_leftovers(status, drain_started_at, now, actions);
+            self.stop_leftovers(code, drain_started_at, now, actions);
         }
+    }
+
+    /// The app died of the stop signal the drain sent it, and its server dies of that signal on
+    /// purpose once it has drained.
+    fn is_clean_death_by_stop_signal(&self, status: ChildStatus) -> bool {
+        let stop_sent = matches!(
+            self.state,
+            State::Draining(
+                _,
+                Drain {
+                    stop_sent: true,
+                    ..
+                }
+            )
+        );
+        stop_sent
+            && self.policy.clean_death_by_stop_signal
+            && (self.policy.app_stop_signal)
+                .is_some_and(|signal| status == ChildStatus::Signaled(signal as i32))
     }
 
     /// Past the deadline what is left is killed, not asked: the next step (the SIGKILL at the end
@@ -720,7 +762,7 @@ impl Supervisor {
     /// orphan grace, never later than the drain deadline.
     fn stop_leftovers(
         &mut self,
-        status: ChildStatus,
+        code: u8,
         drain_started_at: Option<Instant>,
         now: Instant,
         actions: &mut Vec<Action>,
@@ -730,7 +772,7 @@ impl Supervisor {
             kill_at = kill_at.min(started + self.policy.drain_timeout);
         }
         self.state = State::Stopping(Stopping {
-            app: AppEnd::Exited(status),
+            app: AppEnd::Exited { code },
             drain_started_at,
             next: StopStep::KillAt(kill_at),
         });
@@ -768,7 +810,7 @@ impl Supervisor {
             State::Stopping(stopping) => match stopping.next {
                 StopStep::KillAt(at) if now >= at => {
                     // The end of the dump window is no news: the deadline's error line said it.
-                    if let AppEnd::Exited(_) = stopping.app {
+                    if let AppEnd::Exited { .. } = stopping.app {
                         actions.push(Action::Notice(Notice::LeftoversKilled));
                     }
                     self.kill_remaining(stopping.app, stopping.drain_started_at, now, actions);

@@ -28,6 +28,7 @@ fn policy() -> Policy {
         orphan_grace: Duration::from_secs(2),
         kill_wait: Duration::from_secs(1),
         remap: ExitRemap::default(),
+        clean_death_by_stop_signal: false,
     }
 }
 
@@ -162,8 +163,9 @@ fn sigterm_drains_at_once_without_pre_stop_delay() {
 fn the_app_gets_the_app_stop_signal_of_the_policy() {
     let t0 = Instant::now();
     let mut policy = policy();
+    // What --signal-map or a server's profile made of TERM; the supervisor derives nothing.
     policy.app_stop_signal = Some(Signal::SIGINT);
-    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
     let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
     assert_eq!(
         actions.last(),
@@ -172,6 +174,124 @@ fn the_app_gets_the_app_stop_signal_of_the_policy() {
     assert_eq!(
         supervisor.status().signals_forwarded[Signal::SIGINT as usize],
         1
+    );
+    assert_eq!(
+        supervisor.status().shutdown.stop_signal,
+        Some((Signal::SIGINT, t0))
+    );
+    policy.app_stop_signal = None;
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
+    let actions = supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(
+        actions.last(),
+        Some(&Action::Notice(Notice::SignalDropped {
+            received: Signal::SIGTERM
+        }))
+    );
+}
+
+/// The app's exit after a drain that sent TERM, in a reaping pass with `children_left`.
+fn exit_after_term(policy: Policy, status: ChildStatus, children_left: bool) -> Vec<Action> {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy, Workload::App { pid: APP });
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(
+        Event::Reaped {
+            app: Some(status),
+            n_orphans: 0,
+            children_left,
+        },
+        t0 + secs(1),
+    )
+}
+
+#[test]
+fn a_server_that_re_raises_its_stop_signal_after_draining_exits_0() {
+    let mut policy = policy();
+    policy.clean_death_by_stop_signal = true;
+    let term = ChildStatus::Signaled(Signal::SIGTERM as i32);
+    let actions = exit_after_term(policy.clone(), term, false);
+    assert_eq!(actions.last(), Some(&Action::Exit(0)));
+    assert!(actions.contains(&Action::Notice(Notice::AppExited {
+        status: term,
+        since_drain: Some(secs(1)),
+        after_deadline: false,
+        clean_stop: true,
+    })));
+    // With processes left behind, the 0 waits for them.
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    let reaped = |children_left| Event::Reaped {
+        app: None,
+        n_orphans: 1,
+        children_left,
+    };
+    supervisor.step(
+        Event::Reaped {
+            app: Some(term),
+            n_orphans: 0,
+            children_left: true,
+        },
+        t0 + secs(1),
+    );
+    assert!(supervisor.status().shutdown.clean_death_by_stop_signal);
+    assert_eq!(
+        supervisor.step(reaped(false), t0 + secs(2)).last(),
+        Some(&Action::Exit(0))
+    );
+    // Any other death is the app's code, as always.
+    for status in [
+        ChildStatus::Signaled(Signal::SIGKILL as i32),
+        ChildStatus::Signaled(Signal::SIGINT as i32),
+        ChildStatus::Exited(3),
+    ] {
+        let code = status.exit_code();
+        let actions = exit_after_term(policy.clone(), status, false);
+        assert_eq!(actions.last(), Some(&Action::Exit(code)), "{status}");
+    }
+    // --remap-exit still applies to the 0 (and to nothing else here).
+    policy.remap = ExitRemap::new(vec![(0, 5)]);
+    assert_eq!(
+        exit_after_term(policy, term, false).last(),
+        Some(&Action::Exit(5))
+    );
+}
+
+#[test]
+fn a_death_by_the_stop_signal_pyinit_did_not_send_keeps_its_code() {
+    let mut policy = policy();
+    policy.clean_death_by_stop_signal = true;
+    let term = ChildStatus::Signaled(Signal::SIGTERM as i32);
+    // Not a server that re-raises: 143, as always.
+    assert_eq!(
+        exit_after_term(self::policy(), term, false).last(),
+        Some(&Action::Exit(143))
+    );
+    // TERM before any drain (from elsewhere): 143.
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy.clone(), Workload::App { pid: APP });
+    let actions = supervisor.step(
+        Event::Reaped {
+            app: Some(term),
+            n_orphans: 0,
+            children_left: false,
+        },
+        t0,
+    );
+    assert_eq!(actions.last(), Some(&Action::Exit(143)));
+    // TERM during the pre-stop delay, before pyinit sent its stop signal: 143.
+    policy.pre_stop_delay = secs(3);
+    assert_eq!(
+        exit_after_term(policy.clone(), term, false).last(),
+        Some(&Action::Exit(143))
+    );
+    // The stop signal pyinit sent was INT: a death by TERM is not the clean one.
+    policy.pre_stop_delay = Duration::ZERO;
+    policy.app_stop_signal = Some(Signal::SIGINT);
+    assert_eq!(
+        exit_after_term(policy, term, false).last(),
+        Some(&Action::Exit(143))
     );
 }
 
@@ -254,6 +374,7 @@ fn app_that_exits_on_sigterm_ends_pyinit_with_its_code() {
                 status: ChildStatus::Exited(0),
                 since_drain: Some(secs(1)),
                 after_deadline: false,
+                clean_stop: false,
             }),
             Action::Exit(0),
         ]

@@ -96,6 +96,7 @@ fn an_app_killed_at_the_deadline_and_reaped_before_its_children_leaves_nothing_t
             status: ChildStatus::Signaled(9),
             since_drain: Some(secs(10) + Duration::from_millis(5)),
             after_deadline: true,
+            clean_stop: false,
         })]
     );
     assert!(!supervisor.status().app.is_running());
@@ -184,6 +185,7 @@ fn an_app_that_dies_of_the_dump_signal_still_exits_137_and_the_window_still_ends
             status: bus,
             since_drain: Some(secs(10)),
             after_deadline: true,
+            clean_stop: false,
         })]
     );
     assert!(!supervisor.status().shutdown.left_behind);
