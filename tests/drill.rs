@@ -136,12 +136,14 @@ import json, sys
 report = json.loads(sys.stdin.read())
 fields = ["passed", "exit_code", "app_exit_code", "ready_ms", "readiness_503_ms", "stop_signal",
           "stop_signal_ms", "hard_stop_sent", "app_exit_ms", "killed_at_deadline", "left_behind",
-          "stuck_frames", "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms", "requests",
-          "processes", "checks", "not_checked"]
+          "stuck_frames", "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms",
+          "server_profile", "server_turned_off", "requests", "processes", "checks", "not_checked"]
 missing = [field for field in fields if field not in report]
 assert not missing, missing
 assert report["passed"] is True, report
 assert report["stop_signal"] == "TERM", report
+assert report["server_profile"].startswith("gunicorn (from the command)"), report
+assert report["server_turned_off"] is None, report
 assert report["requests"]["in_flight_at_term"] >= 1, report
 assert report["requests"]["failed"] == 0, report
 assert report["stuck_frames"] == [], report
@@ -317,10 +319,11 @@ fn lines_under<'a>(finished: &'a Finished, check: &str) -> Vec<&'a str> {
 
 #[test]
 fn waitress_dies_of_sigterm_and_the_drill_names_it_and_the_fix() {
-    // waitress 3.0.2 has no SIGTERM handler: the kernel kills it at once, cutting the request in
-    // flight, and the exit code 143 is no clean stop.
+    // waitress 3.0.2 has no SIGTERM handler: without its profile the kernel kills it at once,
+    // cutting the request in flight, and the exit code 143 is no clean stop.
     let port = free_port();
     let finished = drill()
+        .args(["--server", "none"])
         .args(readiness_on(port))
         .args(slow_requests(port, 3))
         .current_dir(example("gunicorn"))
@@ -339,8 +342,14 @@ fn waitress_dies_of_sigterm_and_the_drill_names_it_and_the_fix() {
             && under.contains("waitress-serve --listen 127.0.0.1:"),
         "{stdout}"
     );
+    // The fix: the profile --server none turned off, or the flag that does its part.
     assert!(
-        under.contains("hint: ") && under.contains("--signal-map TERM=INT"),
+        under.contains("hint: --server waitress (or leave --server at auto")
+            && under.contains("--signal-map TERM=INT"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  server profile: none (--server none; the command runs waitress)"),
         "{stdout}"
     );
     let exit_code = verdict_line(&finished, "clean exit code");
@@ -356,9 +365,40 @@ fn waitress_dies_of_sigterm_and_the_drill_names_it_and_the_fix() {
 }
 
 #[test]
+fn waitress_with_its_profile_drains_on_sigint_and_passes() {
+    let port = free_port();
+    let finished = drill()
+        .args(readiness_on(port))
+        .args(slow_requests(port, 2))
+        .current_dir(example("gunicorn"))
+        .app(waitress_example(port))
+        .run();
+    let stdout = finished.stdout.join("\n");
+    finished.assert_exit_code(0);
+    // The report shows the profile as pyinit's start-up line does.
+    assert!(
+        stdout.contains("  server profile: waitress (from the command): stop signal INT"),
+        "{stdout}"
+    );
+    assert!(
+        verdict_line(&finished, "app got its stop signal").contains("SIGINT"),
+        "{stdout}"
+    );
+    assert!(
+        verdict_line(&finished, "app handles its stop signal").contains("SIGINT caught by the app"),
+        "{stdout}"
+    );
+    let in_flight = verdict_line(&finished, "in-flight requests complete");
+    assert!(
+        in_flight.contains("PASS") && in_flight.contains("2 of 2 succeeded"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_program_without_a_sigterm_handler_fails_the_drill() {
     let finished = drill()
-        .args(["--drill-ready-after", "500ms"])
+        .args(["--server", "none", "--drill-ready-after", "500ms"])
         .app(vec![
             PYTHON.into(),
             "-c".into(),
@@ -390,39 +430,51 @@ fn a_program_without_a_sigterm_handler_fails_the_drill() {
 
 #[test]
 fn uvicorn_catches_sigterm_drains_and_re_raises_it_and_passes() {
-    let port = free_port();
-    let finished = drill()
-        .args(readiness_on(port))
-        .args(slow_requests(port, 2))
-        .env("WEB_CONCURRENCY", "1")
-        .app(vec![
-            venv_bin("uvicorn").into_os_string(),
-            "--host".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string().into(),
-            "--app-dir".into(),
-            example("uvicorn").into_os_string(),
-            "app:app".into(),
-        ])
-        .run();
-    let stdout = finished.stdout.join("\n");
-    finished.assert_exit_code(0);
-    assert!(
-        verdict_line(&finished, "app handles its stop signal")
-            .contains("SIGTERM caught by the app, which then ended by it"),
-        "{stdout}"
-    );
-    let exit_code = verdict_line(&finished, "clean exit code");
-    assert!(
-        exit_code.contains("PASS")
-            && exit_code.contains("143: the app caught SIGTERM and ended by it after draining"),
-        "{stdout}"
-    );
-    assert!(
-        verdict_line(&finished, "in-flight requests complete").contains("PASS"),
-        "{stdout}"
-    );
+    // uvicorn (one process) catches SIGTERM, drains, then re-raises it: exit 143, which the
+    // drill counts as clean because the app caught the signal first; its profile makes it 0.
+    let uvicorn = |port: u16, pyinit_args: &[&str]| {
+        drill()
+            .args(pyinit_args)
+            .args(readiness_on(port))
+            .args(slow_requests(port, 2))
+            .env("WEB_CONCURRENCY", "1")
+            .app(vec![
+                venv_bin("uvicorn").into_os_string(),
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string().into(),
+                "--app-dir".into(),
+                example("uvicorn").into_os_string(),
+                "app:app".into(),
+            ])
+            .run()
+    };
+    for (pyinit_args, clean_exit) in [
+        (
+            &["--server", "none"][..],
+            "143: the app caught SIGTERM and ended by it after draining",
+        ),
+        (&[][..], "PASS  clean exit code              0"),
+    ] {
+        let finished = uvicorn(free_port(), pyinit_args);
+        let stdout = finished.stdout.join("\n");
+        finished.assert_exit_code(0);
+        assert!(
+            verdict_line(&finished, "app handles its stop signal")
+                .contains("SIGTERM caught by the app, which then ended by it"),
+            "{stdout}"
+        );
+        let exit_code = verdict_line(&finished, "clean exit code");
+        assert!(
+            exit_code.contains("PASS") && exit_code.contains(clean_exit),
+            "{stdout}"
+        );
+        assert!(
+            verdict_line(&finished, "in-flight requests complete").contains("PASS"),
+            "{stdout}"
+        );
+    }
 }
 
 /// Seconds since midnight of a JSON log line's `"timestamp":"...THH:MM:SS.ffffffZ"`.

@@ -83,16 +83,20 @@ pub struct Rehearsal {
     /// What the app wrote to stderr after the deadline, once its stderr has ended.
     app_stderr: Option<JoinHandle<Vec<u8>>>,
     status_rx: watch::Receiver<Status>,
+    /// What the server's profile changed, as pyinit's start-up line says it.
+    server_profile: Option<String>,
 }
 
 /// Starts the drill beside a supervisor that is starting: one task that reads the supervisor's
 /// status and plays the kubelet, and one that passes the app's stderr (the read end of its pipe,
-/// if the app has one) on to pyinit's. `health_addr` is where the health server listens.
+/// if the app has one) on to pyinit's. `health_addr` is where the health server listens;
+/// `server_profile` what the server's profile changed, for the report.
 pub fn attach(
     drill: DrillConfig,
     status_rx: &watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
     app_stderr: Option<pipe::Receiver>,
+    server_profile: Option<String>,
 ) -> Rehearsal {
     let kubelet = tokio::spawn(rehearse(
         drill.clone(),
@@ -105,6 +109,7 @@ pub fn attach(
         kubelet,
         app_stderr,
         status_rx: status_rx.clone(),
+        server_profile,
     }
 }
 
@@ -159,7 +164,8 @@ impl Rehearsal {
         };
         let stuck_frames = traceback::stuck_frames(&String::from_utf8_lossy(&after_deadline));
         let final_status = self.status_rx.borrow().clone();
-        let observations = observe(trace, &final_status, exit_code, &self.drill, stuck_frames);
+        let mut observations = observe(trace, &final_status, exit_code, &self.drill, stuck_frames);
+        observations.server_profile = self.server_profile;
         grade_and_print(observations, self.drill.json)
     }
 }
@@ -353,6 +359,8 @@ fn observe(
         requests: trace.requests,
         processes: trace.processes,
         forward_to: drill.forward_to,
+        server_profile: None,
+        server_turned_off: drill.server_turned_off,
     }
 }
 

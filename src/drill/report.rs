@@ -74,6 +74,11 @@ pub struct Observations {
     pub processes: Vec<AppProcess>,
     /// Where pyinit sends the app's signals: the app alone, or its whole process group.
     pub forward_to: ForwardTarget,
+    /// What the server's profile changed, as pyinit's start-up line says it; `None` without a
+    /// profile.
+    pub server_profile: Option<String>,
+    /// The server whose profile `--server none` turned off.
+    pub server_turned_off: Option<&'static str>,
 }
 
 /// How one check of the drill came out; the JSON report names it the check's verdict.
@@ -525,6 +530,7 @@ pub fn render_table(report: &Report) -> String {
         ms(seen.drain_timeout),
         ms(seen.pre_stop_delay)
     );
+    let _ = writeln!(text, "  {}", stop_handling::server_line(seen));
     for check in &report.checks {
         let _ = writeln!(
             text,
@@ -587,6 +593,14 @@ pub fn render_json(report: &Report) -> String {
         ("pre_stop_hook_ms", millis(Some(seen.pre_stop_hook))),
         ("drain_timeout_ms", millis(Some(seen.drain_timeout))),
         ("pre_stop_delay_ms", millis(Some(seen.pre_stop_delay))),
+        (
+            "server_profile",
+            JsonValue::string_or_null(seen.server_profile.as_deref()),
+        ),
+        (
+            "server_turned_off",
+            JsonValue::string_or_null(seen.server_turned_off),
+        ),
         (
             "requests",
             requests.map_or(JsonValue::Null, JsonValue::Written),

@@ -34,6 +34,9 @@ pub struct DrillConfig {
     pub deadline_dump: Option<DeadlineDump>,
     /// Where the app's signals go: which of its processes get the stop signal from pyinit.
     pub forward_to: ForwardTarget,
+    /// The server whose profile `--server none` turned off, as recognised from the command: the
+    /// report names it as the fix for a stop signal the app does not handle.
+    pub server_turned_off: Option<&'static str>,
 }
 
 /// How the drill knows the app is ready.

@@ -94,12 +94,12 @@ pub fn stop_handling_check(observations: &Observations) -> DrillCheck {
                  doing was cut off",
                 app.pid
             ));
-            hints.push(stop_fix(&masks, signal));
+            hints.push(stop_fix(&masks, signal, observations.server_turned_off));
             String::new()
         }
         disposition if observations.killed_at_deadline => {
             failures.push(format!("the app {}", no_effect(disposition, masks, signal)));
-            hints.push(stop_fix(&masks, signal));
+            hints.push(stop_fix(&masks, signal, observations.server_turned_off));
             String::new()
         }
         _ => format!(
@@ -151,9 +151,24 @@ fn no_effect(disposition: Disposition, masks: SignalMasks, signal: Signal) -> St
     }
 }
 
-/// The fix for an app that does not handle `signal`: the signal it may drain on, if it catches
-/// one, and otherwise a handler of its own.
-fn stop_fix(masks: &SignalMasks, signal: Signal) -> String {
+/// The fix for an app that does not handle `signal`: the profile `--server none` turned off, if
+/// the command runs a server pyinit knows; then the signal it may drain on, if it catches one,
+/// and otherwise a handler of its own.
+fn stop_fix(masks: &SignalMasks, signal: Signal, server_turned_off: Option<&str>) -> String {
+    let by_hand = stop_fix_by_hand(masks, signal);
+    match server_turned_off {
+        Some(name) => format!(
+            "--server {name} (or leave --server at auto, the default): pyinit's {name} profile \
+             knows how {name} stops, and --server none turned it off. Without the profile, \
+             {by_hand}"
+        ),
+        None => by_hand,
+    }
+}
+
+/// The fix without a profile: the signal the app may drain on, if it catches one, and otherwise
+/// a handler of its own.
+fn stop_fix_by_hand(masks: &SignalMasks, signal: Signal) -> String {
     let own_handler = format!(
         "give the app a SIG{} handler that stops taking work, finishes what is running and exits",
         short_name(signal)
@@ -175,6 +190,18 @@ fn stop_fix(masks: &SignalMasks, signal: Signal) -> String {
             short_name(signal)
         ),
         None => own_handler,
+    }
+}
+
+/// The report's line on the server's profile: what it changed, as pyinit's start-up line says
+/// it, or why there is none.
+pub fn server_line(observations: &Observations) -> String {
+    match (&observations.server_profile, observations.server_turned_off) {
+        (Some(changes), _) => format!("server profile: {changes}"),
+        (None, Some(name)) => {
+            format!("server profile: none (--server none; the command runs {name})")
+        }
+        (None, None) => "server profile: none (no server recognised in the command)".to_owned(),
     }
 }
 
@@ -363,6 +390,40 @@ mod tests {
             table.contains(
                 "SKIP  drains before the deadline   no drain: its stop signal killed it 3ms"
             ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_fix_names_the_profile_server_none_turned_off() {
+        let mut observations = waitress();
+        observations.server_turned_off = Some("waitress");
+        let report = Report::grade(observations);
+        let table = render_table(&report);
+        for expected in [
+            "  server profile: none (--server none; the command runs waitress)\n",
+            "hint: --server waitress (or leave --server at auto, the default): pyinit's waitress \
+             profile knows how waitress stops, and --server none turned it off. Without the \
+             profile, if the app stops gracefully on SIGINT",
+        ] {
+            assert!(table.contains(expected), "{expected:?} in\n{table}");
+        }
+        assert!(
+            render_json(&report)
+                .contains(r#""server_profile":null,"server_turned_off":"waitress","#)
+        );
+        // With the profile on, the report shows what it changed, as the start-up line does.
+        let mut observations = clean();
+        observations.server_profile =
+            Some("waitress (from the command): app stop signal INT".to_owned());
+        let table = render_table(&Report::grade(observations));
+        assert!(
+            table.contains("  server profile: waitress (from the command): app stop signal INT\n"),
+            "{table}"
+        );
+        let table = render_table(&Report::grade(clean()));
+        assert!(
+            table.contains("  server profile: none (no server recognised in the command)\n"),
             "{table}"
         );
     }

@@ -50,6 +50,8 @@ pub(in crate::drill) fn clean() -> Observations {
         }),
         processes: vec![process(40, true, &[Signal::SIGINT, Signal::SIGTERM])],
         forward_to: ForwardTarget::Child,
+        server_profile: None,
+        server_turned_off: None,
     }
 }
 
@@ -204,7 +206,8 @@ fn the_json_report_has_every_observation_in_order() {
         r#""readiness_503_ms":3,"drain_signal":"TERM","stop_signal":"TERM","stop_signal_ms":0,"#,
         r#""hard_stop_sent":false,"app_exit_ms":2900,"killed_at_deadline":false,"#,
         r#""left_behind":false,"stuck_frames":[],"grace_period_ms":30000,"pre_stop_hook_ms":0,"#,
-        r#""drain_timeout_ms":25000,"pre_stop_delay_ms":0,"requests":{"in_flight_at_term":4,"#,
+        r#""drain_timeout_ms":25000,"pre_stop_delay_ms":0,"server_profile":null,"#,
+        r#""server_turned_off":null,"requests":{"in_flight_at_term":4,"#,
         r#""sent_during_drain":0,"succeeded":4,"failed":0,"first_failures":[]},"#,
         r#""processes":[{"pid":40,"command":"python3 server.py (40)","app":true,"#,
         r#""in_app_group":true,"catches":["INT","TERM"],"ignores":[],"blocks":[],"#,
