@@ -9,8 +9,9 @@ connection closed before a whole answer) or of the task (its result's state, `lo
 came), PID 1's exit code, and the time from the SIGTERM to the pod's exit.
 
 pyinit runs as the README's ENTRYPOINT does (`--user nobody`, its health port on loopback) and
-otherwise with its defaults; tini and dumb-init with theirs (tini signals the app alone,
-dumb-init its whole process group). The pods have no KUBERNETES_SERVICE_HOST, so pyinit's
+otherwise with its defaults, which apply the server's profile; `pyinit --server none` is the
+same without profiles (what pyinit did before it had them); tini and dumb-init run with their
+defaults (tini signals the app alone, dumb-init its whole process group). The pods have no KUBERNETES_SERVICE_HOST, so pyinit's
 pre-stop delay is 0 s and every init passes the SIGTERM on at once: the table compares what each
 server does with it. The servers' worker counts are given on their command lines, the same under
 every init. celery's broker is a redis-server the benchmark starts on 127.0.0.1.
@@ -35,7 +36,7 @@ import time
 from bench import HERE, free_port, machine
 from pods import EXAMPLES, PYINIT_IN_CONTAINER, VENV, Pod, bind, config
 
-INITS = ["pyinit", "tini", "dumb-init"]
+INITS = ["pyinit", "pyinit --server none", "tini", "dumb-init"]
 SERVERS = ["gunicorn", "gunicorn+uvicorn-worker", "uvicorn", "hypercorn", "granian", "uwsgi",
            "waitress", "daphne", "celery"]
 # What each server is, as the table names it: the package and its pinned version.
@@ -85,6 +86,9 @@ def init_argv(init, health_port):
     """Each init as a Dockerfile's ENTRYPOINT has it, with no flag about stopping."""
     if init == "pyinit":
         return [PYINIT_IN_CONTAINER, "--user", "nobody", "--health-addr", f"127.0.0.1:{health_port}", "--"]
+    if init == "pyinit --server none":
+        return [PYINIT_IN_CONTAINER, "--user", "nobody", "--health-addr", f"127.0.0.1:{health_port}", "--server",
+                "none", "--"]
     if init == "tini":
         return ["/usr/bin/tini", "--"]
     if init == "dumb-init":
@@ -97,7 +101,7 @@ class ServerPod(Pod):
     HOME (gunicorn and celery keep small files there) and no KUBERNETES_* variables."""
 
     def __init__(self, init, server, redis_url):
-        super().__init__(init, server, free_port(), free_port() if init == "pyinit" else None)
+        super().__init__(init, server, free_port(), free_port() if init.startswith("pyinit") else None)
         self.redis_url = redis_url
 
     async def start(self):
