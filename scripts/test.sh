@@ -5,7 +5,9 @@
 # release binaries and the wheels for x86_64 and aarch64 with their checks, the distribution
 # image, podman's base image, and the whole test suite (the aarch64 binary under qemu,
 # Dockerfile.example in podman, the image's uses and `cargo publish --dry-run` included). Each
-# step's time is printed, and a summary at the end.
+# step's time is printed, and a summary at the end. The install steps (apt, pip, npm, debootstrap:
+# hundreds of lines) write to a log file under target/install-logs/ instead, which is printed
+# only when the step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,23 @@ step() {
     step_started_at=$SECONDS
     printf '\n== %s\n' "$*" >&2
 }
+# Runs a command with its output in target/install-logs/NAME.log; on failure prints that log and
+# returns the command's exit code (which stops the script: set -e).
+install_logs=target/install-logs
+quietly() {
+    local log="$install_logs/$1.log"
+    shift
+    mkdir -p "$install_logs"
+    if "$@" >"$log" 2>&1; then
+        printf '(its output: %s, %d lines)\n' "$log" "$(wc -l <"$log")" >&2
+    else
+        local code=$?
+        cat "$log" >&2
+        printf '== failed: %s, exit code %d (its output is above and in %s)\n' \
+            "$step_name" "$code" "$log" >&2
+        return "$code"
+    fi
+}
 test_log=target/test-output.log
 rm -f "$test_log"
 summary() {
@@ -39,7 +58,7 @@ summary() {
 trap summary EXIT
 
 step "installing what the tests need"
-bash scripts/install-deps.sh
+quietly install-deps bash scripts/install-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -60,7 +79,7 @@ step "distribution image, localhost/pyinit"
 bash scripts/build-image.sh
 
 step "podman base image (debootstrap, once per recipe)"
-bash scripts/podman-base-image.sh
+quietly podman-base-image bash scripts/podman-base-image.sh
 
 step "cargo test"
 cargo test --locked 2>&1 | tee "$test_log"

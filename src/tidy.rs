@@ -46,6 +46,7 @@ const PURE_FILES: &[&str] = &[
     "src/multiproc/spec.rs",
     "src/probe/spec.rs",
     "src/probe/threshold.rs",
+    "src/probe/schedule.rs",
     "src/probe/redirect.rs",
     "src/probe/grpc_wire.rs",
     "src/health/routes.rs",

@@ -477,6 +477,92 @@ fn uvicorn_catches_sigterm_drains_and_re_raises_it_and_passes() {
     }
 }
 
+/// The first `sh` block of docs/drill.md: the example, its continuation lines joined.
+fn drill_example_of_the_docs() -> String {
+    let page = std::fs::read_to_string(crate::common::runc::repo().join("docs/drill.md"))
+        .expect("read docs/drill.md");
+    let block: Vec<&str> = page
+        .lines()
+        .skip_while(|line| *line != "```sh")
+        .skip(1)
+        .take_while(|line| *line != "```")
+        .collect();
+    let command = block.join("\n").replace("\\\n", " ");
+    assert!(
+        command.starts_with("pyinit drill "),
+        "docs/drill.md's first sh block is not the drill example: {command:?}"
+    );
+    command
+}
+
+/// docs/drill.md's example runs as written, by `sh` in examples/gunicorn (where the page says to
+/// run it) with `pyinit` (the binary under test) and the end-to-end venv's gunicorn on PATH and
+/// no PYINIT_* variable: as root, as in CI or a container, and as an ordinary user (nobody, with
+/// no capabilities). Each run has a network namespace of its own, its loopback brought up, so
+/// that the example's fixed port 8000 is free beside other tests.
+#[test]
+fn the_drill_example_of_the_docs_runs_as_written_as_root_and_not() {
+    let command = drill_example_of_the_docs();
+    let bin = crate::dist::TempDir::new("drill-example");
+    std::os::unix::fs::symlink(crate::common::pyinit_bin(), bin.path.join("pyinit"))
+        .expect("link pyinit into the PATH folder");
+    let venv_bin_folder = venv_bin("gunicorn")
+        .parent()
+        .expect("the venv's bin folder")
+        .to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        bin.path.display(),
+        venv_bin_folder.display(),
+        crate::common::STANDARD_PATH
+    );
+    let as_nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ];
+    for (how, user) in [("as root", &[][..]), ("as nobody", &as_nobody[..])] {
+        let output = crate::dist::output_within(
+            Command::new("unshare")
+                .args([
+                    "--net",
+                    "sh",
+                    "-c",
+                    "ip link set lo up && exec \"$@\"",
+                    "sh",
+                ])
+                .args(user)
+                .args(["sh", "-c", &command])
+                .current_dir(example("gunicorn"))
+                .env_clear()
+                .env("PATH", &path)
+                // Keeps examples/gunicorn free of __pycache__ when root runs it.
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .stdin(Stdio::null()),
+            std::time::Duration::from_secs(180),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{how}: {command}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(
+            stdout.lines().any(|line| line == "pyinit drill: PASS"),
+            "{how}:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("2 in flight at SIGTERM"),
+            "{how}: no requests in flight:\n{stdout}"
+        );
+    }
+}
+
 /// Seconds since midnight of a JSON log line's `"timestamp":"...THH:MM:SS.ffffffZ"`.
 fn logged_at(line: &str) -> f64 {
     let stamp = line

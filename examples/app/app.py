@@ -2,7 +2,9 @@
 
 Routes: `/` answers at once; `/slow?s=N` answers after N seconds (an in-flight request to drain);
 `/healthz` answers 200. On SIGTERM (or SIGINT) it stops accepting connections, finishes the
-requests in flight, and exits 0. Listens on $HOST:$PORT (default 127.0.0.1:8000).
+requests in flight, and exits 0. Listens on $HOST:$PORT (default 127.0.0.1:8000). Each request
+is logged on stderr, except health checks: `/healthz`, and whatever a probe asks (its User-Agent
+starts with `kube-probe/`, as the kubelet's and pyinit's do), which come every few seconds.
 """
 import http.server
 import os
@@ -39,6 +41,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def log_request(self, code="-", size="-"):
+        if not self.is_health_check():
+            super().log_request(code, size)
+
+    def is_health_check(self):
+        # A request whose line or headers could not be parsed has no path or headers: log it.
+        path = urllib.parse.urlsplit(getattr(self, "path", "")).path
+        headers = getattr(self, "headers", None)
+        user_agent = headers.get("User-Agent", "") if headers else ""
+        return path == "/healthz" or user_agent.startswith("kube-probe/")
 
     def log_message(self, format, *args):
         sys.stderr.write("app: %s\n" % (format % args))

@@ -2,7 +2,8 @@
 //! which keeps HEALTHCHECK) on the local base image of `scripts/podman-base-image.sh`, with pyinit
 //! and gunicorn installed by pip from the tests' own index in a network namespace that has no
 //! other network; then run with its ports published, as `docker run` would, and as the Deployment
-//! of `examples/kubernetes/deployment.yaml` runs it (its command, env and securityContext).
+//! of `examples/kubernetes/deployment.yaml` runs it (the image's ENTRYPOINT with the pod's args,
+//! its env and securityContext).
 //!
 //! Podman's default rlimits exceed this machine's hard limits, so every `podman run` here passes
 //! `--ulimit nofile=... --ulimit nproc=...`; that belongs to the test, not to the example. Every
@@ -339,8 +340,10 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     assert!(logs.contains("app exited code=0"), "{logs}");
     drop(container);
 
-    // As the Deployment runs the image: its command, its env, and its securityContext (the
-    // pod's user, read-only root, no capabilities, no_new_privs, a tmpfs /tmp).
+    // As the Deployment runs the image: the image's ENTRYPOINT (the pod sets no command; its
+    // args take the CMD's place, as `podman run IMAGE ARGS` does), its env, and its
+    // securityContext (the pod's user, read-only root, no capabilities, no_new_privs, a tmpfs
+    // /tmp).
     let pod = invocation("deployment", &deployment());
     let (uid, gid) = pod.run_as.expect("the pod sets runAsUser");
     let health_container_port = health_addr_of(&pod)
@@ -352,16 +355,10 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     let app_publish = format!("127.0.0.1:{app_port}:8000");
     let health_publish = format!("127.0.0.1:{health_port}:{health_container_port}");
     let user = format!("{uid}:{gid}");
-    let entrypoint = exec_form(
-        std::iter::once("pyinit".to_owned())
-            .chain(pod.args.iter().cloned())
-            .chain(std::iter::once("--".to_owned()))
-            .chain(pod.app.iter().cloned()),
-    );
     let env: Vec<String> = pod
-        .env
+        .pod_env
         .iter()
-        .map(|(name, value)| format!("{name}={value}"))
+        .cloned()
         // The kubelet adds the API server's address to every container.
         .chain(std::iter::once(
             "KUBERNETES_SERVICE_HOST=10.96.0.1".to_owned(),
@@ -381,16 +378,34 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
         &app_publish,
         "--publish",
         &health_publish,
-        "--entrypoint",
-        &entrypoint,
     ];
+    let entrypoint = exec_form(pod.pod_command.iter().cloned());
+    if !pod.pod_command.is_empty() {
+        args.extend(["--entrypoint", &entrypoint]);
+    }
     for variable in &env {
         args.extend(["--env", variable]);
     }
     args.push(&image.name);
+    args.extend(pod.pod_args.iter().map(String::as_str));
     let container = Container::run(&args);
     container.wait_ready(health_port);
-    container.assert_every_process_runs_as(uid);
+    // What the kubelet's probes ask answers 200 once the app is up.
+    for (kind, path) in &pod.probes {
+        let answer = http_get(health_port, path, Duration::from_secs(2));
+        assert!(
+            matches!(answer, Ok((200, _))),
+            "the {kind} path {path}: {answer:?}; logs:\n{}",
+            container.logs()
+        );
+    }
+    let argvs = container.assert_every_process_runs_as(uid);
+    assert!(
+        argvs
+            .iter()
+            .any(|argv| argv.contains(&pod.pod_args.join(" "))),
+        "the pod's args are not the app's command: {argvs:?}"
+    );
     container.assert_stop_drains_a_slow_request(app_port);
 }
 

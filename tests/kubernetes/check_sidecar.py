@@ -3,8 +3,10 @@ then validates it against the Kubernetes schemas with kubernetes-validate (stric
 
     target/e2e-venv/bin/python3 tests/kubernetes/check_sidecar.py MANIFEST
 
-The sidecar is the init container whose command starts with pyinit; its flags are read as
-check_deployment.py reads them (command + args, then `PYINIT_*` variables in env), and:
+The sidecar is the init container whose `command` starts pyinit (pyinit_argv.py's Kubernetes
+rules; a sidecar sets its own, so no Dockerfile is read); its flags are read as
+check_deployment.py reads them (its words before any `--`, and `PYINIT_*` variables in its env),
+and:
 - it is a native sidecar (restartPolicy: Always) and a health sidecar (no app after `--`);
 - terminationGracePeriodSeconds equals --grace-period, and it sets no pre-stop delay: its SIGTERM
   comes after the main containers have exited, from the grace period they share;
@@ -22,6 +24,7 @@ import sys
 
 import yaml
 
+import pyinit_argv
 from check_deployment import Report, parse_duration, pyinit_flags, quantity
 
 KUBELET_MINIMUM_GRACE_SECONDS = 2.0
@@ -29,13 +32,14 @@ KUBELET_MINIMUM_GRACE_SECONDS = 2.0
 
 def check_sidecar(deployment, report):
     pod = deployment["spec"]["template"]["spec"]
-    sidecars = [c for c in pod.get("initContainers") or [] if pyinit_flags(c) is not None]
+    sidecars = [c for c in pod.get("initContainers") or []
+                if pyinit_argv.starts_pyinit(pyinit_argv.container_argv(c, None))]
     report.check(len(sidecars) == 1, "exactly one init container runs pyinit")
     if not sidecars:
         return
     sidecar = sidecars[0]
-    flags = pyinit_flags(sidecar)
-    argv = [str(arg) for arg in (sidecar.get("command") or []) + (sidecar.get("args") or [])]
+    argv = [str(arg) for arg in pyinit_argv.container_argv(sidecar, None)]
+    flags = pyinit_flags(argv, pyinit_argv.container_env(sidecar, None))
     report.check(sidecar.get("restartPolicy") == "Always", "the sidecar has restartPolicy: Always")
     report.check("--" not in argv, "the sidecar runs no app: pyinit with no command")
 
