@@ -102,24 +102,6 @@ pub fn signal_name(number: i32) -> Cow<'static, str> {
     }
 }
 
-/// Whether every one of `signals` is caught, by the `SigCgt:` line of a /proc/PID/status text
-/// (a hexadecimal mask, bit N-1 for signal N); `false` when the line is missing or garbled.
-pub fn catches_all(status_text: &str, signals: &[Signal]) -> bool {
-    let Some(mask) = status_text
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-    else {
-        return false;
-    };
-    signals.iter().all(|signal| {
-        u32::try_from(*signal as i32 - 1)
-            .ok()
-            .and_then(|bit| 1u64.checked_shl(bit))
-            .is_some_and(|bit| mask & bit != 0)
-    })
-}
-
 /// `--signal-map FROM=TO`: what a received signal becomes before it is forwarded.
 ///
 /// `None` as the target means the signal is dropped.
@@ -194,22 +176,6 @@ mod tests {
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("99").is_err());
         assert!(parse_signal("").is_err());
-    }
-
-    #[test]
-    fn caught_signals_are_read_from_the_status_mask() {
-        let status =
-            |mask: &str| format!("Name:\tpython3\nSigIgn:\t0000000001001000\nSigCgt:\t{mask}\n");
-        let worker_signals = [Signal::SIGTTIN, Signal::SIGTTOU];
-        // gunicorn's master: HUP INT QUIT USR1 USR2 TERM CHLD TTIN TTOU WINCH.
-        assert!(catches_all(&status("0000000008314a07"), &worker_signals));
-        // uvicorn in one process: INT and TERM only.
-        assert!(!catches_all(&status("0000000000004002"), &worker_signals));
-        assert!(catches_all(&status("0000000000004002"), &[Signal::SIGTERM]));
-        // TTIN without TTOU is not enough.
-        assert!(!catches_all(&status("0000000000104002"), &worker_signals));
-        assert!(!catches_all("Name:\tpython3\n", &worker_signals));
-        assert!(!catches_all(&status("zz"), &worker_signals));
     }
 
     #[test]
