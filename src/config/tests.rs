@@ -596,6 +596,34 @@ fn usage_errors_are_one_line_that_names_the_flag() {
 }
 
 #[test]
+fn a_misspelt_flag_or_value_gets_the_one_meant_on_the_same_line() {
+    for (args, expected) in [
+        (
+            &["--readines", "http://127.0.0.1:8000/", "app"][..],
+            "unexpected argument '--readines' found; tip: a similar argument exists: \
+             '--readiness'",
+        ),
+        (
+            &["drill", "--drill-reqest", "http://127.0.0.1:8000/", "app"][..],
+            "unexpected argument '--drill-reqest' found; tip: a similar argument exists: \
+             '--drill-request'",
+        ),
+        (
+            &["--log-level", "inf", "app"][..],
+            "invalid value 'inf' for '--log-level <LOG_LEVEL>' [possible values: error, warn, \
+             info, debug, trace]; tip: a similar value exists: 'info'",
+        ),
+        // Nothing like it: no tip, and never the one to pass the word after `--`.
+        (
+            &["--xyzzy", "app"][..],
+            "unexpected argument '--xyzzy' found",
+        ),
+    ] {
+        assert_eq!(parse(args).unwrap_err(), expected, "{args:?}");
+    }
+}
+
+#[test]
 fn help_and_version_of_both_modes() {
     let help = printed(&["--help"]);
     assert!(
