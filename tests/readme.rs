@@ -452,3 +452,35 @@ fn help_groups_the_flags_by_concern() {
         }
     }
 }
+
+#[test]
+fn the_flags_page_has_the_headings_and_order_of_help() {
+    let mut documented: Vec<(String, Vec<String>)> = Vec::new();
+    for line in page("flags.md").lines() {
+        if let Some(bold) = line.strip_prefix("**") {
+            let heading = bold.split("**").next().unwrap_or_default();
+            documented.push((heading.to_owned(), Vec::new()));
+        } else if let (Some(row), Some((_, flags))) =
+            (line.strip_prefix("| `--"), documented.last_mut())
+        {
+            let name: String = row
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            flags.push(format!("--{name}"));
+        }
+    }
+    let concerns = |args: &[&str]| {
+        flags_by_heading(&help_text(args, 100))
+            .into_iter()
+            .filter(|(heading, flags)| heading != "Options" && !flags.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let mut shown = concerns(&["--help"]);
+    shown.extend(
+        concerns(&["drill", "--help"])
+            .into_iter()
+            .filter(|(heading, _)| heading == "Drill"),
+    );
+    assert_eq!(documented, shown);
+}
