@@ -188,6 +188,7 @@ fn run() -> Result<u8, SetupError> {
         app_env,
         app_working_dir: app.working_dir,
         app_stderr: app.stderr,
+        server_profile: (startup.server.as_ref()).map(|(_, changes)| changes.clone()),
     });
     // The supervisor runs until it says Exit; a drill then judges the shutdown it watched, and
     // its verdict is the exit code.

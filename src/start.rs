@@ -171,6 +171,8 @@ pub struct Tasks<'a> {
     pub app_working_dir: Option<Arc<Path>>,
     /// The read end of the app's stderr, for a drill.
     pub app_stderr: Option<tokio::net::unix::pipe::Receiver>,
+    /// What the server's profile changed, as the start-up line says it: a drill shows it.
+    pub server_profile: Option<String>,
 }
 
 /// Starts the health server, the probers and, for `pyinit drill`, the drill; returns the drill,
@@ -186,6 +188,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
         app_env,
         app_working_dir,
         app_stderr,
+        server_profile,
     } = tasks;
     let health_addr = (health_listener.as_ref()).and_then(|listener| listener.local_addr().ok());
     if let Some(listener) = health_listener {
@@ -212,6 +215,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
             status_rx,
             health_addr,
             app_stderr,
+            server_profile,
         )),
         Mode::Supervise => None,
     }

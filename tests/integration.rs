@@ -30,6 +30,7 @@ mod health;
 mod peers;
 mod privileges;
 mod probes;
+mod probes_first_pass;
 mod readme;
 mod reaping;
 mod reliability;

@@ -269,7 +269,14 @@ impl Config {
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
-            Some(args) => Mode::Drill(drill_config(args, &command, &health, &timing, &policy)?),
+            Some(args) => {
+                let mut drill = drill_config(args, &command, &health, &timing, &policy)?;
+                drill.server_turned_off = match (cli.server, recognise(&command)) {
+                    (ServerChoice::None, Recognised::Server(profile)) => Some(profile.name),
+                    _ => None,
+                };
+                Mode::Drill(drill)
+            }
             None => Mode::Supervise,
         };
         let prepare_multiproc_dir = cli.prepare_multiproc_dir && !command.is_empty();
@@ -485,5 +492,7 @@ fn drill_config(
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,
         deadline_dump: policy.deadline_dump,
+        forward_to: policy.forward_to,
+        server_turned_off: None,
     })
 }

@@ -334,6 +334,7 @@ mod tests {
                 message: String::new(),
                 began,
                 duration: Duration::from_millis(millis),
+                failure_counts: true,
             });
         }
         let status = Status {

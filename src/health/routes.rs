@@ -275,6 +275,7 @@ mod tests {
             message: "connection refused".to_owned(),
             began,
             duration: Duration::from_millis(200),
+            failure_counts: true,
         });
         status.checks = Checks::new(status.app, status.shutdown.drain_signal, &status.probes);
         (status, began + Duration::from_millis(1400))

@@ -13,6 +13,17 @@ use crate::units::format_duration;
 
 /// Checks `path` against `max_age` as of `now` (wall-clock time, as file times are).
 pub fn probe_file(path: &Path, max_age: Option<Duration>, now: SystemTime) -> ProbeAnswer {
+    let answer = check(path, max_age, now);
+    if answer.outcome.passed() {
+        answer
+    } else {
+        // A stat costs the app nothing: before the first pass, whatever failed (no file yet, a
+        // heartbeat left stale by the container before), the schedule may look again soon.
+        answer.nothing_answered()
+    }
+}
+
+fn check(path: &Path, max_age: Option<Duration>, now: SystemTime) -> ProbeAnswer {
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -43,6 +54,7 @@ pub fn probe_file(path: &Path, max_age: Option<Duration>, now: SystemTime) -> Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::schedule::Heard;
     use crate::probe::threshold::Outcome;
 
     fn heartbeat(name: &str) -> std::path::PathBuf {
@@ -60,6 +72,7 @@ mod tests {
         assert_eq!(fresh, ProbeAnswer::success("modified 3.0s ago"));
         let stale = probe_file(&path, max_age, modified + Duration::from_secs(11));
         assert_eq!(stale.outcome, Outcome::Failure);
+        assert_eq!(stale.heard(), Heard::Nothing);
         assert_eq!(stale.message, "stale: modified 11.0s ago, max-age 10s");
         let skewed = probe_file(&path, max_age, modified - Duration::from_secs(5));
         assert_eq!(skewed.outcome, Outcome::Success);
@@ -67,6 +80,9 @@ mod tests {
         assert_eq!(exists, ProbeAnswer::success("exists"));
         std::fs::remove_file(&path).unwrap();
         let missing = probe_file(&path, max_age, modified);
-        assert_eq!(missing, ProbeAnswer::failure("no such file"));
+        assert_eq!(
+            missing,
+            ProbeAnswer::failure("no such file").nothing_answered()
+        );
     }
 }

@@ -67,22 +67,28 @@ pub async fn probe_grpc(addr: SocketAddr, service: &str, timeout: Duration) -> P
     let checked = check(addr, service, deadline, timeout, Arc::clone(&first_read));
     match tokio::time::timeout(timeout, checked).await {
         Ok(answer) => answer,
-        Err(_) => ProbeAnswer {
-            outcome: Outcome::Timeout,
-            // As grpc-go's dial, the connection counts as made once the server has spoken.
-            message: match first_read.load(Ordering::Relaxed) {
-                NOTHING_READ => format!(
-                    "failed to connect service at {addr} within {}",
-                    format_duration(timeout)
-                ),
-                _ => format!(
-                    "health rpc did not complete within {}",
-                    format_duration(timeout)
-                ),
-            },
-            detail: None,
-            warning: None,
-        },
+        Err(_) => {
+            let first_read = first_read.load(Ordering::Relaxed);
+            ProbeAnswer {
+                outcome: Outcome::Timeout,
+                // As grpc-go's dial, the connection counts as made once the server has spoken.
+                message: match first_read {
+                    NOTHING_READ => format!(
+                        "failed to connect service at {addr} within {}",
+                        format_duration(timeout)
+                    ),
+                    _ => format!(
+                        "health rpc did not complete within {}",
+                        format_duration(timeout)
+                    ),
+                },
+                detail: None,
+                warning: None,
+                // Silent until the timeout: a server still starting (its port bound, the
+                // connection in the backlog). Once it has spoken HTTP/2, it is up but slow.
+                answered: first_read != NOTHING_READ,
+            }
+        }
     }
 }
 
@@ -99,7 +105,8 @@ async fn check(
             return ProbeAnswer::failure(format!(
                 "failed to connect service at {addr}: {}",
                 describe_io_error(&error)
-            ));
+            ))
+            .nothing_answered();
         }
     };
     // One small request: no need to wait for Nagle's delayed acknowledgement.
@@ -116,6 +123,7 @@ async fn check(
                 message: judged.message,
                 detail: judged.detail,
                 warning: None,
+                answered: true,
             };
         }
         Err(error) => error,
@@ -394,6 +402,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::probe::schedule::Heard;
 
     /// An empty SETTINGS frame: what an HTTP/2 server sends first.
     const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
@@ -433,6 +442,7 @@ mod tests {
             ProbeAnswer::failure(format!(
                 "failed to connect service at {addr}: connection refused"
             ))
+            .nothing_answered()
         );
     }
 
@@ -445,6 +455,8 @@ mod tests {
             answer.message,
             format!("failed to connect service at {addr} within 300ms")
         );
+        // A server still starting may look like this: the schedule looks again soon.
+        assert_eq!(answer.heard(), Heard::Nothing);
         // The probe sent HTTP/2's preface, and closed the connection when it gave up.
         let n_read = tokio::time::timeout(Duration::from_secs(5), server).await;
         assert!(n_read.unwrap().unwrap() >= 24, "no preface read");
@@ -456,6 +468,8 @@ mod tests {
         let answer = probe_grpc(addr, "", SHORT).await;
         assert_eq!(answer.outcome, Outcome::Timeout);
         assert_eq!(answer.message, "health rpc did not complete within 300ms");
+        // Up, but slow: not a server to probe every 100 ms.
+        assert_eq!(answer.heard(), Heard::NotReady);
         // Nothing of the probe outlived it: the connection is closed.
         let closed = tokio::time::timeout(Duration::from_secs(5), server).await;
         assert!(closed.is_ok(), "the probe's connection is still open");

@@ -53,9 +53,11 @@ pub async fn probe_http(
     path: &str,
     timeout: Duration,
 ) -> ProbeAnswer {
+    // Nothing back within the timeout: a server still importing its app (gunicorn's workers)
+    // leaves the connection in its listen backlog and answers it the moment it can.
     tokio::time::timeout(timeout, follow_redirects(addr, host, path))
         .await
-        .unwrap_or_else(|_| ProbeAnswer::timed_out(timeout))
+        .unwrap_or_else(|_| ProbeAnswer::timed_out(timeout).nothing_answered())
 }
 
 async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnswer {
@@ -72,7 +74,19 @@ async fn follow_redirects(addr: SocketAddr, host: &str, path: &str) -> ProbeAnsw
         };
         // A followed redirect keeps the probe's host name, so its address is the probe's own.
         let target = SocketAddr::new(addr.ip(), url.port);
-        let exchanged = exchange(target, &outgoing, |status, headers| {
+        let stream = match connect(target).await {
+            Ok(stream) => stream,
+            Err(message) => {
+                let answer = ProbeAnswer::failure(message);
+                // Nothing listens on the probe's port (yet); after a redirect, the app answered.
+                let answer = match n_requests {
+                    1 => answer.nothing_answered(),
+                    _ => answer,
+                };
+                return after_redirects(answer, &url, n_requests);
+            }
+        };
+        let exchanged = exchange(stream, &outgoing, |status, headers| {
             let location = headers
                 .get(header::LOCATION)
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
@@ -178,7 +192,18 @@ pub async fn http_get(
         user_agent: DRILL_USER_AGENT,
         referer: None,
     };
-    exchange(addr, &outgoing, |status, _| (status, body)).await
+    let stream = connect(addr).await?;
+    exchange(stream, &outgoing, |status, _| (status, body)).await
+}
+
+/// A new connection to `addr`, or what went wrong in a few words.
+async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| describe_io_error(&error))?;
+    // Small writes: no need to wait for Nagle's delayed acknowledgement.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// What one request sends besides the method.
@@ -191,10 +216,10 @@ struct Outgoing<'a> {
     referer: Option<&'a str>,
 }
 
-/// Sends one `GET` on a fresh connection to `addr`. `decide` sees the answer's status and
+/// Sends one `GET` on `stream`, a fresh connection. `decide` sees the answer's status and
 /// headers, and says what to return and how much of the body to read first.
 async fn exchange<T>(
-    addr: SocketAddr,
+    stream: TcpStream,
     outgoing: &Outgoing<'_>,
     decide: impl FnOnce(u16, &HeaderMap) -> (T, BodyHandling),
 ) -> Result<T, String> {
@@ -219,11 +244,6 @@ async fn exchange<T>(
         headers.insert(header::REFERER, referer);
     }
 
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|error| describe_io_error(&error))?;
-    // Small writes: no need to wait for Nagle's delayed acknowledgement.
-    let _ = stream.set_nodelay(true);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| error.to_string())?;
@@ -282,6 +302,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::probe::schedule::Heard;
     use crate::probe::threshold::Outcome;
 
     /// How the test server answers one connection.
@@ -402,10 +423,39 @@ mod tests {
         let result = probe(addr, "/healthz", PATIENT).await;
         assert_eq!(result.outcome, Outcome::Failure, "{result:?}");
         assert_eq!(result.message, "connection refused (after 1 redirect)");
+        // The app answered the first request: a probe for the schedule to back off from.
+        assert_eq!(result.heard(), Heard::NotReady);
         assert_eq!(
             result.detail.as_deref(),
             Some("connection refused at http://127.0.0.1:1/next?token=s3cret (after 1 redirect)")
         );
+    }
+
+    #[tokio::test]
+    async fn a_failure_says_whether_the_app_answered() {
+        let refusing = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let refused = probe(refusing, "/healthz", PATIENT).await;
+        assert_eq!(refused.message, "connection refused");
+        assert_eq!(refused.heard(), Heard::Nothing);
+        // A server that accepted but has not answered (a gunicorn still importing its app
+        // leaves the connection in its backlog) is not up yet either.
+        let (silent, _) = serve(vec![Reply::Stall(String::new())]).await;
+        let timed_out = probe(silent, "/healthz", Duration::from_millis(200)).await;
+        assert_eq!(timed_out.outcome, Outcome::Timeout);
+        assert_eq!(timed_out.heard(), Heard::Nothing);
+        // A status, or a connection closed without one: the app is there.
+        let (warming, _) = serve(vec![Reply::Answer(answer(503))]).await;
+        assert_eq!(
+            probe(warming, "/healthz", PATIENT).await.heard(),
+            Heard::NotReady
+        );
+        let (closing, _) = serve(vec![Reply::Answer(String::new())]).await;
+        let closed = probe(closing, "/healthz", PATIENT).await;
+        assert_eq!(closed.outcome, Outcome::Failure);
+        assert_eq!(closed.heard(), Heard::NotReady);
     }
 
     #[tokio::test]

@@ -1,10 +1,13 @@
 //! The prober: one task per configured probe, scheduled by Kubernetes' rules, each result sent
 //! to the supervisor as a [`ProbeReport`].
 //!
-//! The rules themselves (initial delay, period, thresholds, startup gating) are pure code in
+//! The rules themselves are pure code: when to probe (initial delay, period, and the fast
+//! first-pass phase of readiness and startup) in `schedule.rs`, thresholds and startup gating in
 //! `threshold.rs`; the supervisor counts and publishes the results, so it stays the one writer
 //! of readiness and liveness. A task here only waits for its turn, runs one probe of its kind
-//! (`http.rs`, `tcp.rs`, `grpc.rs`, `exec.rs`, `file.rs`) within the timeout, and reports. It
+//! (`http.rs`, `tcp.rs`, `grpc.rs`, `exec.rs`, `file.rs`) within the timeout, tells its schedule
+//! what the probe heard ([`ProbeAnswer::heard`]: each kind says whether anything answered a
+//! failure), and reports. It
 //! learns whether startup is done and whether the app is gone from its [`ProbeGate`], which the
 //! supervisor publishes after every step, never from `Status`. The health server never calls in
 //! here: a request never waits for a probe.
@@ -28,6 +31,7 @@ pub mod grpc;
 pub mod grpc_wire;
 pub mod http;
 pub mod redirect;
+pub mod schedule;
 pub mod spec;
 pub mod tcp;
 pub mod threshold;
@@ -42,8 +46,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, warn};
 
+use self::schedule::{Heard, Schedule};
 use self::spec::{ProbeConfig, ProbeKind, ProbeTarget};
-use self::threshold::{Outcome, ProbeGate, ProbeReport, Schedule};
+use self::threshold::{Outcome, ProbeGate, ProbeReport};
 use crate::clock::now;
 use crate::reaper::Reaper;
 use crate::units::format_duration;
@@ -59,6 +64,9 @@ pub struct ProbeAnswer {
     pub detail: Option<String>,
     /// Something the user should hear of once, though the probe's outcome stands.
     pub warning: Option<String>,
+    /// Whether the app answered a failed probe (a status, an exit code), as against nothing
+    /// answering at all (a connection refused, a timeout): see [`ProbeAnswer::heard`].
+    pub answered: bool,
 }
 
 impl ProbeAnswer {
@@ -68,6 +76,7 @@ impl ProbeAnswer {
             message: message.into(),
             detail: None,
             warning: None,
+            answered: true,
         }
     }
 
@@ -77,6 +86,7 @@ impl ProbeAnswer {
             message: message.into(),
             detail: None,
             warning: None,
+            answered: true,
         }
     }
 
@@ -86,6 +96,7 @@ impl ProbeAnswer {
             message: format!("timed out after {}", format_duration(timeout)),
             detail: None,
             warning: None,
+            answered: true,
         }
     }
 
@@ -98,6 +109,27 @@ impl ProbeAnswer {
     pub fn with_warning(mut self, warning: String) -> Self {
         self.warning = Some(warning);
         self
+    }
+
+    /// Marks a failure that nothing answered: the app does not listen yet, or has not answered
+    /// within the timeout. Before the first pass such a probe is repeated soon: it costs the
+    /// app nothing, or (a connection waiting in the listen backlog of a server still importing
+    /// its app) the answer comes the moment the app can give it. Every failure is answered
+    /// unless its kind says otherwise, so that a kind that cannot tell is never fast.
+    pub fn nothing_answered(mut self) -> Self {
+        self.answered = false;
+        self
+    }
+
+    /// What the probe heard of the app, for the schedule.
+    pub fn heard(&self) -> Heard {
+        if self.outcome.passed() {
+            Heard::Passed
+        } else if self.answered {
+            Heard::NotReady
+        } else {
+            Heard::Nothing
+        }
     }
 }
 
@@ -180,8 +212,9 @@ pub fn spawn_probers(
     }
 }
 
-/// One probe's life: wait for the initial delay and for startup, then probe once per period
-/// until the app is gone (or, for a startup probe, until startup is done).
+/// One probe's life: wait for the initial delay and for startup, then probe as the schedule says
+/// (fast until a readiness or startup probe first passes, then once per period) until the app
+/// is gone (or, for a startup probe, until startup is done).
 async fn run_prober(
     config: ProbeConfig,
     gate: Arc<SharedGate>,
@@ -189,7 +222,7 @@ async fn run_prober(
     exec_context: ExecContext,
 ) {
     let kind = config.kind;
-    let mut schedule = Schedule::new(config.timing, now());
+    let mut schedule = Schedule::new(kind, config.timing, now());
     let mut logged = Logged::default();
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(schedule.next_at())).await;
@@ -199,15 +232,17 @@ async fn run_prober(
             break;
         }
         let began = now();
-        schedule.began(began);
+        let failure_counts = schedule.began(began);
         let answer = probe_once(&config.target, config.timing.timeout, &exec_context).await;
         logged.log(kind.name(), &answer);
+        schedule.ended(answer.heard());
         let report = ProbeReport {
             kind,
             outcome: answer.outcome,
             message: answer.message,
             began,
             duration: now().saturating_duration_since(began),
+            failure_counts,
         };
         debug!(
             probe = kind.name(),
@@ -294,11 +329,11 @@ mod tests {
     use super::*;
     use crate::probe::spec::{ProbeKind, ProbeTiming};
 
-    fn missing_file_probe(kind: ProbeKind) -> ProbeConfig {
+    fn file_probe(kind: ProbeKind, path: &Path) -> ProbeConfig {
         ProbeConfig {
             kind,
             target: ProbeTarget::File {
-                path: "/nonexistent/pyinit-heartbeat".into(),
+                path: path.to_path_buf(),
                 max_age: None,
             },
             timing: ProbeTiming {
@@ -311,20 +346,28 @@ mod tests {
         }
     }
 
+    fn missing_file_probe(kind: ProbeKind) -> ProbeConfig {
+        file_probe(kind, Path::new("/nonexistent/pyinit-heartbeat"))
+    }
+
+    fn exec_context() -> ExecContext {
+        ExecContext {
+            reaper: Arc::new(Reaper::new()),
+            env: Arc::from([]),
+            working_dir: None,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn prober_waits_for_the_initial_delay_then_probes_once_per_period() {
+    async fn liveness_prober_waits_for_the_initial_delay_then_probes_once_per_period() {
         let gate = Arc::new(SharedGate::new(ProbeGate::Started));
         let (report_tx, mut report_rx) = mpsc::channel(4);
         let start = now();
         tokio::spawn(run_prober(
-            missing_file_probe(ProbeKind::Readiness),
+            missing_file_probe(ProbeKind::Liveness),
             Arc::clone(&gate),
             report_tx,
-            ExecContext {
-                reaper: Arc::new(Reaper::new()),
-                env: Arc::from([]),
-                working_dir: None,
-            },
+            exec_context(),
         ));
         let first = report_rx.recv().await.unwrap();
         assert_eq!(first.began, start + Duration::from_secs(5));
@@ -332,9 +375,49 @@ mod tests {
         assert_eq!(first.message, "no such file");
         let second = report_rx.recv().await.unwrap();
         assert_eq!(second.began, first.began + Duration::from_secs(10));
+        assert!(second.failure_counts);
         // The app is gone: the prober stops.
         gate.set(ProbeGate::Closed);
         assert_eq!(report_rx.recv().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_prober_is_fast_until_its_first_pass_then_keeps_the_period() {
+        let heartbeat =
+            std::env::temp_dir().join(format!("pyinit-unit-{}-first-pass", std::process::id()));
+        let _ = std::fs::remove_file(&heartbeat);
+        let gate = Arc::new(SharedGate::new(ProbeGate::Started));
+        let (report_tx, mut report_rx) = mpsc::channel(4);
+        let start = now();
+        tokio::spawn(run_prober(
+            file_probe(ProbeKind::Readiness, &heartbeat),
+            Arc::clone(&gate),
+            report_tx,
+            exec_context(),
+        ));
+        // The initial delay holds; then, while there is no file, a probe every 100 ms, whose
+        // failures after the first do not count toward the threshold.
+        let first = report_rx.recv().await.unwrap();
+        assert_eq!(first.began, start + Duration::from_secs(5));
+        assert!(first.failure_counts);
+        for n in 1..=3 {
+            let report = report_rx.recv().await.unwrap();
+            assert_eq!(report.began, first.began + n * Duration::from_millis(100));
+            assert_eq!(report.outcome, Outcome::Failure);
+            assert!(!report.failure_counts);
+        }
+        std::fs::write(&heartbeat, b"").unwrap();
+        let passed = report_rx.recv().await.unwrap();
+        assert_eq!(passed.began, first.began + Duration::from_millis(400));
+        assert_eq!(passed.outcome, Outcome::Success);
+        // Passed: the period from there, even once it fails again.
+        std::fs::remove_file(&heartbeat).unwrap();
+        let failed = report_rx.recv().await.unwrap();
+        assert_eq!(failed.began, passed.began + Duration::from_secs(10));
+        assert!(failed.failure_counts);
+        let next = report_rx.recv().await.unwrap();
+        assert_eq!(next.began, failed.began + Duration::from_secs(10));
+        gate.set(ProbeGate::Closed);
     }
 
     #[tokio::test(start_paused = true)]
@@ -346,11 +429,7 @@ mod tests {
             missing_file_probe(ProbeKind::Liveness),
             Arc::clone(&gate),
             report_tx,
-            ExecContext {
-                reaper: Arc::new(Reaper::new()),
-                env: Arc::from([]),
-                working_dir: None,
-            },
+            exec_context(),
         ));
         let nothing = tokio::time::timeout(Duration::from_secs(60), report_rx.recv()).await;
         assert!(nothing.is_err(), "a liveness probe ran before startup");
@@ -376,5 +455,15 @@ mod tests {
         let answer = ProbeAnswer::timed_out(Duration::from_millis(300));
         assert_eq!(answer.outcome, Outcome::Timeout);
         assert_eq!(answer.message, "timed out after 300ms");
+    }
+
+    #[test]
+    fn a_failure_is_answered_unless_its_kind_says_nothing_answered() {
+        // As an exec probe reports its exit code and its timeout: never fast.
+        assert_eq!(ProbeAnswer::success("exit code 0").heard(), Heard::Passed);
+        assert_eq!(ProbeAnswer::failure("exit code 1").heard(), Heard::NotReady);
+        let timed_out = ProbeAnswer::timed_out(Duration::from_secs(1));
+        assert_eq!(timed_out.heard(), Heard::NotReady);
+        assert_eq!(timed_out.nothing_answered().heard(), Heard::Nothing);
     }
 }

@@ -1,7 +1,7 @@
-//! Kubernetes' probe rules as pure counting: when a probe may run (initial delay, period, startup
-//! gating) and what its results mean (success and failure thresholds).
+//! Kubernetes' probe rules as pure counting: whether a probe may run (startup gating) and what
+//! its results mean (success and failure thresholds); when it runs is `schedule.rs`'s.
 //!
-//! The prober tasks (`probe/mod.rs`) ask [`Schedule`] when to probe and wait for their
+//! The prober tasks (`probe/mod.rs`) ask their `Schedule` when to probe and wait for their
 //! [`ProbeGate`], which the supervisor publishes after every step; the supervisor feeds every
 //! [`ProbeReport`] to [`Probes::record`] and publishes the counts.
 //! The rules, as the kubelet applies them:
@@ -12,6 +12,10 @@
 //! - While a startup probe has not succeeded, liveness and readiness probes do not run. Once it
 //!   succeeds it never runs again.
 //! - No probe runs before its initial delay; then one runs per period, measured start to start.
+//!
+//! - Before a readiness or startup probe first passes, pyinit probes more often than the period
+//!   (`schedule.rs`); a failure there counts toward the failure threshold only once per period
+//!   ([`ProbeReport::failure_counts`]), so that thresholds keep their meaning in time.
 //!
 //! Nothing here reads a clock or does I/O: `now` and every result arrive as parameters.
 
@@ -52,6 +56,9 @@ pub struct ProbeReport {
     pub message: String,
     pub began: Instant,
     pub duration: Duration,
+    /// Whether a failure counts toward the failure threshold: false for the probes that the
+    /// schedule runs between the period's own ones before the first pass.
+    pub failure_counts: bool,
 }
 
 /// What a probe's results add up to, by the thresholds.
@@ -130,6 +137,14 @@ impl ProbeState {
             duration: report.duration,
         });
         let passed = report.outcome.passed();
+        if !passed && !report.failure_counts {
+            // A probe between the period's own ones: it ends a run of successes (they must be
+            // consecutive), but adds nothing to a run of failures.
+            if self.run_passed {
+                self.run_length = 0;
+            }
+            return None;
+        }
         if self.run_length > 0 && self.run_passed == passed {
             self.run_length = self.run_length.saturating_add(1);
         } else {
@@ -279,38 +294,6 @@ impl From<u8> for ProbeGate {
     }
 }
 
-/// When a probe runs: not before the initial delay, then once per period, start to start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Schedule {
-    timing: ProbeTiming,
-    started: Instant,
-    last_began: Option<Instant>,
-}
-
-impl Schedule {
-    /// `started` is when the container (the app, or the sidecar) started.
-    pub fn new(timing: ProbeTiming, started: Instant) -> Self {
-        Schedule {
-            timing,
-            started,
-            last_began: None,
-        }
-    }
-
-    /// The earliest moment the next probe may start.
-    pub fn next_at(&self) -> Instant {
-        match self.last_began {
-            None => self.started + self.timing.initial_delay,
-            Some(began) => began + self.timing.period,
-        }
-    }
-
-    /// Notes that a probe began at `now`.
-    pub fn began(&mut self, now: Instant) {
-        self.last_began = Some(now);
-    }
-}
-
 #[cfg(test)]
 #[allow(
     clippy::disallowed_methods,
@@ -354,6 +337,7 @@ mod tests {
                 message: outcome.name().to_owned(),
                 began: self.base + Duration::from_secs(10) * self.n,
                 duration: Duration::from_millis(3),
+                failure_counts: true,
             }
         }
     }
@@ -410,6 +394,35 @@ mod tests {
             (3, 4, 2)
         );
         assert_eq!(readiness.duration_total, Duration::from_millis(27));
+    }
+
+    #[test]
+    fn a_failure_that_does_not_count_ends_a_run_of_successes_and_adds_no_failure() {
+        let mut clock = Clock::new();
+        let mut readiness = state(ProbeKind::Readiness, 2, 2);
+        let success = clock.report(ProbeKind::Readiness, Outcome::Success);
+        let failure = clock.report(ProbeKind::Readiness, Outcome::Failure);
+        let between = ProbeReport {
+            failure_counts: false,
+            ..clock.report(ProbeKind::Readiness, Outcome::Timeout)
+        };
+        // Failures between the period's probes never reach the threshold, however many.
+        for _ in 0..5 {
+            assert_eq!(readiness.record(&between), None);
+        }
+        assert_eq!(readiness.verdict, Verdict::Pending);
+        assert_eq!(readiness.failure_reason(), "timeout");
+        // One counted failure, then one between: still one, not two.
+        assert_eq!(readiness.record(&failure), None);
+        assert_eq!(readiness.record(&between), None);
+        assert_eq!(readiness.verdict, Verdict::Pending);
+        assert_eq!(readiness.record(&failure), Some(Verdict::Failing));
+        // Successes must still be consecutive: one between breaks the run.
+        assert_eq!(readiness.record(&success), None);
+        assert_eq!(readiness.record(&between), None);
+        assert_eq!(readiness.record(&success), None);
+        assert_eq!(readiness.record(&success), Some(Verdict::Passing));
+        assert_eq!(readiness.n_timeout, 7);
     }
 
     #[test]
@@ -511,26 +524,5 @@ mod tests {
         assert!(!probes.startup_failed());
         assert!(ProbeGate::open(&probes).admits(ProbeKind::Readiness));
         assert!(!ProbeGate::open(&probes).admits(ProbeKind::Startup));
-    }
-
-    #[test]
-    fn schedule_waits_for_the_initial_delay_then_one_period_start_to_start() {
-        let started = Instant::now();
-        let mut schedule = Schedule::new(timing(1, 3), started);
-        assert_eq!(schedule.next_at(), started + Duration::from_secs(5));
-        // The first probe ran late (startup gating held it back): the period counts from it.
-        let first = started + Duration::from_secs(12);
-        schedule.began(first);
-        assert_eq!(schedule.next_at(), first + Duration::from_secs(10));
-        schedule.began(first + Duration::from_secs(10));
-        assert_eq!(schedule.next_at(), first + Duration::from_secs(20));
-    }
-
-    #[test]
-    fn schedule_without_initial_delay_probes_at_once() {
-        let started = Instant::now();
-        let mut no_delay = timing(1, 3);
-        no_delay.initial_delay = Duration::ZERO;
-        assert_eq!(Schedule::new(no_delay, started).next_at(), started);
     }
 }

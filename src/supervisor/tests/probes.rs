@@ -42,6 +42,7 @@ fn result(kind: ProbeKind, outcome: Outcome, began: Instant) -> Event {
         },
         began,
         duration: Duration::from_millis(5),
+        failure_counts: true,
     })
 }
 
