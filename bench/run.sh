@@ -6,25 +6,30 @@
 #   rollout.py   a rolling restart under load, in runc containers with gunicorn and uvicorn
 #   probing.py   what a readiness check costs, by exec, by httpGet on the app, by pyinit's /readyz
 #   floor.py     pyinit's idle and loaded memory beside the floor of its dependencies (bench/ceiling)
+#   servers.py   what each common Python server does with the kubelet's SIGTERM, under pyinit, tini
+#                and dumb-init, in runc containers (celery against a redis-server on loopback)
 #   readiness.py time to Ready after the app answers: a kubelet probing the app, or pyinit's /readyz
-# The rollout, probing and readiness suites also need the end-to-end venv (scripts/install-deps.sh),
-# the first two runc too.
+# The rollout, probing, servers and readiness suites also need the end-to-end venv
+# (scripts/install-deps.sh), all but readiness runc too, and servers redis-server.
 # Everything runs on this machine over loopback, and every step is bounded in count and time.
-# Usage: bash bench/run.sh [rollout|probing|floor|readiness] [--rounds N] [--json FILE] ...   (SUITE.py --help)
+# Usage: bash bench/run.sh [rollout|probing|floor|servers|readiness] [--rounds N] [--json FILE] ...   (SUITE.py --help)
 # Builds go to $CARGO_TARGET_DIR when set, else to the repository's target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 suite=bench
 case "${1:-}" in
-    rollout | probing | floor | readiness) suite=$1; shift ;;
+    rollout | probing | floor | servers | readiness) suite=$1; shift ;;
 esac
 
 # Debian packages (apt-get only when one is missing) and the musl target.
 bash scripts/apt-install.sh tini dumb-init catatonit wrk gcc util-linux
 if [ "$suite" != bench ]; then
-    # runc and the venv with the pinned gunicorn and uvicorn.
+    # runc and the venv with the pinned servers.
     bash scripts/install-deps.sh
+fi
+if [ "$suite" = servers ]; then
+    bash scripts/apt-install.sh redis-server
 fi
 
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")

@@ -39,8 +39,12 @@ use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
 use crate::container::oom::OomMonitor;
+use crate::container::watch::PolledFiles;
 use crate::reaper::Reaper;
-use crate::start::{Tasks, new_supervisor, start_app, start_tasks, startup_report};
+use crate::start::{
+    Tasks, new_supervisor, start_app, start_tasks, startup_report, workers_to_follow,
+};
+use crate::supervisor::resize::ResourcePoll;
 
 /// A set-up failure: printed on one line, mapped to its exit code.
 #[derive(Debug)]
@@ -113,9 +117,12 @@ fn run() -> Result<u8, SetupError> {
     };
     // Logs go to stderr only: stdout belongs to the app.
     log::init_logging(config.log_format, config.log_level);
-    // Limits: read once, before the app starts, so that it can be sized to them; the OOM-kill
-    // counter too, before the app exists, so that only later rises are the app's.
+    // Limits: read before the app starts, so that it can be sized to them; the OOM-kill counter
+    // too, before the app exists, so that only later rises are the app's. Their files stay open
+    // (opened while pyinit may still be root) for the resource poll, which reads the limits
+    // again while the app runs: a pod can be resized in place.
     let facts = container::read_facts(Path::new("/"));
+    let polled_files = PolledFiles::open(&facts);
     let oom_monitor = OomMonitor::new(&facts);
     // Reaping: PID 1 inherits every orphan; anywhere else pyinit must ask for them.
     let parent_pid = become_reaper()?;
@@ -188,6 +195,7 @@ fn run() -> Result<u8, SetupError> {
         app_env,
         app_working_dir: app.working_dir,
         app_stderr: app.stderr,
+        server_profile: (startup.server.as_ref()).map(|(_, changes)| changes.clone()),
     });
     // The supervisor runs until it says Exit; a drill then judges the shutdown it watched, and
     // its verdict is the exit code.
@@ -201,7 +209,11 @@ fn run() -> Result<u8, SetupError> {
         },
         probe_rx,
         oom_monitor,
-        startup.facts,
+        ResourcePoll::new(
+            &startup.facts,
+            polled_files,
+            workers_to_follow(&config, &startup.app_env),
+        ),
     );
     let code = runtime.block_on(async {
         let exit_code = supervised.await;

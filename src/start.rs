@@ -20,8 +20,9 @@ use crate::config::{Config, Mode};
 use crate::container::StartupReport;
 use crate::container::cgroup::CpuQuota;
 use crate::container::checks::{AppFacts, startup_warnings};
-use crate::container::env::app_environment;
+use crate::container::env::{AppEnvironment, app_environment};
 use crate::container::facts::ContainerFacts;
+use crate::container::resize;
 use crate::drill::{self, Rehearsal};
 use crate::multiproc::MultiprocReport;
 use crate::probe::SharedGate;
@@ -147,6 +148,16 @@ pub fn new_supervisor(config: &Config, workload: Workload, facts: &ContainerFact
         .with_server(config.server.as_ref().map(|setup| setup.profile.name))
 }
 
+/// The worker count pyinit keeps following as the CPU limit moves: the `WEB_CONCURRENCY` it
+/// chose itself, for a server whose profile adds and removes a worker on SIGTTIN and SIGTTOU
+/// (`container::resize::workers_to_follow`); `None` otherwise (a number or `off` for
+/// `--web-concurrency`, the app's own value, `--server none`, any other server, a health
+/// sidecar).
+pub fn workers_to_follow(config: &Config, app_env: &AppEnvironment) -> Option<u32> {
+    let profile = config.server.as_ref().map(|setup| setup.profile);
+    resize::workers_to_follow(app_env.chosen_workers, profile, &config.command)
+}
+
 /// Moves pyinit to `/` once the app runs, so that pyinit keeps no directory busy: a volume
 /// mounted where the container started could not be unmounted while PID 1 sat in it. The app
 /// keeps its own working directory. Not fatal: pyinit then only stays where it was.
@@ -171,6 +182,8 @@ pub struct Tasks<'a> {
     pub app_working_dir: Option<Arc<Path>>,
     /// The read end of the app's stderr, for a drill.
     pub app_stderr: Option<tokio::net::unix::pipe::Receiver>,
+    /// What the server's profile changed, as the start-up line says it: a drill shows it.
+    pub server_profile: Option<String>,
 }
 
 /// Starts the health server, the probers and, for `pyinit drill`, the drill; returns the drill,
@@ -186,6 +199,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
         app_env,
         app_working_dir,
         app_stderr,
+        server_profile,
     } = tasks;
     let health_addr = (health_listener.as_ref()).and_then(|listener| listener.local_addr().ok());
     if let Some(listener) = health_listener {
@@ -212,6 +226,7 @@ pub fn start_tasks(tasks: Tasks<'_>) -> Option<Rehearsal> {
             status_rx,
             health_addr,
             app_stderr,
+            server_profile,
         )),
         Mode::Supervise => None,
     }

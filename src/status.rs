@@ -101,9 +101,10 @@ pub struct ShutdownRecord {
 /// is set, or the cgroup file cannot be read (a container without a memory controller, say).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
-    /// The CPU limit (CFS quota / period), in thousandths of a CPU; read once at start.
+    /// The CPU limit (CFS quota / period), in thousandths of a CPU; read at start and on every
+    /// resource poll, since an in-place resize changes it.
     pub cpu_limit_millicpus: Option<u64>,
-    /// The memory limit in bytes; read once at start.
+    /// The memory limit in bytes; read like the CPU limit.
     pub memory_limit_bytes: Option<u64>,
     /// The cgroup's memory use at the driver's last poll (at most about a second old).
     pub memory_usage_bytes: Option<u64>,

@@ -1,5 +1,6 @@
 //! `pyinit drill`: the real rehearsal against the bundled app, a stubborn app, an app that drops
-//! its requests, and a real gunicorn; the report's verdicts, hints, JSON and exit codes.
+//! its requests, real gunicorn, uvicorn and waitress, and a program without a SIGTERM handler;
+//! the report's verdicts, hints, JSON and exit codes.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -135,16 +136,25 @@ import json, sys
 report = json.loads(sys.stdin.read())
 fields = ["passed", "exit_code", "app_exit_code", "ready_ms", "readiness_503_ms", "stop_signal",
           "stop_signal_ms", "hard_stop_sent", "app_exit_ms", "killed_at_deadline", "left_behind",
-          "stuck_frames", "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms", "requests",
-          "checks"]
+          "stuck_frames", "grace_period_ms", "drain_timeout_ms", "pre_stop_delay_ms",
+          "server_profile", "server_turned_off", "requests", "processes", "checks", "not_checked"]
 missing = [field for field in fields if field not in report]
 assert not missing, missing
 assert report["passed"] is True, report
 assert report["stop_signal"] == "TERM", report
+assert report["server_profile"].startswith("gunicorn (from the command)"), report
+assert report["server_turned_off"] is None, report
 assert report["requests"]["in_flight_at_term"] >= 1, report
 assert report["requests"]["failed"] == 0, report
 assert report["stuck_frames"] == [], report
-assert len(report["checks"]) == 7 and all(c["verdict"] != "FAIL" for c in report["checks"]), report
+assert len(report["checks"]) == 8 and all(c["verdict"] != "FAIL" for c in report["checks"]), report
+# The master and its two workers, each catching SIGTERM; the workers in the master's group.
+master, *workers = report["processes"]
+assert master["app"] is True and master["on_stop_signal"] == "caught", master
+assert {"HUP", "INT", "QUIT", "TERM", "TTIN", "TTOU"} <= set(master["catches"]), master
+assert len(workers) == 2, report["processes"]
+assert all(w["on_stop_signal"] == "caught" and w["in_app_group"] and not w["app"] for w in workers)
+assert any("2 other process(es)" in line for line in report["not_checked"]), report["not_checked"]
 print("json ok")
 "#;
     let mut python = Command::new(PYTHON)
@@ -282,8 +292,189 @@ fn the_supervisors_flags_may_come_before_drill() {
         stdout.contains("grace period 4s, drain deadline 2s"),
         "{stdout}"
     );
-    // sleep dies of its SIGTERM at once: a clean, if abrupt, drain.
+    // sleep has no SIGTERM handler and dies of it: no drain.
+    finished.assert_exit_code(1);
+}
+
+/// waitress-serve on 127.0.0.1:`port`, serving the WSGI example app from the working directory
+/// (waitress-serve imports from it; run it in `example("gunicorn")`).
+fn waitress_example(port: u16) -> Vec<OsString> {
+    vec![
+        venv_bin("waitress-serve").into_os_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}").into(),
+        "app:app".into(),
+    ]
+}
+
+/// The report's notes and hint under a check: the lines after its verdict line, up to the next.
+fn lines_under<'a>(finished: &'a Finished, check: &str) -> Vec<&'a str> {
+    (finished.stdout.iter())
+        .skip_while(|line| !(line.contains(check) && line.contains("FAIL")))
+        .skip(1)
+        .take_while(|line| line.starts_with("        "))
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn waitress_dies_of_sigterm_and_the_drill_names_it_and_the_fix() {
+    // waitress 3.0.2 has no SIGTERM handler: without its profile the kernel kills it at once,
+    // cutting the request in flight, and the exit code 143 is no clean stop.
+    let port = free_port();
+    let finished = drill()
+        .args(["--server", "none"])
+        .args(readiness_on(port))
+        .args(slow_requests(port, 3))
+        .current_dir(example("gunicorn"))
+        .app(waitress_example(port))
+        .run();
+    finished.assert_exit_code(1);
+    let stdout = finished.stdout.join("\n");
+    let handles = verdict_line(&finished, "app handles its stop signal");
+    assert!(
+        handles.contains("FAIL") && handles.contains("has no handler for SIGTERM and died of it"),
+        "{stdout}"
+    );
+    let under = lines_under(&finished, "app handles its stop signal").join("\n");
+    assert!(
+        under.contains("(the app) dies of SIGTERM (no handler): ")
+            && under.contains("waitress-serve --listen 127.0.0.1:"),
+        "{stdout}"
+    );
+    // The fix: the profile --server none turned off, or the flag that does its part.
+    assert!(
+        under.contains("hint: --server waitress (or leave --server at auto")
+            && under.contains("--signal-map TERM=INT"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  server profile: none (--server none; the command runs waitress)"),
+        "{stdout}"
+    );
+    let exit_code = verdict_line(&finished, "clean exit code");
+    assert!(
+        exit_code.contains("FAIL")
+            && exit_code.contains("143: the app died of SIGTERM, which it does not catch"),
+        "{stdout}"
+    );
+    assert!(
+        verdict_line(&finished, "in-flight requests complete").contains("FAIL"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn waitress_with_its_profile_drains_on_sigint_and_passes() {
+    let port = free_port();
+    let finished = drill()
+        .args(readiness_on(port))
+        .args(slow_requests(port, 2))
+        .current_dir(example("gunicorn"))
+        .app(waitress_example(port))
+        .run();
+    let stdout = finished.stdout.join("\n");
     finished.assert_exit_code(0);
+    // The report shows the profile as pyinit's start-up line does.
+    assert!(
+        stdout.contains("  server profile: waitress (from the command): stop signal INT"),
+        "{stdout}"
+    );
+    assert!(
+        verdict_line(&finished, "app got its stop signal").contains("SIGINT"),
+        "{stdout}"
+    );
+    assert!(
+        verdict_line(&finished, "app handles its stop signal").contains("SIGINT caught by the app"),
+        "{stdout}"
+    );
+    let in_flight = verdict_line(&finished, "in-flight requests complete");
+    assert!(
+        in_flight.contains("PASS") && in_flight.contains("2 of 2 succeeded"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_program_without_a_sigterm_handler_fails_the_drill() {
+    let finished = drill()
+        .args(["--server", "none", "--drill-ready-after", "500ms"])
+        .app(vec![
+            PYTHON.into(),
+            "-c".into(),
+            "import time; time.sleep(60)".into(),
+        ])
+        .run();
+    finished.assert_exit_code(1);
+    let stdout = finished.stdout.join("\n");
+    assert!(
+        verdict_line(&finished, "app handles its stop signal").contains("FAIL"),
+        "{stdout}"
+    );
+    let under = lines_under(&finished, "app handles its stop signal").join("\n");
+    assert!(
+        under.contains(&format!(
+            "(the app) dies of SIGTERM (no handler): {PYTHON} -c import time; time.sleep(60)"
+        )),
+        "{stdout}"
+    );
+    assert!(under.contains("give the app a SIGTERM handler"), "{stdout}");
+    // Without a request in flight, the report says what it could not check.
+    assert!(
+        stdout.contains(
+            "not checked:\n        whether in-flight requests complete: no --drill-request"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn uvicorn_catches_sigterm_drains_and_re_raises_it_and_passes() {
+    // uvicorn (one process) catches SIGTERM, drains, then re-raises it: exit 143, which the
+    // drill counts as clean because the app caught the signal first; its profile makes it 0.
+    let uvicorn = |port: u16, pyinit_args: &[&str]| {
+        drill()
+            .args(pyinit_args)
+            .args(readiness_on(port))
+            .args(slow_requests(port, 2))
+            .env("WEB_CONCURRENCY", "1")
+            .app(vec![
+                venv_bin("uvicorn").into_os_string(),
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string().into(),
+                "--app-dir".into(),
+                example("uvicorn").into_os_string(),
+                "app:app".into(),
+            ])
+            .run()
+    };
+    for (pyinit_args, clean_exit) in [
+        (
+            &["--server", "none"][..],
+            "143: the app caught SIGTERM and ended by it after draining",
+        ),
+        (&[][..], "PASS  clean exit code              0"),
+    ] {
+        let finished = uvicorn(free_port(), pyinit_args);
+        let stdout = finished.stdout.join("\n");
+        finished.assert_exit_code(0);
+        assert!(
+            verdict_line(&finished, "app handles its stop signal")
+                .contains("SIGTERM caught by the app, which then ended by it"),
+            "{stdout}"
+        );
+        let exit_code = verdict_line(&finished, "clean exit code");
+        assert!(
+            exit_code.contains("PASS") && exit_code.contains(clean_exit),
+            "{stdout}"
+        );
+        assert!(
+            verdict_line(&finished, "in-flight requests complete").contains("PASS"),
+            "{stdout}"
+        );
+    }
 }
 
 /// The first `sh` block of docs/drill.md: the example, its continuation lines joined.

@@ -1,7 +1,8 @@
 //! Resource limits and the privilege drop end to end, in real `runc` containers: what the app
 //! sees of a CPU quota and a memory limit, what pyinit says when the app or a worker is
-//! OOM-killed, and who the app and pyinit are after `--user nobody` in a container that starts
-//! as root with a root container's capabilities.
+//! OOM-killed, how it follows a resize of the running container (`runc update`, as the kubelet's
+//! runtime applies an in-place resize), and who the app and pyinit are after `--user nobody` in a
+//! container that starts as root with a root container's capabilities.
 //!
 //! These containers share the host's cgroup namespace, so /proc/self/cgroup inside shows host
 //! paths while /sys/fs/cgroup shows only the container's own subtree: pyinit must find its limits
@@ -9,8 +10,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use crate::common::runc::{Bundle, Container, free_port};
-use crate::common::{APP_VARIABLES, PATIENCE, poll_until, python_fixture};
+use crate::common::runc::{Bundle, Container, free_port, wait_http_ok};
+use crate::common::{
+    APP_VARIABLES, PATIENCE, children_of, poll_until, process_state, python_fixture,
+};
 
 const MIB: i64 = 1024 * 1024;
 
@@ -270,5 +273,254 @@ fn a_root_runc_container_without_user_is_refused() {
         container.stdout.all(),
         Vec::<String>::new(),
         "the app ran as root"
+    );
+}
+
+/// The running children of the container's one gunicorn or uvicorn master (pyinit's child): its
+/// workers, by their pids on the host.
+fn workers_of_the_master(container: &Container) -> Vec<u32> {
+    let masters = children_of(container.init_pid());
+    let [master] = masters.as_slice() else {
+        panic!("one master expected under pyinit, found {masters:?}");
+    };
+    children_of(*master)
+        .into_iter()
+        .filter(|pid| !matches!(process_state(*pid), Some('Z') | None))
+        .collect()
+}
+
+/// Lines of the container's stderr that contain `needle`.
+fn lines_with(container: &Container, needle: &str) -> Vec<String> {
+    (container.stderr.all().into_iter())
+        .filter(|line| line.contains(needle))
+        .collect()
+}
+
+/// `runc update` with a CPU limit of `quota_us` per 100 ms.
+fn update_cpu(container: &Container, quota_us: u32) {
+    let quota = quota_us.to_string();
+    container.update(&["--cpu-quota", &quota, "--cpu-period", "100000"]);
+}
+
+/// Waits until the master runs `count` workers and `/metrics` shows `cores` as the CPU limit.
+fn wait_for_workers_and_cpu_limit(
+    container: &Container,
+    health_port: u16,
+    count: usize,
+    cores: f64,
+) {
+    poll_until(
+        PATIENCE,
+        &format!("{count} workers and pyinit_cpu_limit_cores {cores}"),
+        || {
+            workers_of_the_master(container).len() == count
+                && metric(health_port, "pyinit_cpu_limit_cores") == Some(cores)
+        },
+    );
+}
+
+#[test]
+fn gunicorns_workers_follow_the_cpu_limit_of_a_resized_runc_container() {
+    let (app_port, health_port) = (free_port(), free_port());
+    let mut container = Bundle::new()
+        .cpu_limit(100_000, 100_000)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
+        .gunicorn_example(app_port)
+        // pyinit chooses the count: floor(2 × CPUs + 1).
+        .env_remove("WEB_CONCURRENCY")
+        .start();
+    wait_http_ok(app_port, "/", PATIENCE);
+    wait_for_workers_and_cpu_limit(&container, health_port, 3, 1.0);
+
+    update_cpu(&container, 200_000);
+    wait_for_workers_and_cpu_limit(&container, health_port, 5, 2.0);
+    update_cpu(&container, 50_000);
+    wait_for_workers_and_cpu_limit(&container, health_port, 2, 0.5);
+    wait_http_ok(app_port, "/", PATIENCE);
+
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    // One line per change, and one signal per worker, each handled by gunicorn's master.
+    for (change, count) in [
+        (
+            "cpu limit 1 → 2; the app's workers follow: 3 → 5 (SIGTTIN",
+            1,
+        ),
+        (
+            "cpu limit 2 → 0.5; the app's workers follow: 5 → 2 (SIGTTOU",
+            1,
+        ),
+        ("container limits changed", 2),
+        ("Handling signal: ttin", 2),
+        ("Handling signal: ttou", 3),
+    ] {
+        assert_eq!(
+            lines_with(&container, change).len(),
+            count,
+            "{change:?} expected {count} times:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_apps_own_worker_count_does_not_follow_a_resize() {
+    let (app_port, health_port) = (free_port(), free_port());
+    let mut container = Bundle::new()
+        .cpu_limit(100_000, 100_000)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
+        .gunicorn_example(app_port)
+        .env("WEB_CONCURRENCY", "2")
+        .start();
+    wait_http_ok(app_port, "/", PATIENCE);
+    wait_for_workers_and_cpu_limit(&container, health_port, 2, 1.0);
+    update_cpu(&container, 200_000);
+    let line = container
+        .stderr
+        .wait_for("container limits changed", PATIENCE);
+    // The line says it all: the limit moved, the app's own count stays.
+    assert!(
+        line.contains("container limits changed: cpu limit 1 → 2 ") && !line.contains("workers"),
+        "{line}"
+    );
+    assert_eq!(metric(health_port, "pyinit_cpu_limit_cores"), Some(2.0));
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert!(!stderr.contains("Handling signal: ttin"), "{stderr}");
+}
+
+#[test]
+fn a_single_uvicorn_is_never_sent_sigttin_when_the_cpu_limit_grows() {
+    // 0.25 CPUs: WEB_CONCURRENCY=1, uvicorn in one process, which does not catch SIGTTIN (its
+    // default action would stop it).
+    let app_port = free_port();
+    let mut container = Bundle::new()
+        .cpu_limit(25_000, 100_000)
+        .uvicorn_example(app_port)
+        .env_remove("WEB_CONCURRENCY")
+        .start();
+    wait_http_ok(app_port, "/", PATIENCE);
+    update_cpu(&container, 100_000);
+    container.stderr.wait_for(
+        "container limits changed: cpu limit 0.25 → 1; the app's workers follow: 1 → 3",
+        PATIENCE,
+    );
+    let warning = container
+        .stderr
+        .wait_for("does not catch SIGTTIN and SIGTTOU", PATIENCE);
+    assert!(warning.contains(" WARN "), "{warning}");
+    let uvicorn = children_of(container.init_pid());
+    assert_eq!(
+        uvicorn.len(),
+        1,
+        "one uvicorn process expected: {uvicorn:?}"
+    );
+    assert_ne!(process_state(uvicorn[0]), Some('T'), "uvicorn was stopped");
+    wait_http_ok(app_port, "/", PATIENCE);
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    // uvicorn re-raises the TERM it drained on; its profile makes that a clean stop.
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert!(!stderr.contains("Received SIGTTIN"), "{stderr}");
+}
+
+#[test]
+fn uvicorns_multiprocess_supervisor_follows_the_cpu_limit_too() {
+    // At 1 CPU pyinit sets WEB_CONCURRENCY=3, which runs uvicorn's multiprocess supervisor.
+    let app_port = free_port();
+    let mut container = Bundle::new()
+        .cpu_limit(100_000, 100_000)
+        .uvicorn_example(app_port)
+        .env_remove("WEB_CONCURRENCY")
+        .start();
+    let started = "Started server process";
+    poll_until(PATIENCE, "three uvicorn workers", || {
+        lines_with(&container, started).len() == 3
+    });
+    wait_http_ok(app_port, "/", PATIENCE);
+    update_cpu(&container, 200_000);
+    poll_until(PATIENCE, "five uvicorn workers", || {
+        lines_with(&container, started).len() == 5
+    });
+    update_cpu(&container, 50_000);
+    poll_until(PATIENCE, "three workers stopped", || {
+        lines_with(&container, "Received SIGTTOU").len() == 3
+    });
+    wait_http_ok(app_port, "/", PATIENCE);
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    for (needle, count) in [
+        ("the app's workers follow: 3 → 5 (SIGTTIN", 1),
+        ("the app's workers follow: 5 → 2 (SIGTTOU", 1),
+        ("Received SIGTTIN", 2),
+        ("Received SIGTTOU", 3),
+    ] {
+        assert_eq!(
+            lines_with(&container, needle).len(),
+            count,
+            "{needle:?} expected {count} times:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_memory_limit_change_shows_in_metrics_and_in_the_oom_report() {
+    let health_port = free_port();
+    let mut container = Bundle::new()
+        .memory_limit(64 * MIB)
+        .args([
+            "--health-addr".to_owned(),
+            format!("127.0.0.1:{health_port}"),
+        ])
+        .app(python_fixture(
+            "allocate.py",
+            &["300", "--in", "worker", "--on-usr1"],
+        ))
+        .start();
+    container.stdout.wait_for("ready pid=", PATIENCE);
+    poll_until(PATIENCE, "the 64 MiB limit in /metrics", || {
+        metric(health_port, "pyinit_memory_limit_bytes") == Some(67_108_864.0)
+    });
+    let limit = (96 * MIB).to_string();
+    container.update(&["--memory", &limit, "--memory-swap", &limit]);
+    poll_until(PATIENCE, "the 96 MiB limit in /metrics", || {
+        metric(health_port, "pyinit_memory_limit_bytes") == Some(100_663_296.0)
+    });
+    // The worker allocates now, and is OOM-killed under the new limit: the report names it.
+    container.kill("USR1");
+    let report = container.stderr.wait_for(
+        "a process in the container was OOM-killed (its parent reaped it",
+        PATIENCE,
+    );
+    assert!(report.contains("memory limit of 96 MiB"), "{report}");
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    assert_eq!(
+        lines_with(&container, "container limits changed").len(),
+        1,
+        "one change, one line:\n{stderr}"
+    );
+    assert_eq!(
+        lines_with(
+            &container,
+            "container limits changed: memory limit 64 MiB → 96 MiB"
+        )
+        .len(),
+        1,
+        "{stderr}"
     );
 }

@@ -127,16 +127,15 @@ pub fn parse_args(args: &[&str], environment: Environment) -> Result<Config, Str
     }
 }
 
-/// clap's message on one line: its first paragraph (the tip and the usage after it are left
-/// out), with the lines that list the missing flags joined onto it.
+/// clap's message on one line: its first paragraph, with the lines that list the missing flags
+/// joined onto it, then clap's tip naming the flag or value meant, after a semicolon ("tip: a
+/// similar argument exists: '--readiness'"). The usage, the pointer to --help and the tip to pass
+/// a flag-like word as a value with `--` are left out: the usage line puts the app after `--`.
 fn one_line(clap_error: &clap::Error) -> String {
     let rendered = clap_error.to_string();
+    let mut lines = rendered.lines().map(str::trim);
     let mut line = String::new();
-    for part in rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|part| !part.is_empty())
-    {
+    for part in lines.by_ref().take_while(|part| !part.is_empty()) {
         if !line.is_empty() {
             line.push(' ');
         }
@@ -144,6 +143,10 @@ fn one_line(clap_error: &clap::Error) -> String {
     }
     if line.is_empty() {
         line.push_str("invalid usage");
+    }
+    for tip in lines.filter(|part| part.starts_with("tip: a similar ")) {
+        line.push_str("; ");
+        line.push_str(tip);
     }
     line
 }
@@ -266,7 +269,14 @@ impl Config {
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
-            Some(args) => Mode::Drill(drill_config(args, &command, &health, &timing, &policy)?),
+            Some(args) => {
+                let mut drill = drill_config(args, &command, &health, &timing, &policy)?;
+                drill.server_turned_off = match (cli.server, recognise(&command)) {
+                    (ServerChoice::None, Recognised::Server(profile)) => Some(profile.name),
+                    _ => None,
+                };
+                Mode::Drill(drill)
+            }
             None => Mode::Supervise,
         };
         let prepare_multiproc_dir = cli.prepare_multiproc_dir && !command.is_empty();
@@ -482,5 +492,7 @@ fn drill_config(
         drain_timeout: policy.drain_timeout,
         pre_stop_delay: policy.pre_stop_delay,
         deadline_dump: policy.deadline_dump,
+        forward_to: policy.forward_to,
+        server_turned_off: None,
     })
 }

@@ -69,6 +69,10 @@ pub struct AppEnvironment {
     pub set: Vec<(&'static str, String)>,
     /// Already in pyinit's environment, so the app keeps its own value.
     pub kept: Vec<&'static str>,
+    /// The `WEB_CONCURRENCY` pyinit chose from the CPUs (`--web-concurrency auto`) and set: the
+    /// worker count it may keep following as the CPU limit moves. `None` for a fixed count,
+    /// `off`, or the app's own value.
+    pub chosen_workers: Option<u32>,
 }
 
 impl AppEnvironment {
@@ -126,6 +130,11 @@ pub fn app_environment(
     let mut environment = AppEnvironment::default();
     if !has_app {
         return environment;
+    }
+    let apps_own_web_concurrency = current_env.iter().any(|(key, _)| key == "WEB_CONCURRENCY");
+    if settings.web_concurrency == WebConcurrency::Auto && !apps_own_web_concurrency {
+        environment.chosen_workers = (facts.effective_millicpus())
+            .and_then(|millicpus| u32::try_from(web_concurrency_for(millicpus)).ok());
     }
     let mut offer = |name: &'static str, value: Option<String>| {
         let Some(value) = value else { return };
@@ -290,6 +299,8 @@ mod tests {
              PYINIT_MEMORY_LIMIT_BYTES=268435456 PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1"
         );
         assert!(environment.kept.is_empty());
+        // pyinit chose the count: it may follow the CPU limit.
+        assert_eq!(environment.chosen_workers, Some(4));
         for (quota_us, workers) in [(50000, "2"), (100000, "3"), (200000, "5")] {
             let environment = app_environment(
                 &facts(Some((quota_us, 100000)), None, 8),
@@ -318,6 +329,7 @@ mod tests {
             environment.describe(),
             "PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1"
         );
+        assert_eq!(environment.chosen_workers, None);
     }
 
     #[test]
@@ -349,6 +361,8 @@ mod tests {
             environment.kept,
             ["WEB_CONCURRENCY", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER"]
         );
+        // The app's own count is the app's: pyinit does not follow it.
+        assert_eq!(environment.chosen_workers, None);
         // Even an explicit --web-concurrency leaves the app's own value alone.
         let settings = AppEnvSettings {
             web_concurrency: WebConcurrency::Fixed(NonZeroU32::new(7).unwrap()),
@@ -378,6 +392,12 @@ mod tests {
         };
         let environment = app_environment(&limited, off, &[], true);
         assert_eq!(value(&environment, "WEB_CONCURRENCY"), None);
+        assert_eq!(environment.chosen_workers, None);
+        // A fixed count is not pyinit's choice either.
+        assert_eq!(
+            app_environment(&limited, fixed, &[], true).chosen_workers,
+            None
+        );
         assert_eq!(value(&environment, "PYINIT_CPU_LIMIT"), Some("1.5"));
         let no_python_env = AppEnvSettings {
             python_env: false,

@@ -27,11 +27,22 @@ impl<T: Copy> Limit<T> {
     }
 }
 
+/// The container's CPU and memory limits, each the tightest from the process's cgroup up to the
+/// mount point: what an in-place resize changes while the app runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub cpu: Limit<CpuQuota>,
+    pub memory_bytes: Limit<u64>,
+}
+
 /// One controller's cgroup directory, as pyinit can reach it (under the injected root).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CgroupDir {
     pub version: CgroupVersion,
     pub path: PathBuf,
+    /// `path` and its parents up to the mount point, leaf first: a limit set on any of them
+    /// applies, so the limits are read at every level.
+    pub levels: Vec<PathBuf>,
 }
 
 /// What pyinit knows about the container's resources; plain data, cheap to clone, so the metrics
@@ -52,12 +63,25 @@ impl ContainerFacts {
     /// The CPUs the app may use: the quota as a fraction, never more than the host lets it run
     /// on; the host's CPUs when there is no quota. In thousandths of a CPU.
     pub fn effective_millicpus(&self) -> Option<u64> {
-        let host = self.host_cpus.map(|cpus| u64::from(cpus) * 1000);
-        match (self.cpu_limit.limited().map(CpuQuota::millicpus), host) {
-            (Some(limit), Some(host)) => Some(limit.min(host)),
-            (Some(limit), None) => Some(limit),
-            (None, host) => host,
+        effective_millicpus(self.cpu_limit, self.host_cpus)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            cpu: self.cpu_limit,
+            memory_bytes: self.memory_limit_bytes,
         }
+    }
+}
+
+/// The CPUs a process may use under `cpu_limit` on `host_cpus`, in thousandths of a CPU: the
+/// quota, never more than the host's CPUs; the host's CPUs without a quota.
+pub fn effective_millicpus(cpu_limit: Limit<CpuQuota>, host_cpus: Option<u32>) -> Option<u64> {
+    let host = host_cpus.map(|cpus| u64::from(cpus) * 1000);
+    match (cpu_limit.limited().map(CpuQuota::millicpus), host) {
+        (Some(limit), Some(host)) => Some(limit.min(host)),
+        (Some(limit), None) => Some(limit),
+        (None, host) => host,
     }
 }
 

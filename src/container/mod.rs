@@ -1,11 +1,12 @@
 //! The container's resource facts: its CPU and memory limits, where its cgroups are, and how many
-//! CPUs the host lets it run on, read once at start under an injected root path (`/` in
-//! production, a fixture tree in tests).
+//! CPUs the host lets it run on, read at start under an injected root path (`/` in production, a
+//! fixture tree in tests).
 //!
 //! This module owns reading the files and the start-up log of what was found (`StartupReport`);
 //! `facts.rs` owns what was found (`ContainerFacts`), `cgroup.rs` the files' formats, `env.rs`
-//! the environment the app gets from the facts, `checks.rs` the start-up warnings, and `oom.rs`
-//! OOM detection. A file that cannot be read or parsed is not an error: the fact is just unknown,
+//! the environment the app gets from the facts, `checks.rs` the start-up warnings, `oom.rs`
+//! OOM detection, `watch.rs` the limit files kept open to read them again while the app runs,
+//! and `resize.rs` what a change of them means. A file that cannot be read or parsed is not an error: the fact is just unknown,
 //! logged at debug. What to do about a fact (warn, size the app) is decided elsewhere.
 
 pub mod cgroup;
@@ -13,15 +14,18 @@ pub mod checks;
 pub mod env;
 pub mod facts;
 pub mod oom;
+pub mod resize;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
 use tracing::{debug, info, warn};
 
 use crate::multiproc::MultiprocReport;
-use cgroup::{CgroupLocation, CgroupVersion, CpuQuota};
+use cgroup::{CgroupLocation, CpuQuota};
 use env::AppEnvironment;
-use facts::{CgroupDir, ContainerFacts, Limit};
+use facts::{CgroupDir, ContainerFacts};
+use watch::{KeptFile, LimitFiles};
 
 /// Reads every fact under `root` ("/" in production).
 pub fn read_facts(root: &Path) -> ContainerFacts {
@@ -38,25 +42,21 @@ pub fn read_facts(root: &Path) -> ContainerFacts {
         }
         location
     };
-    let cpu_location = locate("cpu");
-    let memory_location = locate("memory");
-    let cpu_limit = cpu_location
-        .as_ref()
-        .map_or(Limit::Unknown, |location| read_cpu_limit(root, location));
-    let memory_limit_bytes = memory_location
-        .as_ref()
-        .map_or(Limit::Unknown, |location| read_memory_limit(root, location));
+    let cpu_cgroup = locate("cpu").map(|location| cgroup_dir(root, &location));
+    let memory_cgroup = locate("memory").map(|location| cgroup_dir(root, &location));
+    // Read as the resource poll reads them later, so that a resize compares like with like.
+    let limits = LimitFiles::open(cpu_cgroup.as_ref(), memory_cgroup.as_ref()).read();
     let host_cpus = read_text(&root.join("proc/self/status")).and_then(|text| {
         cgroup::parse_cpus_allowed(&text)
             .map_err(|failure| debug!(path = "/proc/self/status", "{failure}"))
             .ok()
     });
     ContainerFacts {
-        cpu_limit,
-        memory_limit_bytes,
+        cpu_limit: limits.cpu,
+        memory_limit_bytes: limits.memory_bytes,
         host_cpus,
-        cpu_cgroup: cpu_location.map(|location| cgroup_dir(root, &location)),
-        memory_cgroup: memory_location.map(|location| cgroup_dir(root, &location)),
+        cpu_cgroup,
+        memory_cgroup,
     }
 }
 
@@ -102,18 +102,10 @@ impl StartupReport {
     }
 }
 
-/// The cgroup's current memory use (`memory.current`, v1 `memory.usage_in_bytes`), for the metrics;
-/// `None` when it cannot be read.
-pub fn read_memory_usage(facts: &ContainerFacts) -> Option<u64> {
-    let dir = facts.memory_cgroup.as_ref()?;
-    let file = match dir.version {
-        CgroupVersion::V1 => "memory.usage_in_bytes",
-        CgroupVersion::V2 => "memory.current",
-    };
-    let path = dir.path.join(file);
-    let text = read_text(&path)?;
-    cgroup::parse_bytes(&text)
-        .map_err(|failure| debug!(path = %path.display(), "{failure}"))
+/// The cgroup's memory use now, for the metrics; `None` when it cannot be read.
+pub fn read_memory_usage(file: &KeptFile) -> Option<u64> {
+    file.read(cgroup::parse_bytes)?
+        .map_err(|failure| debug!("memory use: {failure}"))
         .ok()
 }
 
@@ -133,65 +125,16 @@ fn cgroup_dir(root: &Path, location: &CgroupLocation) -> CgroupDir {
     CgroupDir {
         version: location.version,
         path: under_root(root, &location.dir),
+        levels: (location.dirs_to_mount_point().iter())
+            .map(|dir| under_root(root, dir))
+            .collect(),
     }
-}
-
-/// Folds one limit per directory, leaf first, into the tightest: unknown only when no level could
-/// be read.
-fn tightest<T: Copy>(
-    levels: impl Iterator<Item = Option<Option<T>>>,
-    tighter: impl Fn(T, T) -> T,
-) -> Limit<T> {
-    let mut limit = Limit::Unknown;
-    for level in levels.flatten() {
-        limit = match (limit, level) {
-            (Limit::Limited(current), Some(value)) => Limit::Limited(tighter(current, value)),
-            (Limit::Limited(current), None) => Limit::Limited(current),
-            (_, Some(value)) => Limit::Limited(value),
-            (_, None) => Limit::Unlimited,
-        };
-    }
-    limit
-}
-
-fn read_cpu_limit(root: &Path, location: &CgroupLocation) -> Limit<CpuQuota> {
-    let levels = location.dirs_to_mount_point().into_iter().map(|dir| {
-        let dir = under_root(root, &dir);
-        let parsed = match location.version {
-            CgroupVersion::V2 => {
-                let text = read_text(&dir.join("cpu.max"))?;
-                cgroup::parse_cpu_max(&text)
-            }
-            CgroupVersion::V1 => {
-                let quota = read_text(&dir.join("cpu.cfs_quota_us"))?;
-                let period = read_text(&dir.join("cpu.cfs_period_us")).unwrap_or_default();
-                cgroup::parse_cfs_quota(&quota, &period)
-            }
-        };
-        parsed
-            .map_err(|failure| debug!(dir = %dir.display(), "cpu limit: {failure}"))
-            .ok()
-    });
-    tightest(levels, CpuQuota::min)
-}
-
-fn read_memory_limit(root: &Path, location: &CgroupLocation) -> Limit<u64> {
-    let file = match location.version {
-        CgroupVersion::V2 => "memory.max",
-        CgroupVersion::V1 => "memory.limit_in_bytes",
-    };
-    let levels = location.dirs_to_mount_point().into_iter().map(|dir| {
-        let path = under_root(root, &dir).join(file);
-        let text = read_text(&path)?;
-        cgroup::parse_memory_limit(&text)
-            .map_err(|failure| debug!(path = %path.display(), "{failure}"))
-            .ok()
-    });
-    tightest(levels, u64::min)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::cgroup::CgroupVersion;
+    use super::facts::Limit;
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
@@ -218,7 +161,14 @@ mod tests {
         let memory = facts.memory_cgroup.clone().unwrap();
         assert_eq!(memory.version, CgroupVersion::V2);
         assert_eq!(memory.path, root.join("sys/fs/cgroup"));
-        assert_eq!(read_memory_usage(&facts), Some(52428800));
+        assert_eq!(memory.levels, [root.join("sys/fs/cgroup")]);
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            Some(52428800)
+        );
         assert_eq!(
             facts.to_string(),
             "cgroup v2, cpu limit 1.5, memory limit 256 MiB, 4 host cpus"
@@ -242,9 +192,17 @@ mod tests {
         let facts = read_facts(&fixture("v2-nested"));
         assert_eq!(facts.cpu_limit, quota(50000, 100000));
         assert_eq!(facts.memory_limit_bytes, Limit::Limited(512 << 20));
+        let memory = facts.memory_cgroup.unwrap();
+        let cgroup = fixture("v2-nested").join("sys/fs/cgroup");
+        assert_eq!(memory.path, cgroup.join("kubepods/pod1/ctr"));
         assert_eq!(
-            facts.memory_cgroup.unwrap().path,
-            fixture("v2-nested").join("sys/fs/cgroup/kubepods/pod1/ctr")
+            memory.levels,
+            [
+                cgroup.join("kubepods/pod1/ctr"),
+                cgroup.join("kubepods/pod1"),
+                cgroup.join("kubepods"),
+                cgroup,
+            ]
         );
     }
 
@@ -259,7 +217,13 @@ mod tests {
         let cpu = facts.cpu_cgroup.clone().unwrap();
         assert_eq!(cpu.version, CgroupVersion::V1);
         assert_eq!(cpu.path, root.join("sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(read_memory_usage(&facts), Some(1048576));
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            Some(1048576)
+        );
     }
 
     #[test]
@@ -285,11 +249,23 @@ mod tests {
         assert_eq!(facts.host_cpus, None);
         assert_eq!(facts.effective_millicpus(), None);
         assert!(facts.memory_cgroup.is_some());
-        assert_eq!(read_memory_usage(&facts), None);
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            None
+        );
         // Nothing at all under the root.
         let facts = read_facts(&fixture("does-not-exist"));
         assert_eq!(facts.cpu_limit, Limit::Unknown);
         assert_eq!(facts.memory_cgroup, None);
-        assert_eq!(read_memory_usage(&facts), None);
+        assert_eq!(
+            watch::PolledFiles::open(&facts)
+                .memory_usage
+                .as_ref()
+                .and_then(read_memory_usage),
+            None
+        );
     }
 }

@@ -1,16 +1,16 @@
 //! OOM detection: the cgroup's OOM-kill counter (`oom_kill` in v2 `memory.events`, v1
-//! `memory.oom_control`), read at start, whenever a process pyinit reaps died by a SIGKILL that
-//! pyinit did not send, on a slow poll, and once at exit.
+//! `memory.oom_control`, kept open from start: `watch.rs`), read at start, whenever a process
+//! pyinit reaps died by a SIGKILL that pyinit did not send, on a slow poll, and once at exit.
 //!
 //! The kernel raises the counter before it sends its SIGKILL, so by the time the victim is reaped
 //! the rise is visible. A rise that no reaped process claims (a gunicorn worker is reaped by its
 //! master, never by pyinit) is reported by the poll one period later, without a pid: on cgroup v1
 //! that log line is the only trace such a kill leaves. Each kill is logged once, at error, and
-//! counted for `/metrics`. This module only reports: the supervisor's decisions and the exit code
+//! counted for `/metrics`, with the memory limit in force (the driver hands it a new one after an
+//! in-place resize). This module only reports: the supervisor's decisions and the exit code
 //! (137 when the app itself was killed) do not depend on it.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use tracing::{debug, error};
 
 use super::cgroup::{self, CgroupVersion};
 use super::facts::{ContainerFacts, Limit, format_bytes};
+use super::watch::KeptFile;
 
 /// How often the counter is read when nothing else prompts it.
 pub const POLL_PERIOD: Duration = Duration::from_secs(1);
@@ -154,7 +155,8 @@ impl Ledger {
 /// Watches the OOM-kill counter of the container's memory cgroup.
 #[derive(Debug)]
 pub struct OomMonitor {
-    counter_path: Option<PathBuf>,
+    /// `memory.events` (v1 `memory.oom_control`), kept open as the resource poll's files are.
+    counter: Option<KeptFile>,
     memory_limit_bytes: Limit<u64>,
     ledger: Ledger,
     pyinit_sent_sigkill: bool,
@@ -164,14 +166,14 @@ pub struct OomMonitor {
 impl OomMonitor {
     /// Reads the counter's starting value; without a readable counter the monitor does nothing.
     pub fn new(facts: &ContainerFacts) -> OomMonitor {
-        let counter_path = facts.memory_cgroup.as_ref().map(|dir| {
-            dir.path.join(match dir.version {
+        let counter = facts.memory_cgroup.as_ref().and_then(|dir| {
+            KeptFile::open(&dir.path.join(match dir.version {
                 CgroupVersion::V1 => "memory.oom_control",
                 CgroupVersion::V2 => "memory.events",
-            })
+            }))
         });
         let mut monitor = OomMonitor {
-            counter_path,
+            counter,
             memory_limit_bytes: facts.memory_limit_bytes,
             ledger: Ledger {
                 accounted: 0,
@@ -184,7 +186,7 @@ impl OomMonitor {
             Some(counter) => monitor.ledger.accounted = counter,
             None => {
                 debug!("no OOM-kill counter: OOM kills will not be reported");
-                monitor.counter_path = None;
+                monitor.counter = None;
             }
         }
         monitor
@@ -197,12 +199,12 @@ impl OomMonitor {
 
     /// Whether the OOM-kill counter was readable at start; without it no kill is ever counted.
     pub fn has_counter(&self) -> bool {
-        self.counter_path.is_some()
+        self.counter.is_some()
     }
 
-    /// How often the driver should call [`OomMonitor::poll`]; `None` without a counter.
-    pub fn poll_period(&self) -> Option<Duration> {
-        self.counter_path.as_ref().map(|_| POLL_PERIOD)
+    /// The memory limit changed (an in-place resize): later reports name the new one.
+    pub fn set_memory_limit(&mut self, memory_limit_bytes: Limit<u64>) {
+        self.memory_limit_bytes = memory_limit_bytes;
     }
 
     /// pyinit itself sent a SIGKILL: from now on a SIGKILL death is not evidence of an OOM kill.
@@ -248,10 +250,7 @@ impl OomMonitor {
             Victim::App { .. } | Victim::Process { .. } => 1,
         };
         self.kills.add(kills);
-        let report = OomReport {
-            victim,
-            memory_limit_bytes: self.memory_limit_bytes,
-        };
+        let report = self.report_for(victim);
         error!(
             pid = report.pid(),
             memory_limit_bytes = self.memory_limit_bytes.limited(),
@@ -260,13 +259,19 @@ impl OomMonitor {
         );
     }
 
+    /// What the log says of `victim`: the memory limit in force now.
+    fn report_for(&self, victim: Victim) -> OomReport {
+        OomReport {
+            victim,
+            memory_limit_bytes: self.memory_limit_bytes,
+        }
+    }
+
     fn read_counter(&self) -> Option<u64> {
-        let path = self.counter_path.as_ref()?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|failure| debug!(path = %path.display(), "cannot read: {failure}"))
-            .ok()?;
-        cgroup::parse_oom_kill_count(&text)
-            .map_err(|failure| debug!(path = %path.display(), "{failure}"))
+        self.counter
+            .as_ref()?
+            .read(cgroup::parse_oom_kill_count)?
+            .map_err(|failure| debug!("OOM-kill counter: {failure}"))
             .ok()
     }
 }
@@ -360,13 +365,28 @@ mod tests {
             .join("tests/fixtures/cgroup/v1-limited");
         let facts = crate::container::read_facts(&root);
         let mut monitor = OomMonitor::new(&facts);
-        assert_eq!(monitor.poll_period(), Some(POLL_PERIOD));
         assert!(monitor.has_counter());
         monitor.check_reaped(&[Victim::App { pid: 7 }]);
         monitor.final_check();
         assert_eq!(monitor.kill_count().get(), 0);
+        // After a resize the report names the limit in force.
+        let app = Victim::App { pid: 7 };
+        assert!(
+            monitor
+                .report_for(app)
+                .to_string()
+                .contains("limit of 64 MiB")
+        );
+        monitor.set_memory_limit(Limit::Limited(128 << 20));
+        assert!(
+            monitor
+                .report_for(app)
+                .to_string()
+                .contains("limit of 128 MiB")
+        );
+        monitor.set_memory_limit(Limit::Unlimited);
+        assert!((monitor.report_for(app).to_string()).contains("no memory limit is set"));
         let facts = crate::container::read_facts(&root.join("does-not-exist"));
-        assert_eq!(OomMonitor::new(&facts).poll_period(), None);
         assert!(!OomMonitor::new(&facts).has_counter());
     }
 }

@@ -10,8 +10,11 @@
 //! endpoints sends them until then), stopping a tenth of the delay before the app's own stop
 //! signal.
 //! Everything else it needs, when the stop signal went out, how the app ended, whether it was
-//! killed at the deadline, it reads from the status the supervisor publishes. `report.rs` judges
-//! it all; `spec.rs` is the drill as configured.
+//! killed at the deadline, it reads from the status the supervisor publishes. Just before the
+//! stop signal it reads, from /proc, which signals the app and each of its descendants catch,
+//! ignore or block (`signals::app_processes`), so that the report can tell an app that stopped
+//! on its own terms from one the kernel killed. `report.rs` judges it all (`stop_handling.rs`
+//! what the app does with its stop signal); `spec.rs` is the drill as configured.
 //!
 //! The drill also sees what the app writes to stderr: the app's stderr is a pipe (`spawn`'s
 //! `StderrPipe`), and a second task passes every byte on to pyinit's own stderr, unchanged and as
@@ -20,6 +23,7 @@
 
 pub mod report;
 pub mod spec;
+mod stop_handling;
 mod traceback;
 mod traffic;
 
@@ -34,11 +38,12 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::probe::http::{BodyHandling, http_get};
+use crate::signals::disposition::AppProcess;
 use crate::signals::{
     self,
     spec::{Signal, short_name},
 };
-use crate::status::Status;
+use crate::status::{AppState, Status};
 use crate::{clock, units};
 use report::{Observations, Report};
 use spec::{DrillConfig, DrillReadiness};
@@ -78,16 +83,20 @@ pub struct Rehearsal {
     /// What the app wrote to stderr after the deadline, once its stderr has ended.
     app_stderr: Option<JoinHandle<Vec<u8>>>,
     status_rx: watch::Receiver<Status>,
+    /// What the server's profile changed, as pyinit's start-up line says it.
+    server_profile: Option<String>,
 }
 
 /// Starts the drill beside a supervisor that is starting: one task that reads the supervisor's
 /// status and plays the kubelet, and one that passes the app's stderr (the read end of its pipe,
-/// if the app has one) on to pyinit's. `health_addr` is where the health server listens.
+/// if the app has one) on to pyinit's. `health_addr` is where the health server listens;
+/// `server_profile` what the server's profile changed, for the report.
 pub fn attach(
     drill: DrillConfig,
     status_rx: &watch::Receiver<Status>,
     health_addr: Option<SocketAddr>,
     app_stderr: Option<pipe::Receiver>,
+    server_profile: Option<String>,
 ) -> Rehearsal {
     let kubelet = tokio::spawn(rehearse(
         drill.clone(),
@@ -100,6 +109,7 @@ pub fn attach(
         kubelet,
         app_stderr,
         status_rx: status_rx.clone(),
+        server_profile,
     }
 }
 
@@ -154,7 +164,8 @@ impl Rehearsal {
         };
         let stuck_frames = traceback::stuck_frames(&String::from_utf8_lossy(&after_deadline));
         let final_status = self.status_rx.borrow().clone();
-        let observations = observe(trace, &final_status, exit_code, &self.drill, stuck_frames);
+        let mut observations = observe(trace, &final_status, exit_code, &self.drill, stuck_frames);
+        observations.server_profile = self.server_profile;
         grade_and_print(observations, self.drill.json)
     }
 }
@@ -171,6 +182,8 @@ struct Trace {
     term_sent_at: Option<Instant>,
     readiness_dropped_after: Option<Duration>,
     requests: Option<report::RequestTally>,
+    /// The app's processes, read just before the stop signal went to pyinit.
+    processes: Vec<AppProcess>,
 }
 
 /// The kubelet's part of the drill. Ends once the app has exited and every request has ended.
@@ -183,6 +196,7 @@ async fn rehearse(
     let mut trace = Trace::default();
     let Some(ready_after) = wait_until_ready(&drill, &mut status_rx).await else {
         warn!("drill: the app never became ready; sending the stop signal anyway");
+        trace.processes = read_app_processes(&status_rx);
         trace.term_sent_at = Some(send_stop_signal(drill.stop_signal));
         let _ = status_rx
             .wait_for(|status| status.shutdown.app_exited_at.is_some())
@@ -204,6 +218,7 @@ async fn rehearse(
     }
 
     play_pre_stop_hook(drill.pre_stop_hook, &mut status_rx).await;
+    trace.processes = read_app_processes(&status_rx);
     let term_sent_at = send_stop_signal(drill.stop_signal);
     trace.term_sent_at = Some(term_sent_at);
     trace.readiness_dropped_after = match health_addr {
@@ -258,6 +273,15 @@ async fn wait_until_ready(
     match tokio::time::timeout(drill.ready_timeout, ready).await {
         Ok(true) => Some(clock::now()),
         Ok(false) | Err(_) => None,
+    }
+}
+
+/// The app and its descendants with their signal masks, if the app is running.
+fn read_app_processes(status_rx: &watch::Receiver<Status>) -> Vec<AppProcess> {
+    let app = status_rx.borrow().app;
+    match app {
+        AppState::Running { pid } => signals::app_processes(pid),
+        AppState::Sidecar | AppState::Exited { .. } => Vec::new(),
     }
 }
 
@@ -333,6 +357,10 @@ fn observe(
         grace_period: drill.grace_period,
         pre_stop_hook: drill.pre_stop_hook,
         requests: trace.requests,
+        processes: trace.processes,
+        forward_to: drill.forward_to,
+        server_profile: None,
+        server_turned_off: drill.server_turned_off,
     }
 }
 

@@ -6,16 +6,19 @@
 //! that finished its in-flight requests and then died by its stop signal drained cleanly. An app
 //! killed at the deadline gets, under its check, where each of its threads was stuck (the
 //! innermost frame of each traceback the dump signal asked for, `traceback.rs`), or why no
-//! traceback came.
+//! traceback came. What the app does with its stop signal, and what the drill could not check,
+//! are `stop_handling.rs`'s.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::stop_handling::{self, app_caught_stop_signal};
 use super::traceback::{StuckFrame, group_frames};
 use crate::exit::ChildStatus;
 use crate::json::{self, JsonValue};
-use crate::signals::spec::{Signal, short_name};
+use crate::signals::disposition::AppProcess;
+use crate::signals::spec::{ForwardTarget, Signal, short_name};
 use crate::units::{format_duration, millis};
 
 /// How long readiness may take to turn 503 after the stop signal before the check fails.
@@ -66,6 +69,16 @@ pub struct Observations {
     pub pre_stop_hook: Duration,
     /// `None` when no `--drill-request` was given.
     pub requests: Option<RequestTally>,
+    /// The app and its descendants as the drill read them just before pyinit got its stop signal, the app
+    /// first; empty when the app was not running then.
+    pub processes: Vec<AppProcess>,
+    /// Where pyinit sends the app's signals: the app alone, or its whole process group.
+    pub forward_to: ForwardTarget,
+    /// What the server's profile changed, as pyinit's start-up line says it; `None` without a
+    /// profile.
+    pub server_profile: Option<String>,
+    /// The server whose profile `--server none` turned off.
+    pub server_turned_off: Option<&'static str>,
 }
 
 /// How one check of the drill came out; the JSON report names it the check's verdict.
@@ -73,7 +86,8 @@ pub struct Observations {
 pub enum Grade {
     Pass,
     Fail,
-    /// Not judged: nothing to judge (no requests asked for, or the app never became ready).
+    /// Not judged: nothing to judge (no requests asked for, or the app never became ready), or
+    /// another check judges it (an app killed by its stop signal did not drain at all).
     Skip,
 }
 
@@ -103,15 +117,19 @@ pub struct DrillCheck {
 pub struct Report {
     pub observations: Observations,
     pub checks: Vec<DrillCheck>,
+    /// What the drill could not check, one line each.
+    pub not_checked: Vec<String>,
 }
 
 impl Report {
     /// Grades every check of the drill from what was observed.
     pub fn grade(observations: Observations) -> Report {
         let checks = grade_checks(&observations);
+        let not_checked = stop_handling::not_checked(&observations);
         Report {
             observations,
             checks,
+            not_checked,
         }
     }
 
@@ -128,7 +146,7 @@ fn ms(duration: Duration) -> String {
     format_duration(Duration::from_millis(millis(duration)))
 }
 
-fn check(
+pub(super) fn check(
     name: impl Into<Cow<'static, str>>,
     grade: Grade,
     detail: String,
@@ -180,6 +198,7 @@ fn grade_checks(observations: &Observations) -> Vec<DrillCheck> {
         ready_check(observations),
         readiness_drop_check(observations),
         stop_signal_check(observations),
+        stop_handling::stop_handling_check(observations),
         drain_check(observations),
         in_flight_check(observations),
         exit_code_check(observations),
@@ -207,7 +226,7 @@ fn ready_check(observations: &Observations) -> DrillCheck {
 }
 
 /// `SIGTERM`: the signal the drill sent pyinit, as the report's lines name it.
-fn drain_signal(observations: &Observations) -> String {
+pub(super) fn drain_signal(observations: &Observations) -> String {
     format!("SIG{}", short_name(observations.drain_signal))
 }
 
@@ -268,6 +287,17 @@ fn drain_check(observations: &Observations) -> DrillCheck {
         observations.app_exited_after.is_some() && !observations.killed_at_deadline;
     if exited_in_time {
         let after = observations.app_exited_after.unwrap_or_default();
+        if died_by_its_stop_signal(observations)
+            && app_caught_stop_signal(observations) == Some(false)
+        {
+            let detail = format!(
+                "no drain: its stop signal killed it {} after {} (see \"{}\")",
+                ms(after),
+                drain_signal(observations),
+                stop_handling::NAME
+            );
+            return check("drains before the deadline", Grade::Skip, detail, None);
+        }
         return check(
             "drains before the deadline",
             Grade::Pass,
@@ -321,10 +351,11 @@ fn kubelet_kill(observations: &Observations) -> Option<String> {
 
 /// What to do about an app that did not drain before the deadline.
 fn overdue_hint(observations: &Observations) -> String {
-    let ignored_sigterm = "uWSGI 2.0 treats SIGTERM as reload and waitress has no SIGTERM \
-         handler; both stop on SIGINT: --signal-map TERM=INT. Celery's warm shutdown waits \
-         for running tasks: add --hard-stop-signal QUIT --hard-stop-after DURATION for its \
-         cold shutdown";
+    let ignored_sigterm = "waitress has no SIGTERM handler and drains on SIGINT: \
+         --signal-map TERM=INT. uWSGI 2.0 takes SIGTERM for a reload; it drains on SIGTERM with \
+         the master hook UWSGI_HOOK_MASTER_START='unix_signal:15 gracefully_kill_them_all'. \
+         Celery's warm shutdown waits for running tasks: add --hard-stop-signal QUIT \
+         --hard-stop-after DURATION for its cold shutdown";
     if observations.hard_stop_sent {
         "the app ignored both its stop signal and --hard-stop-signal: find what blocks its \
          shutdown, or raise --drain-timeout and --grace-period together"
@@ -428,19 +459,7 @@ fn exit_code_check(observations: &Observations) -> DrillCheck {
         return check("clean exit code", Grade::Pass, "0".to_owned(), None);
     }
     if died_by_its_stop_signal(observations) {
-        let dropped_requests = observations
-            .requests
-            .as_ref()
-            .is_some_and(|tally| tally.failed > 0);
-        let detail = if dropped_requests {
-            format!("{code}: the app died by its stop signal (see the in-flight check)")
-        } else {
-            format!(
-                "{code}: the app ended by its own stop signal after draining, as uvicorn 0.29 and \
-                 later do; --remap-exit {code}=0 makes it 0"
-            )
-        };
-        return check("clean exit code", Grade::Pass, detail, None);
+        return died_by_stop_signal_check(observations);
     }
     check(
         "clean exit code",
@@ -448,6 +467,40 @@ fn exit_code_check(observations: &Observations) -> DrillCheck {
         format!("{code}"),
         Some("the app exited with an error during its shutdown: read its log above"),
     )
+}
+
+/// An exit by the stop signal is clean only when the app caught the signal first: it ended by
+/// it on its own terms, as uvicorn 0.29 and later re-raise SIGTERM after their shutdown.
+fn died_by_stop_signal_check(observations: &Observations) -> DrillCheck {
+    let code = observations.exit_code;
+    let name = (observations.stop_signal).map_or("", |(signal, _)| short_name(signal));
+    let requests = observations.requests.as_ref();
+    let detail = match app_caught_stop_signal(observations) {
+        Some(true) if requests.is_some_and(|tally| tally.failed > 0) => {
+            format!("{code}: the app died by its stop signal (see the in-flight check)")
+        }
+        Some(true) => {
+            let drained = if requests.is_some() {
+                " after draining"
+            } else {
+                ""
+            };
+            let detail = format!(
+                "{code}: the app caught SIG{name} and ended by it{drained}, as uvicorn 0.29 and \
+                 later do; --remap-exit {code}=0 makes it 0"
+            );
+            return check("clean exit code", Grade::Pass, detail, None);
+        }
+        Some(false) => format!(
+            "{code}: the app died of SIG{name}, which it does not catch (see \"{}\")",
+            stop_handling::NAME
+        ),
+        None => format!(
+            "{code}: the app died of SIG{name}, and the drill could not read whether it catches \
+             it"
+        ),
+    };
+    check("clean exit code", Grade::Fail, detail, None)
 }
 
 /// The table for people.
@@ -477,6 +530,7 @@ pub fn render_table(report: &Report) -> String {
         ms(seen.drain_timeout),
         ms(seen.pre_stop_delay)
     );
+    let _ = writeln!(text, "  {}", stop_handling::server_line(seen));
     for check in &report.checks {
         let _ = writeln!(
             text,
@@ -494,6 +548,7 @@ pub fn render_table(report: &Report) -> String {
             let _ = writeln!(text, "        hint: {hint}");
         }
     }
+    stop_handling::render_not_checked(&report.not_checked, &mut text);
     text
 }
 
@@ -510,6 +565,9 @@ pub fn render_json(report: &Report) -> String {
     let requests = seen.requests.as_ref().map(tally_json);
     let checks: Vec<JsonValue> = (report.checks.iter())
         .map(|check| JsonValue::Written(check_json(check)))
+        .collect();
+    let not_checked: Vec<JsonValue> = (report.not_checked.iter())
+        .map(|line| JsonValue::String(line))
         .collect();
     json::object(&[
         ("passed", JsonValue::Bool(report.passed())),
@@ -536,10 +594,23 @@ pub fn render_json(report: &Report) -> String {
         ("drain_timeout_ms", millis(Some(seen.drain_timeout))),
         ("pre_stop_delay_ms", millis(Some(seen.pre_stop_delay))),
         (
+            "server_profile",
+            JsonValue::string_or_null(seen.server_profile.as_deref()),
+        ),
+        (
+            "server_turned_off",
+            JsonValue::string_or_null(seen.server_turned_off),
+        ),
+        (
             "requests",
             requests.map_or(JsonValue::Null, JsonValue::Written),
         ),
+        (
+            "processes",
+            JsonValue::Written(stop_handling::processes_json(seen)),
+        ),
         ("checks", JsonValue::Written(json::array(&checks))),
+        ("not_checked", JsonValue::Written(json::array(&not_checked))),
     ])
 }
 
@@ -586,227 +657,4 @@ fn check_json(check: &DrillCheck) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn clean() -> Observations {
-        Observations {
-            drain_signal: Signal::SIGTERM,
-            ready_after: Some(Duration::from_millis(800)),
-            ready_timeout: Duration::from_secs(60),
-            readiness_dropped_after: Some(Duration::from_millis(3)),
-            stop_signal: Some((Signal::SIGTERM, Duration::ZERO)),
-            hard_stop_sent: false,
-            app_exited_after: Some(Duration::from_millis(2900)),
-            app_status: Some(ChildStatus::Exited(0)),
-            exit_code: 0,
-            killed_at_deadline: false,
-            left_behind: false,
-            deadline_dump: Some(Signal::SIGBUS),
-            stuck_frames: Vec::new(),
-            pre_stop_delay: Duration::ZERO,
-            drain_timeout: Duration::from_secs(25),
-            grace_period: Duration::from_secs(30),
-            pre_stop_hook: Duration::ZERO,
-            requests: Some(RequestTally {
-                in_flight_at_term: 4,
-                sent_during_drain: 0,
-                succeeded: 4,
-                failed: 0,
-                first_failures: Vec::new(),
-            }),
-        }
-    }
-
-    fn grade_of(report: &Report, name: &str) -> Grade {
-        report
-            .checks
-            .iter()
-            .find(|check| check.name == name)
-            .unwrap()
-            .grade
-    }
-
-    #[test]
-    fn a_clean_drain_passes_every_check() {
-        let report = Report::grade(clean());
-        assert!(report.passed(), "{}", render_table(&report));
-        assert!(render_table(&report).starts_with("pyinit drill: PASS"));
-    }
-
-    #[test]
-    fn an_app_killed_at_the_deadline_fails_with_the_signal_map_hint() {
-        let report = Report::grade(killed_at_the_deadline());
-        assert!(!report.passed());
-        assert_eq!(grade_of(&report, "drains before the deadline"), Grade::Fail);
-        let table = render_table(&report);
-        assert!(table.contains("--signal-map TERM=INT"), "{table}");
-        assert!(table.contains("--hard-stop-signal QUIT"), "{table}");
-    }
-
-    fn killed_at_the_deadline() -> Observations {
-        let mut observations = clean();
-        observations.killed_at_deadline = true;
-        observations.app_status = Some(ChildStatus::Signaled(Signal::SIGBUS as i32));
-        observations.exit_code = 137;
-        observations
-    }
-
-    #[test]
-    fn the_report_names_where_a_killed_app_was_stuck() {
-        let stuck = |file: &str, line, function: &str| StuckFrame {
-            file: file.to_owned(),
-            line,
-            function: function.to_owned(),
-        };
-        let mut observations = killed_at_the_deadline();
-        let db = stuck("/app/db.py", 12, "wait_for_database_forever");
-        observations.stuck_frames = vec![
-            stuck("/venv/gunicorn/arbiter.py", 487, "stop"),
-            db.clone(),
-            db,
-        ];
-        let report = Report::grade(observations);
-        let table = render_table(&report);
-        assert!(
-            table.contains(
-                "  FAIL  drains before the deadline   still running at the 25s deadline: \
-                 SIGBUS for its traceback, then SIGKILL\n        stuck at /venv/gunicorn/arbiter.py:487 in stop\n        \
-                 stuck at /app/db.py:12 in wait_for_database_forever (2 threads)\n        hint: \
-                 the frames above are where it waited"
-            ),
-            "{table}"
-        );
-        let json = render_json(&report);
-        assert!(
-            json.contains(
-                r#""stuck_frames":[{"file":"/venv/gunicorn/arbiter.py","line":487,"function":"stop","threads":1},{"file":"/app/db.py","line":12,"function":"wait_for_database_forever","threads":2}]"#
-            ),
-            "{json}"
-        );
-    }
-
-    #[test]
-    fn without_a_traceback_the_report_says_why() {
-        let table = render_table(&Report::grade(killed_at_the_deadline()));
-        assert!(
-            table.contains("no Python traceback came after SIGBUS: the app is not Python"),
-            "{table}"
-        );
-        let mut observations = killed_at_the_deadline();
-        observations.deadline_dump = None;
-        let table = render_table(&Report::grade(observations));
-        assert!(
-            table.contains("--deadline-dump off: no traceback was asked for"),
-            "{table}"
-        );
-        // A clean drain has nothing of the sort.
-        let report = Report::grade(clean());
-        assert!(report.checks.iter().all(|check| check.notes.is_empty()));
-        assert!(render_json(&report).contains("\"stuck_frames\":[],"));
-    }
-
-    #[test]
-    fn dropped_requests_fail_the_in_flight_check() {
-        let mut observations = clean();
-        observations.app_exited_after = Some(Duration::from_millis(20));
-        observations.app_status = Some(ChildStatus::Signaled(15));
-        observations.exit_code = 143;
-        observations.requests = Some(RequestTally {
-            in_flight_at_term: 4,
-            sent_during_drain: 0,
-            succeeded: 0,
-            failed: 4,
-            first_failures: vec!["connection reset".to_owned()],
-        });
-        let report = Report::grade(observations);
-        assert_eq!(
-            grade_of(&report, "in-flight requests complete"),
-            Grade::Fail
-        );
-        let table = render_table(&report);
-        assert!(table.contains("died at once"), "{table}");
-        assert!(!table.contains("after draining"), "{table}");
-    }
-
-    #[test]
-    fn dying_by_the_stop_signal_after_a_clean_drain_passes() {
-        let mut observations = clean();
-        observations.app_status = Some(ChildStatus::Signaled(15));
-        observations.exit_code = 143;
-        let report = Report::grade(observations);
-        assert!(report.passed(), "{}", render_table(&report));
-        assert!(render_table(&report).contains("--remap-exit 143=0"));
-    }
-
-    #[test]
-    fn an_error_exit_fails() {
-        let mut observations = clean();
-        observations.app_status = Some(ChildStatus::Exited(1));
-        observations.exit_code = 1;
-        assert_eq!(
-            grade_of(&Report::grade(observations), "clean exit code"),
-            Grade::Fail
-        );
-    }
-
-    #[test]
-    fn never_ready_fails() {
-        let mut observations = clean();
-        observations.ready_after = None;
-        assert_eq!(grade_of(&Report::grade(observations), "ready"), Grade::Fail);
-    }
-
-    #[test]
-    fn the_json_report_has_every_observation_in_order() {
-        let json = render_json(&Report::grade(clean()));
-        let expected = concat!(
-            r#"{"passed":true,"exit_code":0,"app_exit_code":0,"ready_ms":800,"#,
-            r#""readiness_503_ms":3,"drain_signal":"TERM","stop_signal":"TERM","stop_signal_ms":0,"#,
-            r#""hard_stop_sent":false,"app_exit_ms":2900,"killed_at_deadline":false,"#,
-            r#""left_behind":false,"stuck_frames":[],"grace_period_ms":30000,"pre_stop_hook_ms":0,"#,
-            r#""drain_timeout_ms":25000,"pre_stop_delay_ms":0,"requests":{"in_flight_at_term":4,"#,
-            r#""sent_during_drain":0,"succeeded":4,"failed":0,"first_failures":[]},"#,
-            r#""checks":[{"name":"ready","verdict":"PASS","detail":"ready after 800ms","hint":null},"#,
-        );
-        assert!(json.starts_with(expected), "{json}");
-        assert!(
-            json.ends_with(r#""detail":"none","hint":null}]}"#),
-            "{json}"
-        );
-    }
-
-    #[test]
-    fn a_drill_with_a_pre_stop_hook_names_its_signal_and_what_the_hook_left() {
-        let mut observations = clean();
-        observations.drain_signal = Signal::SIGINT;
-        observations.pre_stop_hook = Duration::from_secs(10);
-        observations.drain_timeout = Duration::from_secs(16);
-        let report = Report::grade(observations);
-        assert!(report.passed());
-        let table = render_table(&report);
-        for line in [
-            "  grace period 30s, preStop hook 10s, drain deadline 16s, pre-stop delay 0s\n",
-            "  PASS  readiness drops at SIGINT    /readyz 503 after 3ms\n",
-            "exited 2900ms after SIGINT (deadline 16s; the kubelet's SIGKILL at 20s: the 30s \
-             grace period less the 10s preStop hook)",
-            "4 of 4 succeeded (4 in flight at SIGINT, 0 sent during the drain)",
-        ] {
-            assert!(table.contains(line), "no {line:?} in:\n{table}");
-        }
-        let json = render_json(&report);
-        assert!(json.contains(r#""drain_signal":"INT","#), "{json}");
-        assert!(json.contains(r#""pre_stop_hook_ms":10000,"#), "{json}");
-    }
-
-    #[test]
-    fn json_escapes_and_lists_every_check() {
-        let mut observations = clean();
-        observations.requests.as_mut().unwrap().first_failures =
-            vec!["a \"quoted\"\nline".to_owned()];
-        let json = render_json(&Report::grade(observations));
-        assert!(json.starts_with("{\"passed\":true,"), "{json}");
-        assert!(json.contains(r#""a \"quoted\"\nline""#), "{json}");
-        assert_eq!(json.matches("\"verdict\":").count(), 7);
-    }
-}
+pub(super) mod tests;

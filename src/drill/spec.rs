@@ -9,7 +9,7 @@ use std::time::Duration;
 use core::net::SocketAddr;
 
 use crate::probe::spec::{ProbeTarget, parse_probe};
-use crate::signals::spec::Signal;
+use crate::signals::spec::{ForwardTarget, Signal};
 use crate::supervisor::DeadlineDump;
 
 /// `pyinit drill`'s settings, checked against the supervisor's.
@@ -32,6 +32,11 @@ pub struct DrillConfig {
     pub pre_stop_delay: Duration,
     /// The tracebacks asked for at the deadline, if any: the report says why none came.
     pub deadline_dump: Option<DeadlineDump>,
+    /// Where the app's signals go: which of its processes get the stop signal from pyinit.
+    pub forward_to: ForwardTarget,
+    /// The server whose profile `--server none` turned off, as recognised from the command: the
+    /// report names it as the fix for a stop signal the app does not handle.
+    pub server_turned_off: Option<&'static str>,
 }
 
 /// How the drill knows the app is ready.

@@ -226,7 +226,8 @@ fn write_resources(out: &mut Exposition, status: &Status) {
         out.family(
             "pyinit_cpu_limit_cores",
             "gauge",
-            "The container's CPU limit (CFS quota / period), read at start; absent without one.",
+            "The container's CPU limit (CFS quota / period), read every second (an in-place \
+             resize changes it); absent without one.",
         );
         // Printed as the app's PYINIT_CPU_LIMIT is: exact decimals, no float noise.
         out.sample("pyinit_cpu_limit_cores", &[], format_millicpus(millicpus));
@@ -235,7 +236,8 @@ fn write_resources(out: &mut Exposition, status: &Status) {
         out.family(
             "pyinit_memory_limit_bytes",
             "gauge",
-            "The container's memory limit, read at start; absent without one.",
+            "The container's memory limit, read every second (an in-place resize changes it); \
+             absent without one.",
         );
         out.sample("pyinit_memory_limit_bytes", &[], bytes);
     }

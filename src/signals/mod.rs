@@ -46,6 +46,7 @@
 //! them; anywhere else their default action ends pyinit. A real-time signal that kills the app is
 //! reported like any other death, with 128+N.
 
+pub mod disposition;
 mod processes;
 pub mod spec;
 
@@ -59,7 +60,9 @@ use nix::sys::signal::{self as nix_signal, SigSet};
 use nix::unistd::Pid;
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 
-pub use processes::{RunningProcess, remaining_processes};
+pub use processes::{
+    RunningProcess, app_processes, catches_signals, count_running_children, remaining_processes,
+};
 use spec::{FORWARDED, ForwardTarget, Signal};
 
 /// The signals the kernel raises synchronously for pyinit's own code that pyinit still catches

@@ -1,11 +1,17 @@
 //! The processes pyinit is responsible for, as /proc shows them: who is a descendant of whom,
-//! who has exited (zombies included), and each one's command line, for the log.
+//! who has exited (zombies included), each one's command line, for the log, and, for the drill,
+//! what each process of the app does with a signal ([`app_processes`], the masks of its status
+//! file read by `disposition.rs`).
 //!
 //! Reading only: `signals/mod.rs` signals them. As PID 1 pyinit is responsible for every other
 //! process of its PID namespace; elsewhere for its descendants (as subreaper it inherits the
-//! app's orphans, so they stay among them).
+//! app's orphans, so they stay among them). It also reads what the worker count's pacing needs
+//! of the app's master: how many children it runs, and whether it catches a signal.
 
 use std::collections::HashSet;
+
+use super::disposition::{AppProcess, Disposition, parse_status_masks};
+use super::spec::Signal;
 
 /// A process still running that pyinit is responsible for, as /proc shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,12 +56,64 @@ pub fn remaining_processes() -> Vec<RunningProcess> {
         .collect()
 }
 
-/// One process of /proc: its pid, state letter and parent pid.
+/// How many children of `pid` are running (not zombies), by /proc's parent pids: for the worker
+/// count's pacing, which compares it before and after a signal.
+pub fn count_running_children(pid: i32) -> usize {
+    let Ok(parent) = u32::try_from(pid) else {
+        return 0;
+    };
+    (read_process_table().iter())
+        .filter(|entry| entry.ppid == parent && !has_exited_state(entry.state))
+        .count()
+}
+
+/// Whether `pid` catches every one of `signals`, by the SigCgt mask of /proc/PID/status; `false`
+/// when it cannot be read.
+pub fn catches_signals(pid: i32, signals: &[Signal]) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+    (status.ok().as_deref())
+        .and_then(parse_status_masks)
+        .is_some_and(|masks| {
+            (signals.iter()).all(|signal| masks.disposition(*signal) == Disposition::Caught)
+        })
+}
+
+/// The app (`app_pid`) and its descendants still running, the app first, then by pid: each
+/// with its command line, whether it is in the app's process group (the app leads its own, so
+/// the group's id is the app's pid) and its signal masks.
+pub fn app_processes(app_pid: i32) -> Vec<AppProcess> {
+    let Ok(app) = u32::try_from(app_pid) else {
+        return Vec::new();
+    };
+    let table = read_process_table();
+    let mut pids = find_descendants(app, &table);
+    pids.sort_unstable();
+    pids.insert(0, app);
+    pids.into_iter()
+        .filter_map(|pid| {
+            let entry = table.iter().find(|entry| entry.pid == pid)?;
+            if has_exited_state(entry.state) {
+                return None;
+            }
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok();
+            Some(AppProcess {
+                pid: i32::try_from(pid).ok()?,
+                command: read_command(pid),
+                is_app: pid == app,
+                in_app_group: entry.pgid == app,
+                masks: status.as_deref().and_then(parse_status_masks),
+            })
+        })
+        .collect()
+}
+
+/// One process of /proc: its pid, state letter, parent pid and process group.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ProcessEntry {
     pid: u32,
     state: char,
     ppid: u32,
+    pgid: u32,
 }
 
 /// Whether `pid` has exited: its /proc entry is gone or says zombie (or dead).
@@ -63,7 +121,7 @@ pub(super) fn has_exited(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| parse_stat(&stat))
-        .is_none_or(|(state, _)| has_exited_state(state))
+        .is_none_or(|(state, _, _)| has_exited_state(state))
 }
 
 fn has_exited_state(state: char) -> bool {
@@ -85,9 +143,14 @@ pub(super) fn read_process_table() -> Vec<ProcessEntry> {
             continue;
         };
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some((state, ppid)) = parse_stat(&stat)
+            && let Some((state, ppid, pgid)) = parse_stat(&stat)
         {
-            table.push(ProcessEntry { pid, state, ppid });
+            table.push(ProcessEntry {
+                pid,
+                state,
+                ppid,
+                pgid,
+            });
         }
     }
     table
@@ -107,14 +170,15 @@ pub(super) fn find_descendants(root: u32, table: &[ProcessEntry]) -> Vec<u32> {
     found.into_iter().collect()
 }
 
-/// The state letter and parent pid from the text of /proc/PID/stat; the command name may hold
-/// spaces and ')'.
-fn parse_stat(stat: &str) -> Option<(char, u32)> {
+/// The state letter, parent pid and process group from the text of /proc/PID/stat; the
+/// command name may hold spaces and ')'.
+fn parse_stat(stat: &str) -> Option<(char, u32, u32)> {
     let after_name = stat.get(stat.rfind(')')? + 1..)?;
     let mut fields = after_name.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    let pgid = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgid))
 }
 
 /// The command line of `pid` for a log line: /proc/PID/cmdline with its NULs as spaces, or the
@@ -151,8 +215,8 @@ mod tests {
 
     #[test]
     fn stat_state_and_parent_pid_survive_odd_command_names() {
-        assert_eq!(parse_stat("42 (python3) S 7 42 42 0"), Some(('S', 7)));
-        assert_eq!(parse_stat("42 (a) b) Z 9 42 42 0"), Some(('Z', 9)));
+        assert_eq!(parse_stat("42 (python3) S 7 40 40 0"), Some(('S', 7, 40)));
+        assert_eq!(parse_stat("42 (a) b) Z 9 42 42 0"), Some(('Z', 9, 42)));
         assert_eq!(parse_stat("garbage"), None);
     }
 
@@ -162,6 +226,7 @@ mod tests {
             pid,
             state: 'S',
             ppid,
+            pgid: pid,
         };
         let table = [
             entry(1, 0),
@@ -218,5 +283,49 @@ mod tests {
             sleeper.wait().unwrap();
         }
         assert!(has_exited(pid));
+    }
+
+    #[test]
+    fn an_apps_processes_show_what_each_does_with_a_signal() {
+        use crate::signals::disposition::{DefaultAction, Disposition};
+        use crate::signals::spec::Signal;
+        use std::os::unix::process::CommandExt as _;
+        // A shell that leads its own group, ignores SIGTERM and starts a sleep, which inherits
+        // the ignored SIGTERM (an ignored signal stays ignored across exec).
+        let mut app = std::process::Command::new("/bin/sh")
+            .args(["-c", "trap '' TERM; /bin/sleep 30 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let app_pid = i32::try_from(app.id()).unwrap();
+        let mut processes = Vec::new();
+        for _ in 0..500 {
+            processes = app_processes(app_pid);
+            if processes.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        crate::signals::kill_process_group(app_pid).unwrap();
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the test waits for its own child"
+        )]
+        app.wait().unwrap();
+        assert_eq!(processes.len(), 2, "{processes:?}");
+        let (shell, sleep) = (&processes[0], &processes[1]);
+        assert!(shell.is_app && shell.in_app_group, "{shell:?}");
+        assert!(!sleep.is_app && sleep.in_app_group, "{sleep:?}");
+        assert_eq!(sleep.command, "/bin/sleep 30");
+        for process in &processes {
+            let masks = process.masks.unwrap();
+            assert_eq!(masks.disposition(Signal::SIGTERM), Disposition::Ignored);
+        }
+        let sleep_masks = sleep.masks.unwrap();
+        assert_eq!(
+            sleep_masks.disposition(Signal::SIGHUP),
+            Disposition::Default(DefaultAction::Die)
+        );
+        assert!(app_processes(-1).is_empty());
     }
 }

@@ -11,9 +11,11 @@
 //!
 //! Beside the supervisor it feeds the OOM monitor (`container::oom`): every SIGKILL death it
 //! reaps, every SIGKILL pyinit sends, and a slow poll. That is reporting only: no decision of the
-//! supervisor depends on it. On the same poll it reads the cgroup's memory use and hands it, with
-//! the OOM-kill count, to the supervisor as `Event::ResourceUsage`, which only records them in
-//! `Status`: so `/metrics` shows them while a health request still reads nothing but `Status`.
+//! supervisor depends on it. On the same poll (`resize.rs`) it reads the cgroup's limits and
+//! memory use and hands them, with the OOM-kill count, to the supervisor as `Event::Resources`,
+//! which only records them in `Status`: so `/metrics` shows them while a health request still
+//! reads nothing but `Status`. A change of the limits may start a move of the app's worker
+//! count, whose steps `resize.rs` takes on a timer of their own.
 
 use std::future::{Future, pending, poll_fn};
 use std::pin::Pin;
@@ -25,9 +27,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::resize::ResourcePoll;
 use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
-use crate::container::oom::{self, OomMonitor, Victim};
-use crate::container::{self, facts::ContainerFacts};
+use crate::container::oom::{OomMonitor, Victim};
 use crate::exit::ChildStatus;
 use crate::probe::SharedGate;
 use crate::probe::threshold::{ProbeReport, Verdict};
@@ -67,14 +69,11 @@ pub async fn run_supervisor(
     publishers: Publishers,
     mut probe_rx: mpsc::Receiver<ProbeReport>,
     mut oom_monitor: OomMonitor,
-    facts: ContainerFacts,
+    mut resource_poll: ResourcePoll,
 ) -> u8 {
     publishers.publish(&supervisor);
     // The first tick comes at once, so `/metrics` has the memory use from the start.
-    let poll_period = oom_monitor
-        .poll_period()
-        .or_else(|| facts.memory_cgroup.as_ref().map(|_| oom::POLL_PERIOD));
-    let mut resource_poll = poll_period.map(|period| {
+    let mut resource_ticks = resource_poll.period(&oom_monitor).map(|period| {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
@@ -94,9 +93,15 @@ pub async fn run_supervisor(
             }
             () = sleep_until(deadline) => Event::Timer,
             report = next_probe_report(&mut probe_rx) => Event::Probe(report),
-            () = next_tick(&mut resource_poll) => {
+            () = next_tick(&mut resource_ticks) => {
                 oom_monitor.poll();
-                read_resource_usage(&facts, &oom_monitor)
+                resource_poll.poll(&mut oom_monitor, crate::clock::now())
+            }
+            () = sleep_until(resource_poll.next_worker_check()) => {
+                // The follower's own step: the supervisor has nothing to record.
+                let app_pid = supervisor.app_pid_before_drain();
+                resource_poll.follow_workers(app_pid, crate::clock::now());
+                continue;
             }
         };
         let now = crate::clock::now();
@@ -187,18 +192,6 @@ fn sleep_until(deadline: Option<std::time::Instant>) -> Pin<Box<dyn Future<Outpu
             deadline,
         ))),
         None => Box::pin(pending()),
-    }
-}
-
-/// The cgroup's memory use now and the OOM kills reported so far. One small cgroup file is read
-/// on the runtime's thread: the kernel answers it from its own counters, without waiting on the
-/// app or on a disk.
-fn read_resource_usage(facts: &ContainerFacts, oom_monitor: &OomMonitor) -> Event {
-    Event::ResourceUsage {
-        memory_usage_bytes: container::read_memory_usage(facts),
-        oom_kills: oom_monitor
-            .has_counter()
-            .then(|| oom_monitor.kill_count().get()),
     }
 }
 

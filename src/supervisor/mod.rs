@@ -30,7 +30,7 @@
 //! next step (SIGKILL at, give up at) while stopping, the code once exited. Decisions read only
 //! the state and the [`Policy`]. Beside the state the supervisor keeps what it counts and
 //! records: the probes' results, counted by Kubernetes' rules (`probe::threshold`), the signals
-//! forwarded and orphans reaped, the container's resources ([`Event::ResourceUsage`] is only
+//! forwarded and orphans reaped, the container's resources ([`Event::Resources`] is only
 //! recorded) and the shutdown record, which is written as things happen, for the drill, and
 //! never read back by a decision.
 //!
@@ -42,6 +42,7 @@
 //! [`Supervisor::probe_gate`]: which probes may run.
 
 pub mod driver;
+pub mod resize;
 
 use std::time::{Duration, Instant};
 
@@ -112,12 +113,10 @@ pub enum Event {
     Timer,
     /// A probe finished.
     Probe(ProbeReport),
-    /// The driver's periodic reading of the container's memory use and OOM-kill count; only
-    /// recorded in `Status`, for `/metrics`: no decision depends on it.
-    ResourceUsage {
-        memory_usage_bytes: Option<u64>,
-        oom_kills: Option<u64>,
-    },
+    /// The driver's periodic reading of the container's resources: its limits (which an
+    /// in-place resize changes), memory use and OOM-kill count; only recorded in `Status`, for
+    /// `/metrics`: no decision depends on it.
+    Resources(Resources),
 }
 
 /// Why a signal is being sent to the app.
@@ -376,7 +375,8 @@ impl Supervisor {
         self
     }
 
-    /// Records the container's limits, read once at start, for `/metrics`.
+    /// Records the container's limits as read at start, for `/metrics` until the driver's first
+    /// [`Event::Resources`].
     pub fn with_resource_limits(
         mut self,
         cpu_limit_millicpus: Option<u64>,
@@ -400,6 +400,18 @@ impl Supervisor {
     /// app is gone.
     pub fn app_pid(&self) -> Option<i32> {
         self.state.running_app_pid()
+    }
+
+    /// The app's pid while it runs and no drain has begun: the only time its worker count may
+    /// follow the CPU limit (a server that shuts down is not resized).
+    pub fn app_pid_before_drain(&self) -> Option<i32> {
+        match self.state {
+            State::Running(Workload::App { pid }) => Some(pid),
+            State::Running(Workload::Sidecar)
+            | State::Draining(..)
+            | State::Stopping(_)
+            | State::Exited { .. } => None,
+        }
     }
 
     /// The snapshot the health server reads, as of the last step.
@@ -489,13 +501,7 @@ impl Supervisor {
             } => self.on_reaped(app, n_orphans, children_left, now, &mut actions),
             Event::Timer => self.on_timer(now, &mut actions),
             Event::Probe(report) => self.on_probe(&report, &mut actions),
-            Event::ResourceUsage {
-                memory_usage_bytes,
-                oom_kills,
-            } => {
-                self.resources.memory_usage_bytes = memory_usage_bytes;
-                self.resources.oom_kills = oom_kills;
-            }
+            Event::Resources(resources) => self.resources = resources,
         }
         let after = self.view();
         // Kept only from a step's view: the builders' views before the first step (a sidecar

@@ -587,43 +587,63 @@ fn sidecar_stops_on_sigint_too() {
 }
 
 #[test]
-fn resource_usage_is_recorded_and_decides_nothing() {
+fn resources_are_recorded_and_decide_nothing() {
     let t0 = Instant::now();
     let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
         .with_resource_limits(Some(1500), Some(256 << 20));
-    let usage = |bytes| Event::ResourceUsage {
-        memory_usage_bytes: Some(bytes),
-        oom_kills: Some(1),
+    assert_eq!(
+        supervisor.status().resources.cpu_limit_millicpus,
+        Some(1500)
+    );
+    assert_eq!(supervisor.app_pid_before_drain(), Some(APP));
+    let reading = |cpu_limit_millicpus, memory_usage_bytes| {
+        Event::Resources(Resources {
+            cpu_limit_millicpus,
+            memory_limit_bytes: Some(256 << 20),
+            memory_usage_bytes,
+            oom_kills: Some(1),
+        })
     };
-    assert_eq!(supervisor.step(usage(50 << 20), t0), vec![]);
+    assert_eq!(
+        supervisor.step(reading(Some(1500), Some(50 << 20)), t0),
+        vec![]
+    );
     let resources = supervisor.status().resources;
     assert_eq!(resources.cpu_limit_millicpus, Some(1500));
     assert_eq!(resources.memory_limit_bytes, Some(256 << 20));
     assert_eq!(resources.memory_usage_bytes, Some(50 << 20));
     assert_eq!(resources.oom_kills, Some(1));
-    // In a drain too: no deadline moves, no signal is sent.
+    // A resize: the new limit is what /metrics shows.
+    assert_eq!(
+        supervisor.step(reading(Some(2000), Some(50 << 20)), t0),
+        vec![]
+    );
+    assert_eq!(
+        supervisor.status().resources.cpu_limit_millicpus,
+        Some(2000)
+    );
+    // In a drain too: no deadline moves, no signal is sent, and the app is no longer resized.
     supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    assert_eq!(supervisor.app_pid_before_drain(), None);
+    assert_eq!(supervisor.app_pid(), Some(APP));
     let deadline = supervisor.next_deadline();
-    assert_eq!(supervisor.step(usage(60 << 20), t0 + secs(1)), vec![]);
+    assert_eq!(
+        supervisor.step(reading(Some(500), Some(60 << 20)), t0 + secs(1)),
+        vec![]
+    );
     assert_eq!(supervisor.next_deadline(), deadline);
     assert_eq!(supervisor.status().phase, Phase::Draining);
     assert_eq!(
         supervisor.status().resources.memory_usage_bytes,
         Some(60 << 20)
     );
+    assert_eq!(supervisor.status().resources.cpu_limit_millicpus, Some(500));
     // A file that stopped being readable makes the value unknown again.
-    supervisor.step(
-        Event::ResourceUsage {
-            memory_usage_bytes: None,
-            oom_kills: None,
-        },
-        t0 + secs(2),
-    );
+    supervisor.step(reading(Some(500), None), t0 + secs(2));
     assert_eq!(supervisor.status().resources.memory_usage_bytes, None);
-    assert_eq!(
-        supervisor.status().resources.cpu_limit_millicpus,
-        Some(1500)
-    );
+    assert_eq!(supervisor.status().resources.cpu_limit_millicpus, Some(500));
+    let sidecar = Supervisor::new(policy(), Workload::Sidecar);
+    assert_eq!(sidecar.app_pid_before_drain(), None);
 }
 
 #[test]

@@ -451,6 +451,25 @@ impl Container {
         );
     }
 
+    /// `runc update ARGS ID`: changes the running container's limits in place, as the kubelet's
+    /// runtime does for an in-place resize (`--cpu-quota Q --cpu-period P`, `--memory B
+    /// --memory-swap B`).
+    pub fn update(&self, args: &[&str]) {
+        let output = Command::new("runc")
+            .arg("update")
+            .args(args)
+            .arg(self.id())
+            .output()
+            .expect("run runc update");
+        assert!(
+            output.status.success(),
+            "runc update {args:?} {} failed: {}\ncontainer stderr:\n{}",
+            self.id(),
+            String::from_utf8_lossy(&output.stderr).trim(),
+            self.stderr.joined()
+        );
+    }
+
     /// The host pid of the container's PID 1 (pyinit), as runc reported it at start.
     pub fn init_pid(&self) -> u32 {
         self.init_pid

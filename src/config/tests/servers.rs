@@ -266,3 +266,31 @@ fn development_servers_are_recognised_for_a_warning_only() {
     assert_eq!(config.server, None);
     assert_eq!(config.policy.app_stop_signal, Some(Signal::SIGTERM));
 }
+
+#[test]
+fn a_drill_knows_the_profile_server_none_turned_off() {
+    let drill = |args: &[&str]| match parse(args).unwrap().mode {
+        Mode::Drill(drill) => drill.server_turned_off,
+        Mode::Supervise => panic!("not a drill: {args:?}"),
+    };
+    let ready = ["drill", "--drill-ready-after", "1s"];
+    let with = |more: &[&'static str]| -> Vec<&'static str> {
+        ready.iter().copied().chain(more.iter().copied()).collect()
+    };
+    assert_eq!(
+        drill(&with(&[
+            "--server",
+            "none",
+            "--",
+            "waitress-serve",
+            "app:app"
+        ])),
+        Some("waitress")
+    );
+    // With the profile on, or for a command pyinit does not know, nothing was turned off.
+    assert_eq!(drill(&with(&["--", "waitress-serve", "app:app"])), None);
+    assert_eq!(
+        drill(&with(&["--server", "none", "--", "python3", "app.py"])),
+        None
+    );
+}
