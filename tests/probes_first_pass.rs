@@ -168,7 +168,13 @@ fn an_app_answering_503_while_it_warms_up_is_not_flooded() {
 fn start_before_the_app_listens(listen: &crate::dist::TempDir) -> (Running, SocketAddr, PathBuf) {
     let port = free_port();
     let go = listen.path.join("listen");
-    let app = counting_app(port, &["--listen-when", go.to_str().unwrap()]);
+    // Without --print-requests: the answer to pyinit's first probe, printed by the server's
+    // thread as the app prints its ready line, could break that line.
+    let port_arg = port.to_string();
+    let app = python_fixture(
+        "http_app.py",
+        &["--port", &port_arg, "--listen-when", go.to_str().unwrap()],
+    );
     let (running, addr) = start("readiness", port, app);
     poll_until(PATIENCE, "pyinit's probe to be refused", || {
         get(addr, "/readyz?verbose")
