@@ -343,6 +343,8 @@ pub struct Supervisor {
     resources: Resources,
     /// The server whose profile applies, for `/metrics`.
     server: Option<&'static str>,
+    /// `/readyz` passed after some step: the health server's hold is over for good.
+    has_been_ready: bool,
     /// The view of all the above after the last step; only [`Supervisor::view`] builds it.
     status: Status,
 }
@@ -359,6 +361,7 @@ impl Supervisor {
             orphans_reaped: 0,
             resources: Resources::default(),
             server: None,
+            has_been_ready: false,
             status: Status::default(),
         };
         supervisor.status = supervisor.view();
@@ -421,6 +424,7 @@ impl Supervisor {
     fn view(&self) -> Status {
         let app = self.app_state();
         let draining = self.shutdown.drain_started_at.is_some();
+        let checks = Checks::new(app, self.shutdown.drain_signal, &self.probes);
         Status {
             phase: self.state.phase(),
             app,
@@ -428,7 +432,8 @@ impl Supervisor {
             signals_forwarded: self.signals_forwarded,
             orphans_reaped: self.orphans_reaped,
             probes: self.probes.clone(),
-            checks: Checks::new(app, self.shutdown.drain_signal, &self.probes),
+            has_been_ready: self.has_been_ready || checks.ready(),
+            checks,
             shutdown: self.shutdown.clone(),
             resources: self.resources,
             server: self.server,
@@ -499,6 +504,9 @@ impl Supervisor {
             Event::Resources(resources) => self.resources = resources,
         }
         let after = self.view();
+        // Kept only from a step's view: the builders' views before the first step (a sidecar
+        // without probes, ready until `with_probes` adds them) are not what readers saw.
+        self.has_been_ready = after.has_been_ready;
         let before = std::mem::replace(&mut self.status, after);
         self.announce_verdicts(&before, &mut actions);
         if let State::Exited { code, .. } = self.state
