@@ -35,7 +35,7 @@ use crate::probe::spec::{ProbeConfig, ProbeKind};
 use crate::server::recognise::{Recognised, has_option, recognise};
 use crate::server::{DevelopmentServer, ProfileChange, ServerChoice, ServerProfile, ServerSetup};
 use crate::signals::spec::{RewriteMap, Signal, short_name};
-use crate::supervisor::Policy;
+use crate::supervisor::policy::Policy;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);

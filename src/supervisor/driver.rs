@@ -27,8 +27,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::policy::DeadlineDump;
 use super::resize::ResourcePoll;
-use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
+use super::{Action, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{OomMonitor, Victim};
 use crate::exit::ChildStatus;
 use crate::probe::SharedGate;

@@ -40,60 +40,21 @@
 //! of `live` or `ready` is found by comparing the view before the step with the view after it,
 //! and announced once as a [`Notice`]. The probers get a narrower view of their own,
 //! [`Supervisor::probe_gate`]: which probes may run.
+//!
+//! Beside this file, pure as it is: `policy.rs`, the rules it applies ([`Policy`]).
 
 pub mod driver;
+pub mod policy;
 pub mod resize;
 
 use std::time::{Duration, Instant};
 
-use crate::exit::{self, ChildStatus, ExitRemap};
+use self::policy::{DeadlineDump, HardStop, Policy};
+use crate::exit::{self, ChildStatus};
 use crate::probe::spec::ProbeKind;
 use crate::probe::threshold::{ProbeGate, ProbeReport, Probes, Verdict};
-use crate::signals::spec::{ForwardTarget, RewriteMap, Signal};
+use crate::signals::spec::{ForwardTarget, Signal};
 use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, Status};
-
-/// An optional middle rung between the stop signal and SIGKILL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HardStop {
-    pub signal: Signal,
-    /// Measured from the signal that started the drain.
-    pub after: Duration,
-}
-
-/// The step between the drain deadline and the SIGKILL: a signal that makes every Python process
-/// print where it is stuck (faulthandler's traceback), and the time they get to print it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeadlineDump {
-    pub signal: Signal,
-    /// From the dump signal to the SIGKILL.
-    pub window: Duration,
-}
-
-/// The rules the supervisor applies; built from the validated configuration.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    /// The signal whose arrival begins the drain (`--stop-signal`, the image's STOPSIGNAL or the
-    /// pod's stopSignal); SIGTERM begins it too, whatever this is.
-    pub stop_signal: Signal,
-    /// What the app is sent when the drain sends its stop signal; `None` when `--signal-map`
-    /// drops it. `config` decides it; the supervisor sends exactly this.
-    pub app_stop_signal: Option<Signal>,
-    pub forward_to: ForwardTarget,
-    pub rewrite: RewriteMap,
-    pub pre_stop_delay: Duration,
-    pub drain_timeout: Duration,
-    pub hard_stop: Option<HardStop>,
-    /// `None` for `--deadline-dump off`: SIGKILL at the deadline itself.
-    pub deadline_dump: Option<DeadlineDump>,
-    /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
-    pub orphan_grace: Duration,
-    /// How long to wait for SIGKILLed processes to be reaped before exiting anyway.
-    pub kill_wait: Duration,
-    pub remap: ExitRemap,
-    /// The app's death by `app_stop_signal`, after the drain sent it, is a clean stop: exit 0
-    /// (a server that re-raises the signal after draining, as uvicorn does).
-    pub clean_death_by_stop_signal: bool,
-}
 
 /// Something that happened, as the driver reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]

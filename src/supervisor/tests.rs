@@ -8,6 +8,8 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::exit::ExitRemap;
+use crate::signals::spec::RewriteMap;
 
 mod deadline;
 mod probes;
