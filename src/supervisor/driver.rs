@@ -27,9 +27,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::event::Event;
 use super::policy::DeadlineDump;
 use super::resize::ResourcePoll;
-use super::{Action, Event, Notice, Reason, Supervisor};
+use super::{Action, Notice, Reason, Supervisor};
 use crate::container::oom::{OomMonitor, Victim};
 use crate::exit::ChildStatus;
 use crate::probe::SharedGate;

@@ -41,44 +41,23 @@
 //! and announced once as a [`Notice`]. The probers get a narrower view of their own,
 //! [`Supervisor::probe_gate`]: which probes may run.
 //!
-//! Beside this file, pure as it is: `policy.rs`, the rules it applies ([`Policy`]).
+//! Beside this file, pure as it is: `policy.rs`, the rules it applies ([`Policy`]); `event.rs`,
+//! what goes in ([`Workload`], [`Event`]).
 
 pub mod driver;
+pub mod event;
 pub mod policy;
 pub mod resize;
 
 use std::time::{Duration, Instant};
 
+use self::event::{Event, Workload};
 use self::policy::{DeadlineDump, HardStop, Policy};
 use crate::exit::{self, ChildStatus};
 use crate::probe::spec::ProbeKind;
 use crate::probe::threshold::{ProbeGate, ProbeReport, Probes, Verdict};
 use crate::signals::spec::{ForwardTarget, Signal};
 use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, Status};
-
-/// Something that happened, as the driver reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// pyinit caught a signal (never SIGCHLD: that becomes `Reaped`).
-    Signal(Signal),
-    /// One reaping pass.
-    Reaped {
-        /// The app's status, if the app was among the reaped.
-        app: Option<ChildStatus>,
-        /// Other exited processes reaped in this pass.
-        n_orphans: usize,
-        /// False once `waitpid` says pyinit has no child at all.
-        children_left: bool,
-    },
-    /// The deadline from [`Supervisor::next_deadline`] has come.
-    Timer,
-    /// A probe finished.
-    Probe(ProbeReport),
-    /// The driver's periodic reading of the container's resources: its limits (which an
-    /// in-place resize changes), memory use and OOM-kill count; only recorded in `Status`, for
-    /// `/metrics`: no decision depends on it.
-    Resources(Resources),
-}
 
 /// Why a signal is being sent to the app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,16 +142,6 @@ pub enum Action {
     Notice(Notice),
     /// Exit pyinit with this code (already remapped).
     Exit(u8),
-}
-
-/// What pyinit runs beside its probes; fixed when it starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    /// A health sidecar (no command): there is no app, and liveness and readiness follow the
-    /// probes alone.
-    Sidecar,
-    /// The app, running as `pid`.
-    App { pid: i32 },
 }
 
 /// What the supervisor is waiting for, with what it needs to decide the next step.
