@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 /// other crates only `PURE_EXTERNAL`.
 const PURE_FILES: &[&str] = &[
     "src/supervisor/mod.rs",
+    "src/supervisor/action.rs",
     "src/supervisor/event.rs",
     "src/supervisor/policy.rs",
     "src/config/mod.rs",
