@@ -23,6 +23,7 @@ const PURE_FILES: &[&str] = &[
     "src/supervisor/action.rs",
     "src/supervisor/event.rs",
     "src/supervisor/policy.rs",
+    "src/supervisor/state.rs",
     "src/config/mod.rs",
     "src/config/cli.rs",
     "src/config/drain.rs",

@@ -43,135 +43,26 @@
 //!
 //! Beside this file, pure as it is: `policy.rs`, the rules it applies ([`Policy`]); `event.rs`,
 //! what goes in ([`Workload`], [`Event`]); `action.rs`, what comes out ([`Action`], with its
-//! [`Reason`] and [`Notice`]).
+//! [`Reason`] and [`Notice`]); `state.rs`, the private `State` and its parts.
 
 pub mod action;
 pub mod driver;
 pub mod event;
 pub mod policy;
 pub mod resize;
+mod state;
 
 use std::time::Instant;
 
 use self::action::{Action, Notice, Reason};
 use self::event::{Event, Workload};
 use self::policy::{DeadlineDump, Policy};
+use self::state::{AppEnd, Drain, State, StopStep, Stopping};
 use crate::exit::{self, ChildStatus};
 use crate::probe::spec::ProbeKind;
 use crate::probe::threshold::{ProbeGate, ProbeReport, Probes};
 use crate::signals::spec::Signal;
 use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, Status};
-
-/// What the supervisor is waiting for, with what it needs to decide the next step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// No stop has been asked for.
-    Running(Workload),
-    /// A stop request (the stop signal or SIGTERM; for a sidecar SIGINT too) started a drain.
-    Draining(Workload, Drain),
-    /// The app has exited, or was still running at the drain deadline: what is left is stopped.
-    Stopping(Stopping),
-    /// pyinit exits with `code` (already remapped): `step` returns it as the last action. A
-    /// sidecar's last view has no app in it.
-    Exited { code: u8, sidecar: bool },
-}
-
-/// A drain under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Drain {
-    /// The stop request that started it: every later step of the drain is measured from here.
-    started_at: Instant,
-    stop_sent: bool,
-    hard_stop_sent: bool,
-}
-
-/// The last phase: signals to whatever is left, then the wait for the reaper.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stopping {
-    app: AppEnd,
-    /// When the drain started, if one did: no SIGKILL comes later than its deadline.
-    drain_started_at: Option<Instant>,
-    next: StopStep,
-}
-
-/// What became of the app, as far as the exit code goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AppEnd {
-    /// Still running at the drain deadline: pyinit exits 137, however the app ends after it (of
-    /// the dump signal, of the SIGKILL, or by itself in a race with them). `reaped` once its
-    /// status came in.
-    Overdue { pid: i32, reaped: bool },
-    /// Exited before the deadline (or without a drain); `code` is what pyinit exits with
-    /// (before `--remap-exit`): the app's, or 0 for a clean death by its stop signal.
-    Exited { code: u8 },
-}
-
-impl AppEnd {
-    /// The code pyinit exits with (before `--remap-exit`).
-    fn exit_code(self) -> u8 {
-        match self {
-            AppEnd::Overdue { .. } => exit::KILLED_AT_DEADLINE,
-            AppEnd::Exited { code } => code,
-        }
-    }
-}
-
-/// The next step of [`Stopping`], and when it comes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StopStep {
-    /// Everything left has been asked to stop (SIGTERM to an exited app's leftovers) or to print
-    /// its traceback (the dump signal); it gets SIGKILL at this instant.
-    KillAt(Instant),
-    /// SIGKILL has been sent; pyinit exits at this instant even if some process was never
-    /// reaped.
-    GiveUpAt(Instant),
-}
-
-impl State {
-    /// The app's pid while it runs (signalled at the deadline but not yet reaped included):
-    /// the process whose exit is the app's. `None` once the app is gone, and for a sidecar.
-    fn running_app_pid(self) -> Option<i32> {
-        match self {
-            State::Running(Workload::App { pid })
-            | State::Draining(Workload::App { pid }, _)
-            | State::Stopping(Stopping {
-                app: AppEnd::Overdue { pid, reaped: false },
-                ..
-            }) => Some(pid),
-            State::Running(Workload::Sidecar)
-            | State::Draining(Workload::Sidecar, _)
-            | State::Stopping(_)
-            | State::Exited { .. } => None,
-        }
-    }
-
-    /// True while pyinit runs as a health sidecar, and in a sidecar's last state.
-    fn is_sidecar(self) -> bool {
-        matches!(
-            self,
-            State::Running(Workload::Sidecar)
-                | State::Draining(Workload::Sidecar, _)
-                | State::Exited { sidecar: true, .. }
-        )
-    }
-
-    fn drain_started_at(self) -> Option<Instant> {
-        match self {
-            State::Draining(_, drain) => Some(drain.started_at),
-            State::Stopping(stopping) => stopping.drain_started_at,
-            State::Running(_) | State::Exited { .. } => None,
-        }
-    }
-
-    fn phase(self) -> Phase {
-        match self {
-            State::Running(_) => Phase::Running,
-            State::Draining(..) => Phase::Draining,
-            State::Stopping(_) => Phase::Stopping,
-            State::Exited { .. } => Phase::Exited,
-        }
-    }
-}
 
 /// The state machine: the state, what pyinit has counted and recorded beside it, and the view of
 /// both that readers get.
