@@ -127,23 +127,7 @@ fn tokens(source: &str) -> Vec<Token> {
                 index += 1;
             }
         } else if c == '/' && at(index + 1) == '*' {
-            let mut depth = 0;
-            loop {
-                if at(index) == '/' && at(index + 1) == '*' {
-                    depth += 1;
-                    index += 2;
-                } else if at(index) == '*' && at(index + 1) == '/' {
-                    depth -= 1;
-                    index += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else if index >= chars.len() {
-                    break;
-                } else {
-                    index += 1;
-                }
-            }
+            index = block_comment_end(&chars, index);
         } else if let Some(end) = raw_string_end(&chars, index) {
             index = end;
         } else if c == '"' || ((c == 'b' || c == 'c') && at(index + 1) == '"') {
@@ -153,24 +137,7 @@ fn tokens(source: &str) -> Vec<Token> {
             }
             index += 1;
         } else if c == '\'' || (c == 'b' && at(index + 1) == '\'') {
-            // A char literal ends with a quote within a few characters; a lifetime does not.
-            let start = if c == '\'' { index + 1 } else { index + 2 };
-            let end = if at(start) == '\\' {
-                (start + 2..chars.len()).find(|&i| at(i) == '\'')
-            } else if at(start + 1) == '\'' {
-                Some(start + 1)
-            } else {
-                None
-            };
-            match end {
-                Some(end) => index = end + 1,
-                None => {
-                    index = start;
-                    while at(index).is_alphanumeric() || at(index) == '_' {
-                        index += 1;
-                    }
-                }
-            }
+            index = char_or_lifetime_end(&chars, index);
         } else if c.is_alphabetic() || c == '_' {
             let start = index;
             while at(index).is_alphanumeric() || at(index) == '_' {
@@ -196,6 +163,57 @@ fn tokens(source: &str) -> Vec<Token> {
         }
     }
     found
+}
+
+/// Where a block comment starting at `index` ends, the comments nested in it included.
+fn block_comment_end(chars: &[char], mut index: usize) -> usize {
+    let at = |i: usize| chars.get(i).copied().unwrap_or('\0');
+    let mut depth = 0;
+    loop {
+        if at(index) == '/' && at(index + 1) == '*' {
+            depth += 1;
+            index += 2;
+        } else if at(index) == '*' && at(index + 1) == '/' {
+            depth -= 1;
+            index += 2;
+            if depth == 0 {
+                break;
+            }
+        } else if index >= chars.len() {
+            break;
+        } else {
+            index += 1;
+        }
+    }
+    index
+}
+
+/// Where a char literal (`'a'`, `'\n'`, `b'u'`) or a lifetime (`'a`) starting at `index` ends.
+fn char_or_lifetime_end(chars: &[char], index: usize) -> usize {
+    let at = |i: usize| chars.get(i).copied().unwrap_or('\0');
+    // A char literal ends with a quote within a few characters; a lifetime does not.
+    let start = if at(index) == '\'' {
+        index + 1
+    } else {
+        index + 2
+    };
+    let end = if at(start) == '\\' {
+        (start + 2..chars.len()).find(|&i| at(i) == '\'')
+    } else if at(start + 1) == '\'' {
+        Some(start + 1)
+    } else {
+        None
+    };
+    match end {
+        Some(end) => end + 1,
+        None => {
+            let mut index = start;
+            while at(index).is_alphanumeric() || at(index) == '_' {
+                index += 1;
+            }
+            index
+        }
+    }
 }
 
 /// Where a raw string starting at `index` (`r"`, `r#"`, `br##"`, ...) ends, if one starts there.
