@@ -132,12 +132,19 @@ fn module_of(relative: &str) -> Vec<String> {
     module
 }
 
-/// `path` from the crate root, if it is a path into the crate (`crate::`, `super::`, `self::`).
-fn within_crate(path: &[String], module: &[String]) -> Option<Vec<String>> {
+/// `path` from the crate root, if it is a path into the crate (`crate::`, `super::`, `self::`,
+/// or the name of one of the file's own child modules, `children`, which a path may name bare:
+/// `use drain::DrainTiming` in `config/mod.rs`).
+fn within_crate(path: &[String], module: &[String], children: &[String]) -> Option<Vec<String>> {
     let first = path.first()?;
     let mut base: Vec<String> = match first.as_str() {
         "crate" => Vec::new(),
         "self" | "super" => module.to_vec(),
+        child if children.iter().any(|name| name == child) => {
+            let mut base = module.to_vec();
+            base.extend(path.iter().cloned());
+            return Some(base);
+        }
         _ => return None,
     };
     let mut rest = path;
@@ -168,8 +175,9 @@ fn defining_file(root: &Path, path: &[String]) -> String {
     "src/main.rs".to_owned()
 }
 
-/// Why `path` has no place in a pure file, if it has none.
-fn impurity(path: &[String], file: &PureFile<'_>) -> Option<String> {
+/// Why `path` has no place in a pure file (whose own child modules are `children`), if it has
+/// none.
+fn impurity(path: &[String], file: &PureFile<'_>, children: &[String]) -> Option<String> {
     let joined = path.join("::");
     let starts_with = |prefix: &[&str]| {
         path.len() >= prefix.len() && path.iter().zip(prefix).all(|(segment, p)| segment == p)
@@ -179,7 +187,7 @@ fn impurity(path: &[String], file: &PureFile<'_>) -> Option<String> {
     if reads_clock {
         return Some(format!("{joined} (a clock)"));
     }
-    if let Some(item) = within_crate(path, &file.module) {
+    if let Some(item) = within_crate(path, &file.module, children) {
         return (!(file.is_pure)(&item)).then(|| format!("{joined} (not in a pure file)"));
     }
     let first = path.first()?;
@@ -203,9 +211,10 @@ fn impurity(path: &[String], file: &PureFile<'_>) -> Option<String> {
 /// Everything in `source` (outside its test items) that a pure file must not use.
 fn impurities(source: &str, file: &PureFile<'_>) -> Vec<String> {
     let code = without_test_items(&tokens(source));
+    let children = child_modules(&code);
     let paths = paths(&code);
     let mut found: Vec<String> = (paths.iter())
-        .filter_map(|path| impurity(path, file))
+        .filter_map(|path| impurity(path, file, &children))
         .collect();
     for window in code.windows(3) {
         if let [Token::Punct('.'), Token::Ident(method), Token::Punct('(')] = window
@@ -215,6 +224,16 @@ fn impurities(source: &str, file: &PureFile<'_>) -> Vec<String> {
         }
     }
     found
+}
+
+/// The modules `code` declares (`mod drain;`, `pub mod cli;`, `mod tests { .. }`).
+fn child_modules(code: &[Token]) -> Vec<String> {
+    (code.windows(2))
+        .filter_map(|pair| match pair {
+            [Token::Ident(keyword), Token::Ident(name)] if keyword == "mod" => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The crates of Cargo.toml's `[dependencies]` table, as code names them.

@@ -22,18 +22,18 @@ fn every_crate_path_finds_the_file_that_defines_it() {
     assert_eq!(module_of("src/exit.rs"), ["exit"]);
     let module = module_of("src/container/env.rs");
     assert_eq!(
-        within_crate(&path("super::facts::Limit"), &module),
+        within_crate(&path("super::facts::Limit"), &module, &[]),
         Some(path("container::facts::Limit"))
     );
     assert_eq!(
-        within_crate(&path("super::super::exit::USAGE"), &module),
+        within_crate(&path("super::super::exit::USAGE"), &module, &[]),
         Some(path("exit::USAGE"))
     );
     assert_eq!(
-        within_crate(&path("self::tests"), &module),
+        within_crate(&path("self::tests"), &module, &[]),
         Some(path("container::env::tests"))
     );
-    assert_eq!(within_crate(&path("std::fs"), &module), None);
+    assert_eq!(within_crate(&path("std::fs"), &module, &[]), None);
 }
 
 #[test]
@@ -137,6 +137,11 @@ fn impurities_are_found_whatever_they_are_called() {
             "crate::signals::kill_all",
         ),
         ("use super::*;", "super::*"),
+        // A child module named bare, as `use drain::..` in config/mod.rs.
+        (
+            "mod driver; use driver::run_supervisor;",
+            "driver::run_supervisor",
+        ),
     ] {
         let found = impurities_in_supervisor(code);
         assert!(
