@@ -6,7 +6,7 @@ mod servers;
 use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
 use crate::signals::spec::ForwardTarget;
-use crate::supervisor::{DeadlineDump, HardStop};
+use crate::supervisor::policy::{DeadlineDump, HardStop};
 
 mod lifecycle;
 
