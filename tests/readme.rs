@@ -2,7 +2,13 @@
 //! pyinit and for `pyinit drill`) appears in docs/flags.md; `--help` groups the flags by concern
 //! and `-h` is one screen with two examples, neither wider than 100 columns; every command of the
 //! Install section of docs/install.md runs, and no page tells anyone to `pip install pyinit`,
-//! which is another project on PyPI.
+//! which is another project on PyPI. The README's quick start and commands (quick_start.rs) and
+//! the links of the README and docs/ (links.rs) have modules of their own.
+
+mod links;
+mod quick_start;
+
+pub use quick_start::readme_command;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -17,13 +17,9 @@ use crate::common::{Lines, PATIENCE, descendants_of, poll_until, send_signal};
 
 /// The README's first command, after `cargo run --release --`: pyinit's flags and the app.
 pub fn readme_first_command() -> Vec<String> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("read README.md");
-    let line = readme
-        .lines()
-        .find(|line| line.starts_with("cargo run --release -- "))
-        .expect("the README's first command");
-    line["cargo run --release -- ".len()..]
+    crate::readme::readme_command("cargo run --release -- ")
         .split_whitespace()
+        .skip(4)
         .map(str::to_owned)
         .collect()
 }

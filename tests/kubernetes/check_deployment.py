@@ -2,7 +2,7 @@
 against the Kubernetes schemas with kubernetes-validate (strict).
 
     target/e2e-venv/bin/python3 tests/kubernetes/check_deployment.py PATH... \\
-        [--dockerfile FILE [--image NAME]]
+        [--dockerfile FILE [--image NAME]] [--snippet]
 
 PATH is a manifest or a folder (its *.yaml and *.yml files). A container's argv follows
 Kubernetes' rules (pyinit_argv.py): without `command` it runs the image's ENTRYPOINT, with `args`
@@ -37,6 +37,9 @@ examples). For a checked Deployment:
   one pod at a time while keeping another;
 - with --dockerfile: STOPSIGNAL SIGTERM, a HEALTHCHECK that asks /livez on the health port, and
   a user created with runAsUser's uid.
+With --snippet the manifests are a Deployment alone, as the README shows one beside its
+Dockerfile: no Service or PodDisruptionBudget is required, and of the Dockerfile only its user is
+checked (STOPSIGNAL and HEALTHCHECK matter to `docker run`, not to the kubelet).
 Prints one line per check (`ok`, `FAIL` or `skip`) and exits 1 if any failed.
 """
 import os
@@ -396,16 +399,18 @@ def check_disruption_budget(where, budget, workload, report):
     )
 
 
-def check_dockerfile(image, workload, report):
+def check_dockerfile(image, workload, report, snippet):
     with open(image.path, encoding="utf-8") as file:
         joined = file.read().replace("\\\n", " ")
-    report.check(re.search(r"(?m)^STOPSIGNAL\s+SIGTERM\s*$", joined) is not None, "STOPSIGNAL SIGTERM")
-    healthcheck = re.search(r"(?m)^HEALTHCHECK\b.*$", joined)
-    port = workload.health_port
-    report.check(
-        healthcheck is not None and f":{port}/livez" in healthcheck.group(0),
-        f"HEALTHCHECK asks /livez on port {port}",
-    )
+    if not snippet:
+        report.check(re.search(r"(?m)^STOPSIGNAL\s+SIGTERM\s*$", joined) is not None,
+                     "STOPSIGNAL SIGTERM")
+        healthcheck = re.search(r"(?m)^HEALTHCHECK\b.*$", joined)
+        port = workload.health_port
+        report.check(
+            healthcheck is not None and f":{port}/livez" in healthcheck.group(0),
+            f"HEALTHCHECK asks /livez on port {port}",
+        )
     uid = workload.run_as_user
     report.check(
         re.search(rf"useradd\b[^\n]*--uid {uid}\b", joined) is not None,
@@ -450,7 +455,8 @@ def manifest_files(paths):
 
 
 def parse_arguments(args):
-    options = {}
+    options = {"--snippet": "--snippet" in args}
+    args = [arg for arg in args if arg != "--snippet"]
     for option in ("--dockerfile", "--image"):
         if option in args:
             index = args.index(option)
@@ -485,9 +491,10 @@ def main():
         check_probes(workload, report)
         check_security(workload, report)
         check_resources(workload, report)
-    check_selectors(documents, workloads, report)
+    if not options["--snippet"]:
+        check_selectors(documents, workloads, report)
     if image and workloads:
-        check_dockerfile(image, workloads[0], report)
+        check_dockerfile(image, workloads[0], report, options["--snippet"])
     validation = subprocess.run(
         [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", *files],
         capture_output=True,
