@@ -50,10 +50,10 @@ macro_rules! flag {
     };
 }
 
-/// A row of [`PROBE_FLAGS`]: the kind, its name in flags and in variables, and the two help lines
-/// that differ between kinds.
+/// A row of [`PROBE_FLAGS`]: the kind, its name in flags and in variables, what its period's help
+/// adds, and the two help lines that differ between kinds.
 macro_rules! probe_flags {
-    ($kind:expr, $name:literal, $env:literal, success: $success:literal, failure: $failure:literal $(,)?) => {
+    ($kind:expr, $name:literal, $env:literal, period: $period:literal, success: $success:literal, failure: $failure:literal $(,)?) => {
         ProbeFlags {
             kind: $kind,
             period: flag!(
@@ -61,7 +61,7 @@ macro_rules! probe_flags {
                 $env,
                 "period",
                 "PERIOD",
-                concat!("Time between ", $name, " probes, start to start")
+                concat!("Time between ", $name, " probes, start to start", $period)
             ),
             timeout: flag!(
                 $name,
@@ -105,6 +105,7 @@ const PROBE_FLAGS: [ProbeFlags; 3] = [
         ProbeKind::Readiness,
         "readiness",
         "READINESS",
+        period: "; before the first pass, every 100 ms while nothing answers",
         success: "Consecutive successes that make the app ready",
         failure: "Consecutive failures that make the app not ready",
     ),
@@ -112,6 +113,7 @@ const PROBE_FLAGS: [ProbeFlags; 3] = [
         ProbeKind::Liveness,
         "liveness",
         "LIVENESS",
+        period: "",
         success: "Consecutive successes that make the app live again (must be 1, as in Kubernetes)",
         failure: "Consecutive failures that make the app not live (the kubelet then restarts it)",
     ),
@@ -119,6 +121,7 @@ const PROBE_FLAGS: [ProbeFlags; 3] = [
         ProbeKind::Startup,
         "startup",
         "STARTUP",
+        period: "; before the first pass, every 100 ms while nothing answers",
         success: "Consecutive successes that end startup (must be 1, as in Kubernetes)",
         failure: "Consecutive failures after which startup has failed and liveness is false",
     ),
