@@ -495,6 +495,12 @@ def main():
         check_selectors(documents, workloads, report)
     if image and workloads:
         check_dockerfile(image, workloads[0], report, options["--snippet"])
+    return validate(files, report)
+
+
+def validate(files, report):
+    """Checks the manifests against the Kubernetes schemas with kubernetes-validate (strict), then
+    prints the count of failed checks; returns the exit code."""
     validation = subprocess.run(
         [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", *files],
         capture_output=True,

@@ -19,13 +19,12 @@ and:
   readOnlyRootFilesystem, capabilities drop ALL, no --allow-root) and has requests and limits.
 Prints one line per check (`ok` or `FAIL`) and exits 1 if any failed.
 """
-import subprocess
 import sys
 
 import yaml
 
 import pyinit_argv
-from check_deployment import Report, parse_duration, pyinit_flags, quantity
+from check_deployment import Report, parse_duration, pyinit_flags, quantity, validate
 
 KUBELET_MINIMUM_GRACE_SECONDS = 2.0
 
@@ -109,18 +108,7 @@ def main():
     report.check(len(deployments) == 1, f"{manifest} holds one Deployment")
     if deployments:
         check_sidecar(deployments[0], report)
-    validation = subprocess.run(
-        [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", manifest],
-        capture_output=True,
-        text=True,
-    )
-    output = (validation.stdout + validation.stderr).strip()
-    report.check(
-        validation.returncode == 0,
-        "kubernetes-validate --strict" + (f": {output}" if output else " passes"),
-    )
-    print(f"{report.failed} failed")
-    return 1 if report.failed else 0
+    return validate([manifest], report)
 
 
 if __name__ == "__main__":
