@@ -50,7 +50,7 @@ def server_argv(server, port):
 
 
 def init_argv(init, health_port, app_port):
-    """How each init starts the app in a pod. pyinit runs as the README's ENTRYPOINT does, with
+    """How each init starts the app in a pod. pyinit runs as an image's ENTRYPOINT would, with
     its defaults otherwise: it drops to nobody, probes the app's /healthz for readiness every
     second (this only decides when a new pod first turns ready) and serves /readyz on
     health_port; KUBERNETES_SERVICE_HOST gives it the Kubernetes pre-stop delay."""

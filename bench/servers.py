@@ -8,7 +8,7 @@ pod still runs. Recorded per trial: what became of the request (the HTTP status,
 connection closed before a whole answer) or of the task (its result's state, `lost` when none
 came), PID 1's exit code, and the time from the SIGTERM to the pod's exit.
 
-pyinit runs as the README's ENTRYPOINT does (`--user nobody`, its health port on loopback) and
+pyinit runs as an image's ENTRYPOINT would (`--user nobody`, its health port on loopback) and
 otherwise with its defaults, which apply the server's profile; `pyinit --server none` is the
 same without profiles (what pyinit did before it had them); tini and dumb-init run with their
 defaults (tini signals the app alone, dumb-init its whole process group). The pods have no KUBERNETES_SERVICE_HOST, so pyinit's

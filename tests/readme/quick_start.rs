@@ -3,7 +3,8 @@
 //! local try with `kill -TERM`); the snippet passes the manifest checker beside the Dockerfile
 //! block (tests/kubernetes/check_deployment.py `--snippet`), and both name the same app port;
 //! the local try runs as the README tells it (a request in flight at `kill -TERM <pid>`
-//! finishes, exit 0); and the README's drill command runs as written, as root and not.
+//! finishes, exit 0); the README's drill command runs as written, as root and not; and its
+//! native sidecar snippet says what examples/kubernetes/sidecar.yaml says.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -414,4 +415,62 @@ fn the_readmes_drill_command_runs_as_written_as_root_and_not() {
             "{how}: no request in flight:\n{stdout}"
         );
     }
+}
+
+/// Whether every key the README's sidecar snippet gives its container has the same value in
+/// examples/kubernetes/sidecar.yaml's init container of that name; with what differs.
+fn sidecar_snippet_matches(snippet: &str) -> (bool, String) {
+    const COMPARE: &str = "import sys, yaml\n\
+        snippet = yaml.safe_load(open(sys.argv[1]))['initContainers']\n\
+        docs = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]\n\
+        whole = {c['name']: c for d in docs\n\
+                 for c in d['spec']['template']['spec'].get('initContainers', [])}\n\
+        wrong = [(c['name'], k) for c in snippet for k in c if whole.get(c['name'], {}).get(k) != c[k]]\n\
+        print(wrong or 'same')\n\
+        sys.exit(1 if wrong else 0)\n";
+    let folder = TempDir::new("readme-sidecar");
+    let path = folder.path.join("snippet.yaml");
+    std::fs::write(&path, snippet).expect("write the snippet");
+    let output = output_within(
+        Command::new(venv_bin("python3"))
+            .args(["-c", COMPARE])
+            .arg(&path)
+            .arg(crate::examples::sidecar()),
+        PATIENCE,
+    );
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
+#[test]
+fn the_readmes_sidecar_snippet_is_the_sidecar_example() {
+    let readme = readme();
+    let snippet = code_blocks(&readme)
+        .into_iter()
+        .find(|block| block.language == "yaml" && block.text.contains("initContainers:"))
+        .expect("the README's native sidecar snippet")
+        .text;
+    // A YAML list item indented under a bullet: the block's own indentation is removed first.
+    let indent = snippet
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let snippet: String = snippet
+        .lines()
+        .map(|line| line.get(indent..).unwrap_or("").to_owned() + "\n")
+        .collect();
+    let (same, said) = sidecar_snippet_matches(&snippet);
+    assert!(
+        same,
+        "the README's sidecar snippet differs from sidecar.yaml: {said}"
+    );
+    // The comparison can fail: another health address is told apart.
+    let changed = snippet.replace("0.0.0.0:8558", "0.0.0.0:9000");
+    assert_ne!(changed, snippet);
+    let (same, said) = sidecar_snippet_matches(&changed);
+    assert!(!same, "a changed snippet passed: {said}");
+    assert!(said.contains("'health', 'command'"), "{said}");
 }
