@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::num::NonZeroU32;
 
 use super::facts::ContainerFacts;
+use crate::server::recognise::sets_worker_count;
 use crate::server::{ServerProfile, WorkersPerCpu, is_false_value};
 
 /// `--web-concurrency`: how `WEB_CONCURRENCY` is chosen.
@@ -71,7 +72,8 @@ pub struct AppEnvironment {
     pub kept: Vec<&'static str>,
     /// The `WEB_CONCURRENCY` pyinit chose from the CPUs (`--web-concurrency auto`) and set: the
     /// worker count it may keep following as the CPU limit moves. `None` for a fixed count,
-    /// `off`, or the app's own value.
+    /// `off`, the app's own value, or a count the app's environment gives the server another way
+    /// (`UVICORN_WORKERS`, `-w` in `GUNICORN_CMD_ARGS`).
     pub chosen_workers: Option<u32>,
 }
 
@@ -131,11 +133,7 @@ pub fn app_environment(
     if !has_app {
         return environment;
     }
-    let apps_own_web_concurrency = current_env.iter().any(|(key, _)| key == "WEB_CONCURRENCY");
-    if settings.web_concurrency == WebConcurrency::Auto && !apps_own_web_concurrency {
-        environment.chosen_workers = (facts.effective_millicpus())
-            .and_then(|millicpus| u32::try_from(web_concurrency_for(millicpus)).ok());
-    }
+    environment.chosen_workers = chosen_workers(facts, settings, current_env);
     let mut offer = |name: &'static str, value: Option<String>| {
         let Some(value) = value else { return };
         if current_env.iter().any(|(key, _)| key == name) {
@@ -192,6 +190,44 @@ pub fn app_environment(
         offer("PYTHONFAULTHANDLER", Some("1".to_owned()));
     }
     environment
+}
+
+/// The `WEB_CONCURRENCY` pyinit chooses from the CPUs and the server runs: with
+/// `--web-concurrency auto`, when the app's environment sets no count of its own.
+fn chosen_workers(
+    facts: &ContainerFacts,
+    settings: AppEnvSettings,
+    current_env: &[(OsString, OsString)],
+) -> Option<u32> {
+    let apps_own_web_concurrency = current_env.iter().any(|(key, _)| key == "WEB_CONCURRENCY");
+    let server_count_set =
+        (settings.server).is_some_and(|profile| sets_server_worker_count(profile, current_env));
+    if settings.web_concurrency != WebConcurrency::Auto
+        || apps_own_web_concurrency
+        || server_count_set
+    {
+        return None;
+    }
+    (facts.effective_millicpus())
+        .and_then(|millicpus| u32::try_from(web_concurrency_for(millicpus)).ok())
+}
+
+/// Whether the app's environment sets the server's worker count in a way the server reads over
+/// `WEB_CONCURRENCY`: one of its own count variables, or `-w`/`--workers` in the variable it
+/// reads as more of its command line (split on blanks, as its shell-like split would for these).
+fn sets_server_worker_count(profile: &ServerProfile, current_env: &[(OsString, OsString)]) -> bool {
+    current_env.iter().any(|(name, value)| {
+        profile
+            .worker_count_variables
+            .iter()
+            .any(|own| name == *own)
+            || (profile
+                .arguments_variable
+                .is_some_and(|arguments| name == arguments)
+                && value
+                    .to_str()
+                    .is_some_and(|words| sets_worker_count(words.split_whitespace())))
+    })
 }
 
 /// The profile's variables: its worker count (unless the app sets the same setting under
@@ -468,6 +504,30 @@ mod tests {
             "WEB_CONCURRENCY=4 PYTHON_CPU_COUNT=2 PYINIT_CPU_LIMIT=1.5 PYTHONUNBUFFERED=1 \
              PYTHONFAULTHANDLER=1"
         );
+    }
+
+    #[test]
+    fn a_worker_count_the_environment_sets_another_way_is_not_pyinits_to_follow() {
+        let limited = facts(Some((150000, 100000)), None, 8);
+        let chosen = |server: &str, pairs: &[(&str, &str)]| {
+            app_environment(&limited, with_server(server), &env(pairs), true).chosen_workers
+        };
+        assert_eq!(chosen("gunicorn", &[]), Some(4));
+        assert_eq!(chosen("uvicorn", &[]), Some(4));
+        // gunicorn reads GUNICORN_CMD_ARGS as more of its command line, over WEB_CONCURRENCY.
+        for args in ["-w 2", "--workers=2", "--bind :8000 -w2", "--workers 2"] {
+            assert_eq!(
+                chosen("gunicorn", &[("GUNICORN_CMD_ARGS", args)]),
+                None,
+                "{args}"
+            );
+        }
+        let bind_only = [("GUNICORN_CMD_ARGS", "--bind :8000 --timeout 30")];
+        assert_eq!(chosen("gunicorn", &bind_only), Some(4));
+        // uvicorn's click reads UVICORN_WORKERS for --workers, over WEB_CONCURRENCY.
+        assert_eq!(chosen("uvicorn", &[("UVICORN_WORKERS", "2")]), None);
+        // Another server's variable changes nothing.
+        assert_eq!(chosen("gunicorn", &[("UVICORN_WORKERS", "2")]), Some(4));
     }
 
     #[test]

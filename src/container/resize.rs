@@ -37,7 +37,7 @@ use super::cgroup::CpuQuota;
 use super::env::{format_millicpus, web_concurrency_for};
 use super::facts::{Limit, Limits, effective_millicpus, format_bytes};
 use crate::server::ServerProfile;
-use crate::server::recognise::has_option;
+use crate::server::recognise::sets_worker_count;
 use crate::signals::spec::Signal;
 
 /// A change of the container's limits between two readings of the resource poll.
@@ -303,18 +303,15 @@ impl WorkerFollower {
 /// `WEB_CONCURRENCY` it chose and set, `AppEnvironment::chosen_workers`), when the server's
 /// `profile` adds and removes a worker on SIGTTIN and SIGTTOU (gunicorn, uvicorn) and the
 /// command does not set the count itself (`-w`/`--workers`, which the server reads instead of
-/// `WEB_CONCURRENCY`); `None` otherwise.
+/// `WEB_CONCURRENCY`; the app's environment is `AppEnvironment::chosen_workers`'s to judge);
+/// `None` otherwise.
 pub fn workers_to_follow(
     chosen_workers: Option<u32>,
     profile: Option<&ServerProfile>,
     command: &[OsString],
 ) -> Option<u32> {
     let resizes = profile.is_some_and(|profile| profile.resizes_on_ttin);
-    let command_sets_workers = has_option(command, "--workers")
-        || command.iter().filter_map(|word| word.to_str()).any(|word| {
-            word.strip_prefix("-w")
-                .is_some_and(|count| count.bytes().all(|byte| byte.is_ascii_digit()))
-        });
+    let command_sets_workers = sets_worker_count(command.iter().filter_map(|word| word.to_str()));
     chosen_workers.filter(|_| resizes && !command_sets_workers)
 }
 

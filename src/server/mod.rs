@@ -70,6 +70,11 @@ pub struct ServerProfile {
     /// Options on the command line (`--name` or `--name=value`) that configure the stop.
     pub stop_set_by_options: &'static [&'static str],
     pub worker_variable: Option<WorkerVariable>,
+    /// A variable it reads as more of its command line (gunicorn's `GUNICORN_CMD_ARGS`): a
+    /// worker count there (`-w`, `--workers`) is the count it runs, not `WEB_CONCURRENCY`.
+    pub arguments_variable: Option<&'static str>,
+    /// Variables that set its worker count over `WEB_CONCURRENCY` (uvicorn's `UVICORN_WORKERS`).
+    pub worker_count_variables: &'static [&'static str],
     /// A faster stop that still ends on its own, sent before the drain deadline (celery's
     /// cold shutdown, QUIT): what is still running gets cancelled, not killed.
     pub cold_stop_signal: Option<Signal>,
@@ -100,6 +105,8 @@ const PLAIN: ServerProfile = ServerProfile {
     stop_set_by_variables: &[],
     stop_set_by_options: &[],
     worker_variable: None,
+    arguments_variable: None,
+    worker_count_variables: &[],
     cold_stop_signal: None,
     dies_of_stop_signal: false,
     drains: true,
@@ -114,7 +121,9 @@ pub const PROFILES: &[ServerProfile] = &[
     // :460), then exits 0 (:415); INT and QUIT are the quick shutdown (:322, :327; docs
     // docs/content/signals.md). Workers finish the current request on TERM (workers/base.py:187),
     // so a group TERM is safe. Workers from WEB_CONCURRENCY (config.py:762), which pyinit sets
-    // for every app. TTIN/TTOU add and remove one worker (arbiter.py:332, :340).
+    // for every app, unless GUNICORN_CMD_ARGS, read as more of the command line
+    // (config.py:109 get_cmd_args_from_env), sets them. TTIN/TTOU add and remove one worker
+    // (arbiter.py:332, :340).
     ServerProfile {
         name: "gunicorn",
         launch: Launch {
@@ -122,6 +131,7 @@ pub const PROFILES: &[ServerProfile] = &[
             modules: &["gunicorn"],
             ..PLAIN.launch
         },
+        arguments_variable: Some("GUNICORN_CMD_ARGS"),
         group_signal_safe: true,
         resizes_on_ttin: true,
         ..PLAIN
@@ -129,9 +139,10 @@ pub const PROFILES: &[ServerProfile] = &[
     // uvicorn 0.55.0. In one process it catches INT and TERM (uvicorn/server.py:45), drains
     // without a time limit (:281-307), then re-raises the signal it caught (:346): it dies of
     // TERM, 143, after a clean drain (since 0.29.0, encode/uvicorn#1600). Workers from
-    // WEB_CONCURRENCY (config.py:357; docs/settings.md:76). With --workers the supervisor exits
-    // 0 and adds or removes a worker on TTIN/TTOU (supervisors/multiprocess.py:267, :274; since
-    // 0.30.0); a group TERM is safe in both modes (measured).
+    // WEB_CONCURRENCY (config.py:357; docs/settings.md:76), unless UVICORN_WORKERS sets them
+    // (click's variable for --workers, main.py:71 auto_envvar_prefix). With --workers the
+    // supervisor exits 0 and adds or removes a worker on TTIN/TTOU (supervisors/multiprocess.py
+    // :267, :274; since 0.30.0); a group TERM is safe in both modes (measured).
     ServerProfile {
         name: "uvicorn",
         launch: Launch {
@@ -139,6 +150,7 @@ pub const PROFILES: &[ServerProfile] = &[
             modules: &["uvicorn"],
             ..PLAIN.launch
         },
+        worker_count_variables: &["UVICORN_WORKERS"],
         dies_of_stop_signal: true,
         group_signal_safe: true,
         resizes_on_ttin: true,

@@ -48,6 +48,18 @@ pub fn has_option(command: &[OsString], option: &str) -> bool {
     })
 }
 
+/// True if `words` set a server's worker count: `-w N`, `-wN`, `--workers N` or `--workers=N`
+/// (gunicorn's and uvicorn's options), which the server reads instead of `WEB_CONCURRENCY`.
+pub fn sets_worker_count<'a>(words: impl IntoIterator<Item = &'a str>) -> bool {
+    words.into_iter().any(|word| {
+        let count = (word.strip_prefix("--workers"))
+            .filter(|rest| rest.is_empty() || rest.starts_with('='));
+        count.is_some()
+            || (word.strip_prefix("-w"))
+                .is_some_and(|count| count.bytes().all(|byte| byte.is_ascii_digit()))
+    })
+}
+
 /// What is started: a program by its base name, or a module behind `python -m`, with its
 /// arguments.
 #[derive(Debug, PartialEq, Eq)]
