@@ -74,9 +74,10 @@ pub const MAX_CONNECTIONS: usize = 128;
 /// pyinit opens later. An exec probe holds 5 while it starts (/dev/null for its stdin, its
 /// output pipe's two ends, the two ends of std's pipe that reports an exec failure) and 1 while
 /// it runs; an http, tcp or gRPC probe holds 1 socket. Three probes (startup, liveness,
-/// readiness) at their peak together: 15. Then 1 for the cgroup file of the 1 s memory poll, 2
-/// for the /proc walk at the drain deadline (the directory and one process's file), 1 for the
-/// accept in flight before the cap closes a connection: 19, and 5 to spare.
+/// readiness) at their peak together: 15. Then 2 for the /proc walk at the drain deadline (the
+/// directory and one process's file), 1 for the accept in flight before the cap closes a
+/// connection: 18, and 6 to spare. The cgroup files of the 1 s resource poll are opened before
+/// the health server starts and stay open, so they are among those counted at its start.
 pub const RESERVED_FDS: u64 = 24;
 /// The fewest connections served, however low the limit: the kubelet's probes of `/livez` and
 /// `/readyz`, and a scrape.
