@@ -33,6 +33,7 @@ shows the method's own resolution.
 """
 import argparse
 import contextlib
+import math
 import os
 import resource
 import signal
@@ -351,7 +352,8 @@ def report_side_by_side(builds, rates, args, seconds):
     labels = list(builds)
     first = labels[0]
     hour = lambda ns: ns * 3600 / 1e9
-    spread = lambda values: (max(values) - min(values)) / statistics.median(values)
+    spread = lambda values: f"{(max(values) - min(values)) / statistics.median(values):.1%}"
+    span = lambda values, digits: f"{min(values):.{digits}f}-{max(values):.{digits}f}"
     print(f"machine: {machine()}")
     print(f"date: {time.strftime('%Y-%m-%d')}; side by side in {seconds / 60:.1f} min: {args.rounds} rounds, each "
           f"starting every build (in a rotating order) in front of its own gunicorn {server_version()} with one "
@@ -360,17 +362,31 @@ def report_side_by_side(builds, rates, args, seconds):
           f"to {first}; the app's CPU is the control, the same work for every build")
     for label, path in builds.items():
         print(f"{label}: {path} ({os.path.getsize(path)} bytes)")
-    print(f"\n| build | pyinit idle, CPU s per hour | min-max | spread | ratio to {first} | ratio min-max | "
-          "ratio spread | the app, CPU s per hour (control) | the app's ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| build | idle CPU s per hour | min-max | spread | ratio to {first} | min-max | spread | "
+          "95% interval of the median ratio | the app, CPU s per hour (control) | the app's ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label in labels:
         pyinit = [hour(rate[0]) for rate in rates[label]]
-        app = [hour(rate[1]) for rate in rates[label]]
         ratios = [mine[0] / theirs[0] for mine, theirs in zip(rates[label], rates[first])]
         app_ratios = [mine[1] / theirs[1] for mine, theirs in zip(rates[label], rates[first])]
-        print(f"| {label} | {statistics.median(pyinit):.3f} | {min(pyinit):.3f}-{max(pyinit):.3f} | "
-              f"{spread(pyinit):.1%} | {statistics.median(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f} | "
-              f"{spread(ratios):.1%} | {statistics.median(app):.2f} | {statistics.median(app_ratios):.3f} |")
+        interval = median_interval(ratios)
+        print(f"| {label} | {statistics.median(pyinit):.3f} | {span(pyinit, 3)} | {spread(pyinit)} | "
+              f"{statistics.median(ratios):.3f} | {span(ratios, 3)} | {spread(ratios)} | "
+              f"{span(interval, 3) if interval else '-'} | "
+              f"{statistics.median(hour(rate[1]) for rate in rates[label]):.2f} | {statistics.median(app_ratios):.3f} |")
+
+
+def median_interval(values):
+    """A distribution-free interval that holds the true median with at least 95% confidence: the
+    k-th smallest and k-th largest value, k the largest for which fewer than k of n values fall
+    below the median with a chance of at most 2.5% (the binomial's tail). None below 6 values."""
+    count = len(values)
+    tail, k = 0.0, 0
+    while tail + math.comb(count, k) / 2 ** count <= 0.025:
+        tail += math.comb(count, k) / 2 ** count
+        k += 1
+    ordered = sorted(values)
+    return (ordered[k - 1], ordered[count - k]) if k else None
 
 
 def report(rounds, args, pyinit_idle_ns, pyinit_rss, pyinit_hwm, worker_rss, seconds):
