@@ -23,8 +23,6 @@ mod spawn;
 mod start;
 mod status;
 mod supervisor;
-#[cfg(test)]
-mod tidy;
 mod units;
 
 use std::ffi::OsString;
@@ -38,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::config::{CommandLine, Config, Environment};
+use crate::container::StartupReport;
 use crate::container::oom::OomMonitor;
 use crate::container::watch::PolledFiles;
 use crate::reaper::Reaper;
@@ -117,6 +116,26 @@ fn run() -> Result<u8, SetupError> {
     };
     // Logs go to stderr only: stdout belongs to the app.
     log::init_logging(config.log_format, config.log_level);
+    // Every process-wide change, while pyinit has one thread; then the app and its supervisor.
+    let prepared = prepare(&config)?;
+    supervise(&config, prepared)
+}
+
+/// What the set-up before the runtime hands on to the supervision.
+struct Prepared {
+    polled_files: PolledFiles,
+    oom_monitor: OomMonitor,
+    health_listener: Option<std::net::TcpListener>,
+    /// The environment the privilege drop leaves the app (HOME, USER, LOGNAME).
+    dropped_env: Vec<(OsString, OsString)>,
+    startup: StartupReport,
+    /// The parent died before its death signal was armed: pyinit raises it itself.
+    parent_already_gone: bool,
+}
+
+/// The set-up phases before the runtime exists: limits, reaping, the health listener, the
+/// privilege drop and what must happen on either side of it.
+fn prepare(config: &Config) -> Result<Prepared, SetupError> {
     // Limits: read before the app starts, so that it can be sized to them; the OOM-kill counter
     // too, before the app exists, so that only later rises are the app's. Their files stay open
     // (opened while pyinit may still be root) for the resource poll, which reads the limits
@@ -152,14 +171,36 @@ fn run() -> Result<u8, SetupError> {
         .transpose()
         .map_err(SetupError::Multiproc)?;
     // The parent-death signal is cleared by a credential change, so it is armed after the drop.
-    let parent_already_gone = set_up_parent_death_signal(&config, parent_pid)?;
+    let parent_already_gone = set_up_parent_death_signal(config, parent_pid)?;
     // What the app is told and warned about, logged once it has started: a set-up failure
     // stays a single line.
-    let startup = startup_report(&config, facts, dropped.uid, multiproc_dir);
-    // One thread: the runtime is built only now, after every process-wide change above. It is
-    // never dropped: that would close every health connection and free every buffer one call
-    // at a time (milliseconds with a hundred clients), which exit(2) does anyway, and nothing
-    // in it is left to flush or to wait for once the supervisor is done.
+    let startup = startup_report(config, facts, dropped.uid, multiproc_dir);
+    Ok(Prepared {
+        polled_files,
+        oom_monitor,
+        health_listener,
+        dropped_env: dropped.env,
+        startup,
+        parent_already_gone,
+    })
+}
+
+/// The phases in the runtime: the signal handlers, the app, the tasks beside it and the
+/// supervisor, which runs until it says Exit; a drill then judges the shutdown it watched, and
+/// its verdict is the exit code.
+fn supervise(config: &Config, prepared: Prepared) -> Result<u8, SetupError> {
+    let Prepared {
+        polled_files,
+        oom_monitor,
+        health_listener,
+        dropped_env,
+        startup,
+        parent_already_gone,
+    } = prepared;
+    // One thread: the runtime is built only now, after every process-wide change. It is never
+    // dropped: that would close every health connection and free every buffer one call at a
+    // time (milliseconds with a hundred clients), which exit(2) does anyway, and nothing in it
+    // is left to flush or to wait for once the supervisor is done.
     let runtime = ManuallyDrop::new(build_runtime()?);
     let _in_runtime = runtime.enter();
     // The runtime adopts the listener bound during set-up.
@@ -176,17 +217,17 @@ fn run() -> Result<u8, SetupError> {
     // The app, with the sizing on top of the user's environment; its exec probes get the same.
     // Then pyinit keeps no directory busy (a volume there could not be unmounted).
     let app_env: Arc<[(OsString, OsString)]> =
-        (dropped.env.into_iter().chain(startup.app_env.to_os_pairs())).collect();
-    let app = start_app(&config, &app_env, &startup).map_err(SetupError::Spawn)?;
+        (dropped_env.into_iter().chain(startup.app_env.to_os_pairs())).collect();
+    let app = start_app(config, &app_env, &startup).map_err(SetupError::Spawn)?;
     // From here on nothing returns an error: the supervisor alone decides when pyinit exits.
-    let supervisor = new_supervisor(&config, app.workload, &startup.facts);
+    let supervisor = new_supervisor(config, app.workload, &startup.facts);
     let (status_tx, status_rx) = watch::channel(supervisor.status().clone());
     let probe_gate = Arc::new(probe::SharedGate::new(supervisor.probe_gate()));
     let reaper = Arc::new(Reaper::new());
     let (probe_tx, probe_rx) = mpsc::channel(16);
     // The tasks start with the app, so that the probes' initial delays count from its start.
     let rehearsal = start_tasks(Tasks {
-        config: &config,
+        config,
         health_listener,
         status_rx: &status_rx,
         probe_gate: Arc::clone(&probe_gate),
@@ -197,32 +238,31 @@ fn run() -> Result<u8, SetupError> {
         app_stderr: app.stderr,
         server_profile: (startup.server.as_ref()).map(|(_, changes)| changes.clone()),
     });
-    // The supervisor runs until it says Exit; a drill then judges the shutdown it watched, and
-    // its verdict is the exit code.
+    let publishers = supervisor::driver::Publishers {
+        status_tx,
+        probe_gate,
+    };
+    let resource_poll = ResourcePoll::new(
+        &startup.facts,
+        polled_files,
+        workers_to_follow(config, &startup.app_env),
+    );
     let supervised = supervisor::driver::run_supervisor(
         supervisor,
         signal_stream,
         reaper,
-        supervisor::driver::Publishers {
-            status_tx,
-            probe_gate,
-        },
+        publishers,
         probe_rx,
         oom_monitor,
-        ResourcePoll::new(
-            &startup.facts,
-            polled_files,
-            workers_to_follow(&config, &startup.app_env),
-        ),
+        resource_poll,
     );
-    let code = runtime.block_on(async {
+    Ok(runtime.block_on(async {
         let exit_code = supervised.await;
         match rehearsal {
             Some(rehearsal) => rehearsal.finish(exit_code).await,
             None => exit_code,
         }
-    });
-    Ok(code)
+    }))
 }
 
 /// Registers as child subreaper unless pyinit is PID 1; returns the parent's pid then, `None`
@@ -268,3 +308,6 @@ fn print_on_stdout(help_or_version: &str) -> u8 {
     print!("{help_or_version}");
     0
 }
+
+#[cfg(test)]
+mod tidy;

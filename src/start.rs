@@ -31,7 +31,8 @@ use crate::reaper::Reaper;
 use crate::server::server_warnings;
 use crate::spawn::{self, SpawnError, SpawnSpec, SpawnedChild};
 use crate::status::Status;
-use crate::supervisor::{Supervisor, Workload};
+use crate::supervisor::Supervisor;
+use crate::supervisor::event::Workload;
 use crate::{health, probe, units};
 
 /// The facts, the app's environment and the start-up warnings that apply, with what was done

@@ -63,6 +63,10 @@ pub struct Status {
     pub probes: Probes,
     /// The checks behind `/livez` and `/readyz`, from `app`, `draining` and `probes`.
     pub checks: Checks,
+    /// `/readyz` has passed, after this step or an earlier one, and stays true from then on:
+    /// before it the health server may hold a 503 of `/readyz` until readiness turns true
+    /// (`health/hold.rs`), after it never again.
+    pub has_been_ready: bool,
     /// What happened during the shutdown, with when: the drill's evidence.
     pub shutdown: ShutdownRecord,
     /// The container's limits and memory use, for `/metrics`.

@@ -255,3 +255,32 @@ fn unknown_server_lists_the_known_ones() {
         assert!(!marker.exists(), "the app ran with a bad --server");
     }
 }
+
+#[test]
+fn a_misspelt_flag_gets_the_similar_one_on_the_same_line() {
+    for (name, args, typo, tip) in [
+        (
+            "typo",
+            &["--readines", "http://127.0.0.1:8000/"][..],
+            "--readines",
+            "tip: a similar argument exists: '--readiness'",
+        ),
+        (
+            "drill-typo",
+            &["drill", "--drill-reqest", "http://127.0.0.1:8000/"][..],
+            "--drill-reqest",
+            "tip: a similar argument exists: '--drill-request'",
+        ),
+    ] {
+        let marker = marker(name);
+        let finished = Pyinit::new().args(args).app(touch(&marker)).run();
+        finished.assert_exit_code(2);
+        let stderr = finished.stderr_text();
+        assert_eq!(stderr.lines().count(), 1, "one line expected:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("unexpected argument '{typo}' found; {tip}")),
+            "{stderr}"
+        );
+        assert!(!marker.exists(), "the app ran after a misspelt flag");
+    }
+}

@@ -26,7 +26,9 @@ fn readyz_goes_from_503_to_200_when_the_apps_health_endpoint_recovers() {
     let port = free_port();
     let running = Pyinit::new()
         .args(["--readiness", &healthz(port), "--readiness-period", "200ms"])
-        .app(http_app(port, &["--fail-for", "2"]))
+        // Before the first ready each 503 below is held up to 900 ms: the app warms up for 4 s,
+        // longer than both.
+        .app(http_app(port, &["--fail-for", "4"]))
         .start();
     let addr = health_addr(&running);
     running.wait_ready();

@@ -2,14 +2,18 @@
 //! probes a port that refuses every 100 ms whatever the period, so `/readyz` turns 200 within a
 //! fraction of a second of a late-listening app; once it passed, the period rules again, and an
 //! app that answers 503 while it warms up is probed less and less often, never flooded. All at
-//! the default period of 10 s, with the app's own count of the probes it answered.
+//! the default period of 10 s, with the app's own count of the probes it answered. And the
+//! first-ready hold: a `/readyz` asked before the app first answered waits for it (up to 900 ms)
+//! and answers 200 as it does, as the kubelet's own probe of the app would have, unless the drain
+//! begins first.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::http::{free_port, get, health_addr};
+use crate::common::http::{Answer, free_port, get, health_addr};
 use crate::common::{PATIENCE, Pyinit, Running, poll_until, python_fixture};
 
 /// `http_app.py` on `port`, printing every request it answers, with `args`.
@@ -156,5 +160,84 @@ fn an_app_answering_503_while_it_warms_up_is_not_flooded() {
         ready - listening < Duration::from_secs(8 + 7),
         "/readyz turned 200 {:?} after the app listened",
         ready - listening
+    );
+}
+
+/// pyinit probing an app that listens only once the returned file exists, whose probe has been
+/// refused at least once; `/readyz?verbose` is held too, and answers 503 at the hold's end.
+fn start_before_the_app_listens(listen: &crate::dist::TempDir) -> (Running, SocketAddr, PathBuf) {
+    let port = free_port();
+    let go = listen.path.join("listen");
+    // Without --print-requests: the answer to pyinit's first probe, printed by the server's
+    // thread as the app prints its ready line, could break that line.
+    let port_arg = port.to_string();
+    let app = python_fixture(
+        "http_app.py",
+        &["--port", &port_arg, "--listen-when", go.to_str().unwrap()],
+    );
+    let (running, addr) = start("readiness", port, app);
+    poll_until(PATIENCE, "pyinit's probe to be refused", || {
+        get(addr, "/readyz?verbose")
+            .body
+            .contains("[-]readiness failed: connection refused")
+    });
+    (running, addr, go)
+}
+
+/// `GET /readyz` from a thread of its own: its answer, and when it came.
+fn ask_readyz(addr: SocketAddr) -> thread::JoinHandle<(Answer, Instant)> {
+    thread::spawn(move || {
+        let answer = get(addr, "/readyz");
+        (answer, Instant::now())
+    })
+}
+
+#[test]
+fn a_readyz_sent_before_the_app_listens_answers_200_as_soon_as_it_does() {
+    let listen = crate::dist::TempDir::new("first-ready-hold");
+    let (running, addr, go) = start_before_the_app_listens(&listen);
+    let asked = Instant::now();
+    let held = ask_readyz(addr);
+    // The scenario: the kubelet's probe is sent 100 ms before the app starts listening.
+    thread::sleep(Duration::from_millis(100));
+    std::fs::write(&go, "").unwrap();
+    let released = Instant::now();
+    running.wait_ready();
+    let (answer, answered) = held.join().unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "ok"),
+        "asked {:?} before the app could listen\n{}",
+        released - asked,
+        running.stderr.joined()
+    );
+    // pyinit probes every 100 ms until the first pass; the hold would end 800 ms from here.
+    let late = answered - released;
+    assert!(
+        late < Duration::from_millis(700),
+        "answered {late:?} after the app could listen"
+    );
+}
+
+#[test]
+fn a_readyz_held_when_the_drain_begins_answers_503_at_once() {
+    let listen = crate::dist::TempDir::new("first-ready-hold");
+    let (running, addr, _never) = start_before_the_app_listens(&listen);
+    let held = ask_readyz(addr);
+    // The scenario: SIGTERM comes 300 ms into the hold, 600 ms before its end.
+    thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    running.signal("TERM");
+    let (answer, answered) = held.join().unwrap();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(
+        answer.body.contains("[-]shutdown failed"),
+        "answered before the drain: {}",
+        answer.body
+    );
+    let took = answered.saturating_duration_since(sent);
+    assert!(
+        took < Duration::from_millis(300),
+        "the held /readyz answered 503 {took:?} after SIGTERM"
     );
 }

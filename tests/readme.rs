@@ -1,7 +1,8 @@
 //! The documentation stays true: every flag and `PYINIT_*` variable that `--help` lists (for
-//! pyinit and for `pyinit drill`) appears in docs/flags.md, every command of the Install
-//! section of docs/install.md runs, and no page tells anyone to `pip install pyinit`, which is
-//! another project on PyPI.
+//! pyinit and for `pyinit drill`) appears in docs/flags.md; `--help` groups the flags by concern
+//! and `-h` is one screen with two examples, neither wider than 100 columns; every command of the
+//! Install section of docs/install.md runs, and no page tells anyone to `pip install pyinit`,
+//! which is another project on PyPI.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -308,4 +309,178 @@ fn no_page_tells_anyone_to_pip_install_pyinit() {
     ] {
         assert!(pip_installs_of(line, "pyinit").is_empty(), "{line}");
     }
+}
+
+/// What `pyinit ARGS...` prints on stdout (a help text), exit 0, rendered as with no terminal:
+/// `columns` wide, the width a terminal of that many columns would give it.
+fn help_text(args: &[&str], columns: u16) -> String {
+    let output = Command::new(pyinit_bin())
+        .args(args)
+        .env("COLUMNS", columns.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{args:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The four help texts: the summaries (`-h`) and the whole (`--help`) of both modes.
+const HELP_ARGS: [&[&str]; 4] = [&["--help"], &["-h"], &["drill", "--help"], &["drill", "-h"]];
+
+#[test]
+fn every_help_line_fits_in_100_columns() {
+    // 100 is the most pyinit lays its help out in, however wide the terminal says it is.
+    for columns in [80, 100, 250] {
+        for args in HELP_ARGS {
+            let help = help_text(args, columns);
+            let too_long: Vec<&str> = help
+                .lines()
+                .filter(|line| line.chars().count() > 100)
+                .collect();
+            assert!(
+                too_long.is_empty(),
+                "{args:?} at {columns} columns: lines over 100 characters:\n{}",
+                too_long.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_summary_is_one_screen_with_two_examples_and_points_to_help() {
+    for (args, first_example) in [
+        (&["-h"][..], "pyinit --user app --readiness http://"),
+        (
+            &["drill", "-h"][..],
+            "pyinit drill --allow-root --readiness http://",
+        ),
+    ] {
+        // An 80-column terminal wraps more than no terminal at all (100).
+        for columns in [80, 100] {
+            let summary = help_text(args, columns);
+            let lines = summary.lines().count();
+            assert!(
+                lines <= 60,
+                "{args:?} at {columns} columns: {lines} lines:\n{summary}"
+            );
+            let examples: Vec<&str> = summary
+                .lines()
+                .skip_while(|line| *line != "Examples:")
+                .map(str::trim)
+                .filter(|line| line.starts_with("pyinit "))
+                .collect();
+            assert_eq!(examples.len(), 2, "{args:?}: {summary}");
+            assert!(
+                examples[0].starts_with(first_example) && examples[1].starts_with("pyinit drill "),
+                "{args:?}: {examples:?}"
+            );
+            assert!(
+                summary.contains("'--help' shows every flag"),
+                "{args:?}: {summary}"
+            );
+        }
+    }
+}
+
+/// The flags of a help text under each heading, in order of the headings, up to the examples.
+fn flags_by_heading(help: &str) -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in help.lines().take_while(|line| *line != "Examples:") {
+        if let Some(heading) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
+            sections.push((heading.to_owned(), Vec::new()));
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        // A flag's own line starts with it (`-h, --help`, `--user <USER>`); help text and
+        // examples are indented further or start otherwise.
+        let flag = Some(trimmed)
+            .filter(|line| line.starts_with('-'))
+            .and_then(|line| line.split([' ', ',']).find(|word| word.starts_with("--")));
+        if let (Some((_, flags)), Some(flag), 2..=6) = (sections.last_mut(), flag, indent) {
+            flags.push(flag.to_owned());
+        }
+    }
+    sections
+}
+
+#[test]
+fn help_groups_the_flags_by_concern() {
+    let help = flags_by_heading(&help_text(&["--help"], 100));
+    let drill_help = flags_by_heading(&help_text(&["drill", "--help"], 100));
+    let heading_of = |sections: &[(String, Vec<String>)], flag: &str| {
+        sections
+            .iter()
+            .find(|(_, flags)| flags.iter().any(|listed| listed == flag))
+            .map(|(heading, _)| heading.clone())
+    };
+    for (flag, heading) in [
+        ("--stop-signal", "Signals and the drain"),
+        ("--grace-period", "Signals and the drain"),
+        ("--deadline-dump-window", "Signals and the drain"),
+        ("--remap-exit", "Signals and the drain"),
+        ("--parent-death-signal", "Signals and the drain"),
+        ("--server", "Server profile"),
+        ("--readiness", "Probes"),
+        ("--startup-initial-delay", "Probes"),
+        ("--health-addr", "Health server"),
+        ("--user", "Privileges"),
+        ("--allow-privilege-escalation", "Privileges"),
+        ("--web-concurrency", "Resource limits"),
+        ("--rlimit", "Resource limits"),
+        ("--prepare-multiproc-dir", "Resource limits"),
+        ("--log-level", "Logging"),
+    ] {
+        for (name, sections) in [("--help", &help), ("drill --help", &drill_help)] {
+            assert_eq!(
+                heading_of(sections, flag).as_deref(),
+                Some(heading),
+                "{name}: {flag}"
+            );
+        }
+    }
+    assert_eq!(
+        heading_of(&drill_help, "--drill-request").as_deref(),
+        Some("Drill")
+    );
+    // Every flag has its concern: the general "Options" keep --help and --version only.
+    for sections in [&help, &drill_help] {
+        for (heading, flags) in sections.iter() {
+            if heading == "Options" {
+                assert_eq!(flags, &["--help", "--version"], "{sections:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_flags_page_has_the_headings_and_order_of_help() {
+    let mut documented: Vec<(String, Vec<String>)> = Vec::new();
+    for line in page("flags.md").lines() {
+        if let Some(bold) = line.strip_prefix("**") {
+            let heading = bold.split("**").next().unwrap_or_default();
+            documented.push((heading.to_owned(), Vec::new()));
+        } else if let (Some(row), Some((_, flags))) =
+            (line.strip_prefix("| `--"), documented.last_mut())
+        {
+            let name: String = row
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            flags.push(format!("--{name}"));
+        }
+    }
+    let concerns = |args: &[&str]| {
+        flags_by_heading(&help_text(args, 100))
+            .into_iter()
+            .filter(|(heading, flags)| heading != "Options" && !flags.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let mut shown = concerns(&["--help"]);
+    shown.extend(
+        concerns(&["drill", "--help"])
+            .into_iter()
+            .filter(|(heading, _)| heading == "Drill"),
+    );
+    assert_eq!(documented, shown);
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::cli::Cli;
 use crate::server::{ProfileChange, ServerProfile, cold_stop_after};
-use crate::supervisor::{DeadlineDump, HardStop};
+use crate::supervisor::policy::{DeadlineDump, HardStop};
 use crate::units::format_duration;
 
 /// The least the kubelet leaves a container after its preStop hook: its

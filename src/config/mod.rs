@@ -12,8 +12,6 @@ pub mod cli;
 mod drain;
 pub mod parse;
 mod probe_flags;
-#[cfg(test)]
-mod tests;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -35,7 +33,7 @@ use crate::probe::spec::{ProbeConfig, ProbeKind};
 use crate::server::recognise::{Recognised, has_option, recognise};
 use crate::server::{DevelopmentServer, ProfileChange, ServerChoice, ServerProfile, ServerSetup};
 use crate::signals::spec::{RewriteMap, Signal, short_name};
-use crate::supervisor::Policy;
+use crate::supervisor::policy::Policy;
 
 /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(2);
@@ -116,27 +114,15 @@ pub fn parse_command_line(
     }
 }
 
-/// For unit tests: the `Config` of `pyinit ARGS...`, or the usage error's line.
-#[cfg(test)]
-pub fn parse_args(args: &[&str], environment: Environment) -> Result<Config, String> {
-    let argv = std::iter::once("pyinit").chain(args.iter().copied());
-    match parse_command_line(argv.map(OsString::from), environment) {
-        Ok(CommandLine::Run(config)) => Ok(*config),
-        Ok(CommandLine::Print(text)) => Err(format!("printed: {text}")),
-        Err(failure) => Err(failure.to_string()),
-    }
-}
-
-/// clap's message on one line: its first paragraph (the tip and the usage after it are left
-/// out), with the lines that list the missing flags joined onto it.
+/// clap's message on one line: its first paragraph, with the lines that list the missing flags
+/// joined onto it, then clap's tip naming the flag or value meant, after a semicolon ("tip: a
+/// similar argument exists: '--readiness'"). The usage, the pointer to --help and the tip to pass
+/// a flag-like word as a value with `--` are left out: the usage line puts the app after `--`.
 fn one_line(clap_error: &clap::Error) -> String {
     let rendered = clap_error.to_string();
+    let mut lines = rendered.lines().map(str::trim);
     let mut line = String::new();
-    for part in rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|part| !part.is_empty())
-    {
+    for part in lines.by_ref().take_while(|part| !part.is_empty()) {
         if !line.is_empty() {
             line.push(' ');
         }
@@ -144,6 +130,10 @@ fn one_line(clap_error: &clap::Error) -> String {
     }
     if line.is_empty() {
         line.push_str("invalid usage");
+    }
+    for tip in lines.filter(|part| part.starts_with("tip: a similar ")) {
+        line.push_str("; ");
+        line.push_str(tip);
     }
     line
 }
@@ -236,26 +226,7 @@ impl Config {
             },
             &mut changes,
         )?;
-        let rewrite = RewriteMap::new(cli.signal_map);
-        let remap = ExitRemap::new(cli.remap_exit);
-        let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite, profile, &mut changes);
-        check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
-        let clean_death_by_stop_signal =
-            clean_death_by_stop_signal(app_stop_signal, &remap, profile, &mut changes);
-        let policy = Policy {
-            stop_signal: cli.stop_signal,
-            app_stop_signal,
-            forward_to: cli.forward_to,
-            rewrite,
-            pre_stop_delay: timing.pre_stop_delay,
-            drain_timeout: timing.drain_timeout,
-            hard_stop: timing.hard_stop,
-            deadline_dump: timing.deadline_dump,
-            orphan_grace: ORPHAN_GRACE,
-            kill_wait: KILL_WAIT,
-            remap,
-            clean_death_by_stop_signal,
-        };
+        let policy = stop_policy(&mut cli, &timing, profile, &mut changes)?;
         let server = profile.map(|profile| ServerSetup {
             profile,
             named: cli.server != ServerChoice::Auto,
@@ -266,14 +237,9 @@ impl Config {
         let privileges = privilege_config(cli.privileges)?;
         let health = health_config(cli.health, drill_args.is_some())?;
         let mode = match drill_args {
-            Some(args) => {
-                let mut drill = drill_config(args, &command, &health, &timing, &policy)?;
-                drill.server_turned_off = match (cli.server, recognise(&command)) {
-                    (ServerChoice::None, Recognised::Server(profile)) => Some(profile.name),
-                    _ => None,
-                };
-                Mode::Drill(drill)
-            }
+            Some(args) => Mode::Drill(drill_mode(
+                args, cli.server, &command, &health, &timing, &policy,
+            )?),
             None => Mode::Supervise,
         };
         let prepare_multiproc_dir = cli.prepare_multiproc_dir && !command.is_empty();
@@ -302,6 +268,54 @@ impl Config {
             server,
         })
     }
+}
+
+/// What the supervisor is to do with signals and exits: the stop signal, what the app is sent
+/// for it, the map, the drain's timing and the exit code's rules.
+fn stop_policy(
+    cli: &mut Cli,
+    timing: &DrainTiming,
+    profile: Option<&'static ServerProfile>,
+    changes: &mut Vec<ProfileChange>,
+) -> Result<Policy, ConfigError> {
+    let rewrite = RewriteMap::new(std::mem::take(&mut cli.signal_map));
+    let remap = ExitRemap::new(std::mem::take(&mut cli.remap_exit));
+    let app_stop_signal = app_stop_signal(cli.stop_signal, &rewrite, profile, changes);
+    check_term_entry(cli.stop_signal, &rewrite, app_stop_signal)?;
+    let clean_death_by_stop_signal =
+        clean_death_by_stop_signal(app_stop_signal, &remap, profile, changes);
+    Ok(Policy {
+        stop_signal: cli.stop_signal,
+        app_stop_signal,
+        forward_to: cli.forward_to,
+        rewrite,
+        pre_stop_delay: timing.pre_stop_delay,
+        drain_timeout: timing.drain_timeout,
+        hard_stop: timing.hard_stop,
+        deadline_dump: timing.deadline_dump,
+        orphan_grace: ORPHAN_GRACE,
+        kill_wait: KILL_WAIT,
+        remap,
+        clean_death_by_stop_signal,
+    })
+}
+
+/// The drill as configured, with the profile `--server none` turned off, if any: the drill
+/// names it as the fix.
+fn drill_mode(
+    args: DrillArgs,
+    server: ServerChoice,
+    command: &[OsString],
+    health: &HealthConfig,
+    timing: &DrainTiming,
+    policy: &Policy,
+) -> Result<DrillConfig, ConfigError> {
+    let mut drill = drill_config(args, command, health, timing, policy)?;
+    drill.server_turned_off = match (server, recognise(command)) {
+        (ServerChoice::None, Recognised::Server(profile)) => Some(profile.name),
+        _ => None,
+    };
+    Ok(drill)
 }
 
 /// What the app is sent when the drain sends its stop signal (`None`: dropped), in this order
@@ -493,3 +507,17 @@ fn drill_config(
         server_turned_off: None,
     })
 }
+
+/// For unit tests: the `Config` of `pyinit ARGS...`, or the usage error's line.
+#[cfg(test)]
+pub fn parse_args(args: &[&str], environment: Environment) -> Result<Config, String> {
+    let argv = std::iter::once("pyinit").chain(args.iter().copied());
+    match parse_command_line(argv.map(OsString::from), environment) {
+        Ok(CommandLine::Run(config)) => Ok(*config),
+        Ok(CommandLine::Print(text)) => Err(format!("printed: {text}")),
+        Err(failure) => Err(failure.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

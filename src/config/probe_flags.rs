@@ -14,6 +14,7 @@ use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::ConfigError;
+use super::cli::PROBES;
 use crate::probe::spec::{ProbeKind, ProbeTiming, parse_threshold};
 use crate::units::{format_duration, parse_duration};
 
@@ -180,6 +181,7 @@ fn tuning_arg(flag: &Flag, value_name: &'static str, default: &'static str) -> A
         .value_name(value_name)
         .default_value(default)
         .help(flag.help)
+        .help_heading(PROBES)
         .action(ArgAction::Set)
 }
 

@@ -6,7 +6,7 @@ mod servers;
 use super::*;
 use crate::probe::spec::{ProbeTarget, ProbeTiming};
 use crate::signals::spec::ForwardTarget;
-use crate::supervisor::{DeadlineDump, HardStop};
+use crate::supervisor::policy::{DeadlineDump, HardStop};
 
 mod lifecycle;
 
@@ -596,6 +596,34 @@ fn usage_errors_are_one_line_that_names_the_flag() {
 }
 
 #[test]
+fn a_misspelt_flag_or_value_gets_the_one_meant_on_the_same_line() {
+    for (args, expected) in [
+        (
+            &["--readines", "http://127.0.0.1:8000/", "app"][..],
+            "unexpected argument '--readines' found; tip: a similar argument exists: \
+             '--readiness'",
+        ),
+        (
+            &["drill", "--drill-reqest", "http://127.0.0.1:8000/", "app"][..],
+            "unexpected argument '--drill-reqest' found; tip: a similar argument exists: \
+             '--drill-request'",
+        ),
+        (
+            &["--log-level", "inf", "app"][..],
+            "invalid value 'inf' for '--log-level <LEVEL>' [possible values: error, warn, \
+             info, debug, trace]; tip: a similar value exists: 'info'",
+        ),
+        // Nothing like it: no tip, and never the one to pass the word after `--`.
+        (
+            &["--xyzzy", "app"][..],
+            "unexpected argument '--xyzzy' found",
+        ),
+    ] {
+        assert_eq!(parse(args).unwrap_err(), expected, "{args:?}");
+    }
+}
+
+#[test]
 fn help_and_version_of_both_modes() {
     let help = printed(&["--help"]);
     assert!(
@@ -639,6 +667,31 @@ fn every_flag_has_its_pyinit_variable() {
         assert_eq!(variable.as_deref(), Some(expected.as_str()), "--{long}");
     }
     assert!(n_flags > 50, "{n_flags} flags");
+}
+
+#[test]
+fn the_summary_names_flags_that_exist_and_help_shows_the_rest() {
+    let mut command = cli::command();
+    command.build();
+    let drill = command
+        .find_subcommand("drill")
+        .expect("the drill subcommand")
+        .clone();
+    for id in cli::SUMMARY {
+        let arg = command
+            .get_arguments()
+            .chain(drill.get_arguments())
+            .find(|arg| arg.get_id() == id);
+        assert!(
+            arg.is_some_and(|arg| !arg.is_hide_short_help_set()),
+            "-h shows no {id}"
+        );
+    }
+    let long_only = command
+        .get_arguments()
+        .filter(|arg| arg.is_hide_short_help_set() && !arg.is_hide_long_help_set())
+        .count();
+    assert!(long_only > 30, "{long_only} flags in --help alone");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use core::net::SocketAddr;
 
 use crate::probe::spec::{ProbeTarget, parse_probe};
 use crate::signals::spec::{ForwardTarget, Signal};
-use crate::supervisor::DeadlineDump;
+use crate::supervisor::policy::DeadlineDump;
 
 /// `pyinit drill`'s settings, checked against the supervisor's.
 #[derive(Debug, Clone, PartialEq, Eq)]

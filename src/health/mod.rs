@@ -1,13 +1,14 @@
 //! The health server: the kubelet and Prometheus ask here, and get pyinit's cached answer.
 //!
-//! Routes (`routes.rs` answers them from `Status` alone; a request never waits for a probe and
-//! never reaches the app):
+//! Routes (`routes.rs` answers them from `Status` alone: a request never reaches the app and
+//! never waits for a probe; the one wait, the hold below, is on `Status`):
 //!
 //! | route | method | answer |
 //! | --- | --- | --- |
 //! | `/livez`, `/healthz` | GET, HEAD | 200 `ok`; 503 with the check list when a liveness check fails |
-//! | `/readyz` | GET, HEAD | 200 `ok`; 503 with the check list when a readiness check fails |
-//! | `/livez/<check>`, `/healthz/<check>`, `/readyz/<check>` | GET, HEAD | 200 `ok`; 503 `[-]<check> failed: ...`; 404 for an unknown check |
+//! | `/readyz` | GET, HEAD | 200 `ok`; 503 with the check list when a readiness check fails, held first (below) |
+//! | `/livez/<check>`, `/healthz/<check>` | GET, HEAD | 200 `ok`; 503 `[-]<check> failed: ...`; 404 for an unknown check |
+//! | `/readyz/<check>` | GET, HEAD | the same, the 503 held first (below) |
 //! | `/metrics` | GET, HEAD | 200, Prometheus text format (`metrics.rs`) |
 //! | any other path | any | 404 |
 //! | a known path | not GET or HEAD | 405, with `Allow: GET, HEAD` |
@@ -19,6 +20,13 @@
 //! success. The checks: `app-running`, `startup`, `liveness` (on `/livez`), `readiness` (on
 //! `/readyz`) and `shutdown` (on `/readyz`, failed from the first SIGTERM on).
 //!
+//! The first-ready hold (`hold.rs`): until the app has first been ready, while it runs and
+//! pyinit is not draining, a 503 of `/readyz` or `/readyz/<check>` waits for readiness, up to
+//! [`FIRST_READY_HOLD`] (900 ms, under the kubelet's shortest probe timeout), on pyinit's own
+//! `Status`: it answers 200 the moment readiness turns true, 503 at once when the drain begins,
+//! else the 503 it has at the hold's end. Every other answer is given at once: `/livez`,
+//! `/healthz` and `/metrics` never wait.
+//!
 //! Limits: a client has [`HEADER_READ_TIMEOUT`] to send each request's headers, which also
 //! closes idle keep-alive connections; headers are capped at [`MAX_HEADER_BYTES`]. At most
 //! [`MAX_CONNECTIONS`] connections are open, fewer when the open-files limit is low
@@ -28,6 +36,7 @@
 //! the accept tried again, with one warning per episode. The listener is bound in `main` during
 //! set-up (so a bind failure stops pyinit before the app starts); this module only serves it.
 
+mod hold;
 mod metrics;
 mod routes;
 
@@ -51,6 +60,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::now;
 use crate::status::Status;
+use hold::FIRST_READY_HOLD;
 
 /// Time a client has to send a request's headers, and to send the next request on a kept-alive
 /// connection: a slow or idle client cannot hold a connection longer.
@@ -222,17 +232,13 @@ async fn serve_connection(
         id,
     };
     let service = service_fn(move |request: Request<Incoming>| {
-        let now = now();
-        connections.touch(id, now);
-        let uri = request.uri();
-        let response = routes::respond(
-            request.method(),
-            uri.path(),
-            uri.query(),
-            &status_rx.borrow(),
-            now,
-        );
-        std::future::ready(Ok::<_, Infallible>(response))
+        connections.touch(id, now());
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let mut status_rx = status_rx.clone();
+        async move {
+            let response = hold::answer(&method, &uri, &mut status_rx, FIRST_READY_HOLD).await;
+            Ok::<_, Infallible>(response)
+        }
     });
     if let Err(error) = http.serve_connection(TokioIo::new(stream), service).await {
         debug!(%error, "health connection closed");

@@ -1,7 +1,8 @@
 //! The health routes as one pure function: (method, path, query, `Status`, now) → response.
 //!
 //! `respond` never awaits and never fails: it reads the cached `Status` and builds the answer
-//! with `Response::new` and `status_mut()`. The answers follow the Kubernetes API server's
+//! with `Response::new` and `status_mut()`. `may_hold` says which of its answers may wait for
+//! readiness before the app has first been ready (the waiting is `hold.rs`'s). The answers follow the Kubernetes API server's
 //! `/livez` and `/readyz` format; the route list with its status codes is in `health/mod.rs`.
 
 use std::fmt::Write as _;
@@ -13,7 +14,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 
 use super::metrics::render_metrics;
-use crate::status::{Check, Status};
+use crate::status::{Check, Phase, Status};
 
 pub type Body = Full<Bytes>;
 
@@ -90,6 +91,19 @@ pub fn respond(
         Some(name) => one_check(checks, name, now),
         None => check_list(endpoint, checks, &Query::parse(query), now),
     }
+}
+
+/// Whether an answer of `code` to `path` may wait for readiness (`hold.rs`): a 503 of `/readyz`
+/// or `/readyz/<check>`, while the app runs (or a sidecar probes) and has never been ready. Never
+/// while draining or once the app is gone, never after the first time `/readyz` passed, and never
+/// for `/livez`, `/healthz` or `/metrics`.
+pub fn may_hold(path: &str, code: StatusCode, status: &Status) -> bool {
+    let readyz = path == "/readyz" || path.starts_with("/readyz/");
+    readyz
+        && code == StatusCode::SERVICE_UNAVAILABLE
+        && status.phase == Phase::Running
+        && !status.draining
+        && !status.has_been_ready
 }
 
 /// `?verbose` and `?exclude=NAME` (repeatable); other parameters are ignored.

@@ -18,7 +18,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::signals::spec::{ForwardTarget, Signal, short_name};
-use crate::supervisor::HardStop;
+use crate::supervisor::policy::HardStop;
 use crate::units::format_duration;
 
 /// How a server is started: the programs and `python -m` modules that run it, and for a command

@@ -27,8 +27,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::Supervisor;
+use super::action::{Action, Notice, Reason};
+use super::event::Event;
+use super::policy::DeadlineDump;
 use super::resize::ResourcePoll;
-use super::{Action, DeadlineDump, Event, Notice, Reason, Supervisor};
 use crate::container::oom::{OomMonitor, Victim};
 use crate::exit::ChildStatus;
 use crate::probe::SharedGate;

@@ -40,290 +40,29 @@
 //! of `live` or `ready` is found by comparing the view before the step with the view after it,
 //! and announced once as a [`Notice`]. The probers get a narrower view of their own,
 //! [`Supervisor::probe_gate`]: which probes may run.
+//!
+//! Beside this file, pure as it is: `policy.rs`, the rules it applies ([`Policy`]); `event.rs`,
+//! what goes in ([`Workload`], [`Event`]); `action.rs`, what comes out ([`Action`], with its
+//! [`Reason`] and [`Notice`]); `state.rs`, the private `State` and its parts.
 
+pub mod action;
 pub mod driver;
+pub mod event;
+pub mod policy;
 pub mod resize;
+mod state;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::exit::{self, ChildStatus, ExitRemap};
+use self::action::{Action, Notice, Reason};
+use self::event::{Event, Workload};
+use self::policy::{DeadlineDump, Policy};
+use self::state::{AppEnd, Drain, State, StopStep, Stopping};
+use crate::exit::{self, ChildStatus};
 use crate::probe::spec::ProbeKind;
-use crate::probe::threshold::{ProbeGate, ProbeReport, Probes, Verdict};
-use crate::signals::spec::{ForwardTarget, RewriteMap, Signal};
+use crate::probe::threshold::{ProbeGate, ProbeReport, Probes};
+use crate::signals::spec::Signal;
 use crate::status::{AppState, Check, Checks, Phase, Resources, ShutdownRecord, Status};
-
-/// An optional middle rung between the stop signal and SIGKILL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HardStop {
-    pub signal: Signal,
-    /// Measured from the signal that started the drain.
-    pub after: Duration,
-}
-
-/// The step between the drain deadline and the SIGKILL: a signal that makes every Python process
-/// print where it is stuck (faulthandler's traceback), and the time they get to print it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeadlineDump {
-    pub signal: Signal,
-    /// From the dump signal to the SIGKILL.
-    pub window: Duration,
-}
-
-/// The rules the supervisor applies; built from the validated configuration.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    /// The signal whose arrival begins the drain (`--stop-signal`, the image's STOPSIGNAL or the
-    /// pod's stopSignal); SIGTERM begins it too, whatever this is.
-    pub stop_signal: Signal,
-    /// What the app is sent when the drain sends its stop signal; `None` when `--signal-map`
-    /// drops it. `config` decides it; the supervisor sends exactly this.
-    pub app_stop_signal: Option<Signal>,
-    pub forward_to: ForwardTarget,
-    pub rewrite: RewriteMap,
-    pub pre_stop_delay: Duration,
-    pub drain_timeout: Duration,
-    pub hard_stop: Option<HardStop>,
-    /// `None` for `--deadline-dump off`: SIGKILL at the deadline itself.
-    pub deadline_dump: Option<DeadlineDump>,
-    /// How long processes left behind by an exited app get between SIGTERM and SIGKILL.
-    pub orphan_grace: Duration,
-    /// How long to wait for SIGKILLed processes to be reaped before exiting anyway.
-    pub kill_wait: Duration,
-    pub remap: ExitRemap,
-    /// The app's death by `app_stop_signal`, after the drain sent it, is a clean stop: exit 0
-    /// (a server that re-raises the signal after draining, as uvicorn does).
-    pub clean_death_by_stop_signal: bool,
-}
-
-/// Something that happened, as the driver reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// pyinit caught a signal (never SIGCHLD: that becomes `Reaped`).
-    Signal(Signal),
-    /// One reaping pass.
-    Reaped {
-        /// The app's status, if the app was among the reaped.
-        app: Option<ChildStatus>,
-        /// Other exited processes reaped in this pass.
-        n_orphans: usize,
-        /// False once `waitpid` says pyinit has no child at all.
-        children_left: bool,
-    },
-    /// The deadline from [`Supervisor::next_deadline`] has come.
-    Timer,
-    /// A probe finished.
-    Probe(ProbeReport),
-    /// The driver's periodic reading of the container's resources: its limits (which an
-    /// in-place resize changes), memory use and OOM-kill count; only recorded in `Status`, for
-    /// `/metrics`: no decision depends on it.
-    Resources(Resources),
-}
-
-/// Why a signal is being sent to the app.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// pyinit received a signal (possibly rewritten) and passes it on.
-    Forwarded { received: Signal },
-    /// The stop signal of a drain, after the pre-stop delay.
-    StopSignal,
-    /// `--hard-stop-signal` at `--hard-stop-after`.
-    HardStop,
-}
-
-/// A lifecycle step worth one log event; the driver picks the level and the words.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    DrainStarted {
-        /// The signal that began it: the stop signal, or SIGTERM.
-        signal: Signal,
-        pre_stop_delay: Duration,
-        drain_timeout: Duration,
-        hard_stop: Option<HardStop>,
-    },
-    SignalDropped {
-        received: Signal,
-    },
-    SignalIgnored {
-        received: Signal,
-    },
-    AppExited {
-        status: ChildStatus,
-        since_drain: Option<Duration>,
-        /// It was still running at the drain deadline: pyinit exits 137 whatever this status is.
-        after_deadline: bool,
-        /// It died of the stop signal pyinit sent, which its server re-raises after draining:
-        /// pyinit exits 0.
-        clean_stop: bool,
-    },
-    /// The app was still running at the drain deadline; the dump, if any, comes next.
-    DeadlineMissed {
-        drain_timeout: Duration,
-        dump: Option<DeadlineDump>,
-    },
-    /// Processes the app left behind were still there after the orphan grace.
-    LeftoversKilled,
-    /// Some process was not reaped within `kill_wait` of the SIGKILL.
-    GaveUpWaiting,
-    /// The startup probe's verdict changed (succeeded, or reached its failure threshold).
-    StartupChanged {
-        verdict: Verdict,
-        reason: String,
-    },
-    /// `/readyz` changed; `reason` names the failing checks when it turned false. Not sent when
-    /// the drain or the app's exit caused it: those notices say so already.
-    ReadinessChanged {
-        ready: bool,
-        reason: String,
-    },
-    /// `/livez` changed; as for readiness, not sent when the app's exit or the drain caused it.
-    LivenessChanged {
-        live: bool,
-        reason: String,
-    },
-}
-
-/// What the driver must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    Forward {
-        signal: Signal,
-        pid: i32,
-        target: ForwardTarget,
-        reason: Reason,
-    },
-    /// Send this signal to every process pyinit is responsible for (all but itself).
-    SignalRemaining(Signal),
-    /// Send the dump signal to every process pyinit is responsible for, one at a time, within
-    /// `window`; the SIGKILL at its end is a later step's `SignalRemaining`.
-    DumpTracebacks {
-        signal: Signal,
-        window: Duration,
-    },
-    Notice(Notice),
-    /// Exit pyinit with this code (already remapped).
-    Exit(u8),
-}
-
-/// What pyinit runs beside its probes; fixed when it starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
-    /// A health sidecar (no command): there is no app, and liveness and readiness follow the
-    /// probes alone.
-    Sidecar,
-    /// The app, running as `pid`.
-    App { pid: i32 },
-}
-
-/// What the supervisor is waiting for, with what it needs to decide the next step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// No stop has been asked for.
-    Running(Workload),
-    /// A stop request (the stop signal or SIGTERM; for a sidecar SIGINT too) started a drain.
-    Draining(Workload, Drain),
-    /// The app has exited, or was still running at the drain deadline: what is left is stopped.
-    Stopping(Stopping),
-    /// pyinit exits with `code` (already remapped): `step` returns it as the last action. A
-    /// sidecar's last view has no app in it.
-    Exited { code: u8, sidecar: bool },
-}
-
-/// A drain under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Drain {
-    /// The stop request that started it: every later step of the drain is measured from here.
-    started_at: Instant,
-    stop_sent: bool,
-    hard_stop_sent: bool,
-}
-
-/// The last phase: signals to whatever is left, then the wait for the reaper.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stopping {
-    app: AppEnd,
-    /// When the drain started, if one did: no SIGKILL comes later than its deadline.
-    drain_started_at: Option<Instant>,
-    next: StopStep,
-}
-
-/// What became of the app, as far as the exit code goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AppEnd {
-    /// Still running at the drain deadline: pyinit exits 137, however the app ends after it (of
-    /// the dump signal, of the SIGKILL, or by itself in a race with them). `reaped` once its
-    /// status came in.
-    Overdue { pid: i32, reaped: bool },
-    /// Exited before the deadline (or without a drain); `code` is what pyinit exits with
-    /// (before `--remap-exit`): the app's, or 0 for a clean death by its stop signal.
-    Exited { code: u8 },
-}
-
-impl AppEnd {
-    /// The code pyinit exits with (before `--remap-exit`).
-    fn exit_code(self) -> u8 {
-        match self {
-            AppEnd::Overdue { .. } => exit::KILLED_AT_DEADLINE,
-            AppEnd::Exited { code } => code,
-        }
-    }
-}
-
-/// The next step of [`Stopping`], and when it comes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StopStep {
-    /// Everything left has been asked to stop (SIGTERM to an exited app's leftovers) or to print
-    /// its traceback (the dump signal); it gets SIGKILL at this instant.
-    KillAt(Instant),
-    /// SIGKILL has been sent; pyinit exits at this instant even if some process was never
-    /// reaped.
-    GiveUpAt(Instant),
-}
-
-impl State {
-    /// The app's pid while it runs (signalled at the deadline but not yet reaped included):
-    /// the process whose exit is the app's. `None` once the app is gone, and for a sidecar.
-    fn running_app_pid(self) -> Option<i32> {
-        match self {
-            State::Running(Workload::App { pid })
-            | State::Draining(Workload::App { pid }, _)
-            | State::Stopping(Stopping {
-                app: AppEnd::Overdue { pid, reaped: false },
-                ..
-            }) => Some(pid),
-            State::Running(Workload::Sidecar)
-            | State::Draining(Workload::Sidecar, _)
-            | State::Stopping(_)
-            | State::Exited { .. } => None,
-        }
-    }
-
-    /// True while pyinit runs as a health sidecar, and in a sidecar's last state.
-    fn is_sidecar(self) -> bool {
-        matches!(
-            self,
-            State::Running(Workload::Sidecar)
-                | State::Draining(Workload::Sidecar, _)
-                | State::Exited { sidecar: true, .. }
-        )
-    }
-
-    fn drain_started_at(self) -> Option<Instant> {
-        match self {
-            State::Draining(_, drain) => Some(drain.started_at),
-            State::Stopping(stopping) => stopping.drain_started_at,
-            State::Running(_) | State::Exited { .. } => None,
-        }
-    }
-
-    fn phase(self) -> Phase {
-        match self {
-            State::Running(_) => Phase::Running,
-            State::Draining(..) => Phase::Draining,
-            State::Stopping(_) => Phase::Stopping,
-            State::Exited { .. } => Phase::Exited,
-        }
-    }
-}
 
 /// The state machine: the state, what pyinit has counted and recorded beside it, and the view of
 /// both that readers get.
@@ -343,6 +82,8 @@ pub struct Supervisor {
     resources: Resources,
     /// The server whose profile applies, for `/metrics`.
     server: Option<&'static str>,
+    /// `/readyz` passed after some step: the health server's hold is over for good.
+    has_been_ready: bool,
     /// The view of all the above after the last step; only [`Supervisor::view`] builds it.
     status: Status,
 }
@@ -359,6 +100,7 @@ impl Supervisor {
             orphans_reaped: 0,
             resources: Resources::default(),
             server: None,
+            has_been_ready: false,
             status: Status::default(),
         };
         supervisor.status = supervisor.view();
@@ -421,6 +163,7 @@ impl Supervisor {
     fn view(&self) -> Status {
         let app = self.app_state();
         let draining = self.shutdown.drain_started_at.is_some();
+        let checks = Checks::new(app, self.shutdown.drain_signal, &self.probes);
         Status {
             phase: self.state.phase(),
             app,
@@ -428,7 +171,8 @@ impl Supervisor {
             signals_forwarded: self.signals_forwarded,
             orphans_reaped: self.orphans_reaped,
             probes: self.probes.clone(),
-            checks: Checks::new(app, self.shutdown.drain_signal, &self.probes),
+            has_been_ready: self.has_been_ready || checks.ready(),
+            checks,
             shutdown: self.shutdown.clone(),
             resources: self.resources,
             server: self.server,
@@ -499,6 +243,9 @@ impl Supervisor {
             Event::Resources(resources) => self.resources = resources,
         }
         let after = self.view();
+        // Kept only from a step's view: the builders' views before the first step (a sidecar
+        // without probes, ready until `with_probes` adds them) are not what readers saw.
+        self.has_been_ready = after.has_been_ready;
         let before = std::mem::replace(&mut self.status, after);
         self.announce_verdicts(&before, &mut actions);
         if let State::Exited { code, .. } = self.state

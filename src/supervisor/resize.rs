@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
-use super::Event;
+use super::event::Event;
 use crate::container::cgroup::CpuQuota;
 use crate::container::facts::{ContainerFacts, Limits};
 use crate::container::oom::{self, OomMonitor};

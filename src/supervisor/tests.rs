@@ -7,7 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::policy::HardStop;
 use super::*;
+use crate::exit::ExitRemap;
+use crate::signals::spec::{ForwardTarget, RewriteMap};
 
 mod deadline;
 mod probes;

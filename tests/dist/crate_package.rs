@@ -47,7 +47,14 @@ fn cargo_publish_dry_run_packages_the_sources_alone_and_builds_them() {
         .lines()
         .map(str::to_owned)
         .collect();
-    for expected in ["Cargo.toml", "Cargo.lock", "README.md", "src/main.rs"] {
+    for expected in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "src/main.rs",
+        "build.rs",
+        "link/discard-unwind-tables.ld",
+    ] {
         assert!(
             files.iter().any(|file| file == expected),
             "{expected} is not in the package: {files:?}"
@@ -62,6 +69,8 @@ fn cargo_publish_dry_run_packages_the_sources_alone_and_builds_them() {
                     "Cargo.toml.orig",
                     "Cargo.lock",
                     "README.md",
+                    "build.rs",
+                    "link/discard-unwind-tables.ld",
                     ".cargo_vcs_info.json",
                 ]
                 .contains(&file.as_str())

@@ -117,6 +117,46 @@ fn readiness_probe_makes_the_app_ready_then_not_ready() {
 }
 
 #[test]
+fn has_been_ready_turns_true_at_the_first_pass_and_stays_true() {
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Readiness]));
+    assert!(!supervisor.status().has_been_ready);
+    supervisor.step(result(ProbeKind::Readiness, Outcome::Failure, t0), t0);
+    assert!(!supervisor.status().has_been_ready);
+    supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
+    assert!(supervisor.status().has_been_ready);
+    for at in [secs(2), secs(3)] {
+        supervisor.step(
+            result(ProbeKind::Readiness, Outcome::Failure, t0 + at),
+            t0 + at,
+        );
+    }
+    assert!(!supervisor.status().checks.ready());
+    assert!(
+        supervisor.status().has_been_ready,
+        "readiness lost later is not a first start"
+    );
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0 + secs(4));
+    assert!(supervisor.status().has_been_ready);
+}
+
+#[test]
+fn an_app_ready_from_its_start_has_been_ready_and_a_drain_before_it_is_not() {
+    let supervisor = Supervisor::new(policy(), Workload::App { pid: APP });
+    assert!(supervisor.status().has_been_ready);
+    let t0 = Instant::now();
+    let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
+        .with_probes(probes(&[ProbeKind::Readiness]));
+    supervisor.step(Event::Signal(Signal::SIGTERM), t0);
+    supervisor.step(result(ProbeKind::Readiness, Outcome::Success, t0), t0);
+    assert!(
+        !supervisor.status().has_been_ready,
+        "a probe passing during the drain does not make the app ready"
+    );
+}
+
+#[test]
 fn sigterm_drops_readiness_at_once_with_one_notice() {
     let t0 = Instant::now();
     let mut supervisor = Supervisor::new(policy(), Workload::App { pid: APP })
