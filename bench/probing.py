@@ -20,8 +20,20 @@ length (pyinit's own 1 s probe of the app and gunicorn's heartbeats). Then pyini
 while idling with its 1 s readiness probe, measured over --idle-seconds (60 or more) and scaled
 to an hour. Several rounds, medians; loopback only, bounded in count and time (--max-minutes).
 It reports; it never fails CI. Run it through `bash bench/run.sh probing`.
+
+Side by side (`--pyinit LABEL=PATH`, repeatable): only the idle measurement, for every build given
+at the same time, since two runs of it on a shared machine differ by more than the builds do. In
+each round every build starts (in an order that rotates from round to round) in front of its own
+copy of the same app with the same 1 s probe; all settle, then all are measured over the same
+window of --idle-seconds, and all stop. The report gives each build's idle CPU seconds per hour
+(median and spread over rounds), its ratio to the first build (per round, then the median and
+spread of those), and the apps' CPU as a control: the same work for every build, so its ratio
+shows what the machine alone does to a comparison. The same binary given twice under two labels
+shows the method's own resolution.
 """
 import argparse
+import contextlib
+import math
 import os
 import resource
 import signal
@@ -62,13 +74,14 @@ def get(port, path):
 
 
 class Service:
-    """pyinit supervising gunicorn with one sync worker, on loopback."""
+    """pyinit (the current static build, or `path`) supervising gunicorn with one sync worker, on
+    loopback."""
 
-    def __init__(self):
+    def __init__(self, path=PYINIT):
         self.app_port, self.health_port = free_port(), free_port()
         app, cwd, env = server_argv("gunicorn", self.app_port)
         env["WEB_CONCURRENCY"] = "1"
-        argv = [PYINIT, "--allow-root", "--log-level", "warn", "--health-addr", f"127.0.0.1:{self.health_port}",
+        argv = [path, "--allow-root", "--log-level", "warn", "--health-addr", f"127.0.0.1:{self.health_port}",
                 "--readiness", f"http://127.0.0.1:{self.app_port}/healthz", "--readiness-period", "1s", "--"] + app
         self.pyinit = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"},
                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -76,6 +89,7 @@ class Service:
         try:
             wait_until(lambda: http_ok(self.health_port), 30, "pyinit's /readyz to answer 200")
             wait_until(lambda: self.workers(), 30, "gunicorn's worker")
+            self.started_app = self.app_processes()
         except BaseException:
             self.stop()
             raise
@@ -91,8 +105,30 @@ class Service:
         """The CPU of every gunicorn process: the worker serves, the master only watches."""
         return sum(cpu_ns(pid) for pid in [self.master()] + self.workers() if pid)
 
+    def app_processes(self):
+        """The app's processes now, each as (pid, start time)."""
+        return {(pid, start_time(pid)) for pid in [self.master()] + self.workers() if pid}
+
     def stop(self):
+        """Stops pyinit (SIGTERM, SIGKILL after 10 s), then SIGKILLs any process of the app, seen
+        at its start or now, that outlived it: a pyinit that died or was killed before its app
+        stopped leaves the app behind."""
+        app = self.app_processes() | getattr(self, "started_app", set())
         stop(self.pyinit)
+        for pid, started in app:
+            if started is not None and start_time(pid) == started:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def start_time(pid):
+    """When `pid` started, in clock ticks since boot (None once it is gone): with the pid, it
+    names one process, even after the pid is used again."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def idle_rates(service, seconds):
@@ -148,20 +184,39 @@ def exec_checks(service, count, idle):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pyinit", action="append", default=[], metavar="LABEL=PATH",
+                        help="side by side: a pyinit binary whose idle CPU to compare (repeatable; the first is "
+                             "the reference); only the idle measurement runs")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=2000, help="httpGet checks per round and target")
     parser.add_argument("--execs", type=int, default=20, help="exec checks per round")
     parser.add_argument("--idle-seconds", type=float, default=120,
-                        help="how long pyinit idles with its 1 s readiness probe for the per-hour figure")
+                        help="how long pyinit idles with its 1 s readiness probe for the per-hour figure "
+                             "(side by side: per round)")
     parser.add_argument("--max-minutes", type=float, default=20, help="give up (exit 1) after this long")
     args = parser.parse_args()
-
-    def give_up(_number, _frame):
-        raise TimeoutError(f"the benchmark ran longer than --max-minutes {args.max_minutes}")
-
-    signal.signal(signal.SIGALRM, give_up)
-    signal.alarm(max(1, int(args.max_minutes * 60)))
+    if args.rounds < 1 or args.idle_seconds <= 0 or args.max_minutes <= 0:
+        parser.error("--rounds, --idle-seconds and --max-minutes must be positive")
+    builds = parse_builds(parser, args.pyinit)
+    if builds:
+        needed = args.rounds * (SETTLE_SECONDS + args.idle_seconds + START_SECONDS * len(builds))
+        if needed > args.max_minutes * 60:
+            parser.error(f"--max-minutes {args.max_minutes:g}: {args.rounds} rounds of --idle-seconds "
+                         f"{args.idle_seconds:g} with {len(builds)} builds need about {needed / 60:.1f} min")
     started = time.monotonic()
+    with bounded(args.max_minutes):
+        if builds:
+            rates = side_by_side(builds, args.rounds, args.idle_seconds, started)
+        else:
+            measured = checks_and_idle(args, started)
+    if builds:
+        report_side_by_side(builds, rates, args, time.monotonic() - started)
+    else:
+        report(*measured, time.monotonic() - started)
+
+
+def checks_and_idle(args, started):
+    """The per-check measurements, then the idle one, on one service; what `report` takes."""
     service = Service()
     rounds = []
     try:
@@ -184,9 +239,154 @@ def main():
         pyinit_hwm = status_kib(service.pyinit.pid, "VmHWM")
         worker_rss = statistics.median(status_kib(pid, "VmRSS") for pid in service.workers())
     finally:
-        service.stop()
+        with signals_held():
+            service.stop()
+    return rounds, args, pyinit_idle_ns, pyinit_rss, pyinit_hwm, worker_rss
+
+
+# ---- side by side: the idle CPU of several builds, measured at the same time ----
+
+# How long every service idles after the last one started and before the window opens: gunicorn's
+# worker and pyinit's first probes are past, and every probe is a periodic one.
+SETTLE_SECONDS = 5.0
+# What one service's start and stop take at most in the time estimate (gunicorn imports the app).
+START_SECONDS = 5.0
+# What a second SIGTERM, SIGHUP or SIGINT interrupts: nothing, while the services stop.
+STOP_SIGNALS = (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP to the benchmark: raised, so that every service is stopped on the way out."""
+
+
+@contextlib.contextmanager
+def bounded(max_minutes):
+    """The whole run: SIGALRM after --max-minutes, and SIGTERM or SIGHUP, raise in the main thread
+    (and so run every `finally` that stops a service) instead of ending the benchmark on the spot."""
+    def give_up(_number, _frame):
+        raise TimeoutError(f"the benchmark ran longer than --max-minutes {max_minutes:g}")
+
+    def interrupted(number, _frame):
+        raise Interrupted(f"{signal.Signals(number).name} to the benchmark")
+
+    previous = {number: signal.signal(number, handler) for number, handler in
+                [(signal.SIGALRM, give_up), (signal.SIGTERM, interrupted), (signal.SIGHUP, interrupted)]}
+    signal.alarm(max(1, int(max_minutes * 60)))
+    try:
+        yield
+    finally:
         signal.alarm(0)
-    report(rounds, args, pyinit_idle_ns, pyinit_rss, pyinit_hwm, worker_rss, time.monotonic() - started)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Holds the alarm and the stop signals while services stop, so that none cuts a cleanup
+    short; one that came meanwhile is delivered (and raises) after it."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def parse_builds(parser, specs):
+    """`--pyinit LABEL=PATH`s, in their order; exits 2 naming the flag and the value when one is
+    not a label and an executable file."""
+    builds = {}
+    for spec in specs:
+        label, _, path = spec.partition("=")
+        if not label or not path or label in builds:
+            parser.error(f"--pyinit {spec!r}: want LABEL=PATH, every LABEL once")
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            parser.error(f"--pyinit {spec!r}: {path} is not an executable file")
+        builds[label] = os.path.abspath(path)
+    return builds
+
+
+def side_by_side(builds, rounds, seconds, started):
+    """Per build, per round: (pyinit's, the app's) nanoseconds of CPU per second while idle."""
+    labels = list(builds)
+    rates = {label: [] for label in labels}
+    for round_number in range(rounds):
+        shift = round_number % len(labels)
+        order = labels[shift:] + labels[:shift]
+        print(f"round {round_number + 1}/{rounds}, started in the order {', '.join(order)} "
+              f"({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+        for label, rate in idle_round(builds, order, seconds).items():
+            rates[label].append(rate)
+            print(f"  {label}: pyinit {rate[0] * 3600 / 1e9:.3f} CPU s/h, app {rate[1] * 3600 / 1e9:.2f} CPU s/h",
+                  file=sys.stderr, flush=True)
+    return rates
+
+
+def idle_round(builds, order, seconds):
+    """Starts one service per build in `order`, lets them settle, and measures all of them over
+    the same window of `seconds`; stops them all on every path."""
+    services = {}
+    try:
+        for label in order:
+            services[label] = Service(builds[label])
+        time.sleep(SETTLE_SECONDS)
+        before = {label: idle_sample(service) for label, service in services.items()}
+        time.sleep(seconds)  # the window: nothing is sent but each pyinit's own probe of its app
+        after = {label: idle_sample(service) for label, service in services.items()}
+        for label, service in services.items():
+            if service.pyinit.poll() is not None or not http_ok(service.health_port):
+                raise RuntimeError(f"{label}: pyinit's /readyz no longer answered 200 after the window")
+        return {label: tuple((after[label][i] - before[label][i]) / (after[label][0] - before[label][0])
+                             for i in (1, 2)) for label in order}
+    finally:
+        with signals_held():
+            for service in services.values():
+                service.stop()
+
+
+def idle_sample(service):
+    """(now, pyinit's CPU so far, the app's CPU so far), in seconds and nanoseconds."""
+    return time.monotonic(), cpu_ns(service.pyinit.pid), service.app_cpu_ns()
+
+
+def report_side_by_side(builds, rates, args, seconds):
+    labels = list(builds)
+    first = labels[0]
+    hour = lambda ns: ns * 3600 / 1e9
+    spread = lambda values: f"{(max(values) - min(values)) / statistics.median(values):.1%}"
+    span = lambda values, digits: f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+    print(f"machine: {machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d')}; side by side in {seconds / 60:.1f} min: {args.rounds} rounds, each "
+          f"starting every build (in a rotating order) in front of its own gunicorn {server_version()} with one "
+          f"sync worker, probed every 1 s, then measuring all over the same {args.idle_seconds:g} s after "
+          f"{SETTLE_SECONDS:g} s to settle; medians over rounds; spread = (max - min) / median; ratios per round, "
+          f"to {first}; the app's CPU is the control, the same work for every build")
+    for label, path in builds.items():
+        print(f"{label}: {path} ({os.path.getsize(path)} bytes)")
+    print(f"\n| build | idle CPU s per hour | min-max | spread | ratio to {first} | min-max | spread | "
+          "95% interval of the median ratio | the app, CPU s per hour (control) | the app's ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label in labels:
+        pyinit = [hour(rate[0]) for rate in rates[label]]
+        ratios = [mine[0] / theirs[0] for mine, theirs in zip(rates[label], rates[first])]
+        app_ratios = [mine[1] / theirs[1] for mine, theirs in zip(rates[label], rates[first])]
+        interval = median_interval(ratios)
+        print(f"| {label} | {statistics.median(pyinit):.3f} | {span(pyinit, 3)} | {spread(pyinit)} | "
+              f"{statistics.median(ratios):.3f} | {span(ratios, 3)} | {spread(ratios)} | "
+              f"{span(interval, 3) if interval else '-'} | "
+              f"{statistics.median(hour(rate[1]) for rate in rates[label]):.2f} | {statistics.median(app_ratios):.3f} |")
+
+
+def median_interval(values):
+    """A distribution-free interval that holds the true median with at least 95% confidence: the
+    k-th smallest and k-th largest value, k the largest for which fewer than k of n values fall
+    below the median with a chance of at most 2.5% (the binomial's tail). None below 6 values."""
+    count = len(values)
+    tail, k = 0.0, 0
+    while tail + math.comb(count, k) / 2 ** count <= 0.025:
+        tail += math.comb(count, k) / 2 ** count
+        k += 1
+    ordered = sorted(values)
+    return (ordered[k - 1], ordered[count - k]) if k else None
 
 
 def report(rounds, args, pyinit_idle_ns, pyinit_rss, pyinit_hwm, worker_rss, seconds):
