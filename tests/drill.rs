@@ -498,24 +498,45 @@ fn drill_example_of_the_docs() -> String {
 /// docs/drill.md's example runs as written, by `sh` in examples/gunicorn (where the page says to
 /// run it) with `pyinit` (the binary under test) and the end-to-end venv's gunicorn on PATH and
 /// no PYINIT_* variable: as root, as in CI or a container, and as an ordinary user (nobody, with
-/// no capabilities). Each run has a network namespace of its own, its loopback brought up, so
-/// that the example's fixed port 8000 is free beside other tests.
+/// no capabilities).
 #[test]
 fn the_drill_example_of_the_docs_runs_as_written_as_root_and_not() {
-    let command = drill_example_of_the_docs();
-    let bin = crate::dist::TempDir::new("drill-example");
-    std::os::unix::fs::symlink(crate::common::pyinit_bin(), bin.path.join("pyinit"))
-        .expect("link pyinit into the PATH folder");
     let venv_bin_folder = venv_bin("gunicorn")
         .parent()
         .expect("the venv's bin folder")
         .to_owned();
-    let path = format!(
-        "{}:{}:{}",
-        bin.path.display(),
-        venv_bin_folder.display(),
-        crate::common::STANDARD_PATH
-    );
+    let command = drill_example_of_the_docs();
+    for (how, stdout) in
+        drill_passes_as_root_and_nobody(&command, &example("gunicorn"), Some(&venv_bin_folder))
+    {
+        assert!(
+            stdout.contains("2 in flight at SIGTERM"),
+            "{how}: no requests in flight:\n{stdout}"
+        );
+    }
+}
+
+/// Runs a drill command as a page writes it, by `sh` in `dir`, with `pyinit` (the binary under
+/// test) and `more_path`, if any, on PATH and no other variable: as root, as in CI or a container, and as
+/// nobody with no capabilities. Each run has a network namespace of its own, its loopback brought
+/// up, so that a page's fixed port is free beside other tests. Asserts each exits 0 with `pyinit
+/// drill: PASS`, and gives each run's stdout, named.
+pub fn drill_passes_as_root_and_nobody(
+    command: &str,
+    dir: &std::path::Path,
+    more_path: Option<&std::path::Path>,
+) -> Vec<(&'static str, String)> {
+    let bin = crate::dist::TempDir::new("drill-command");
+    std::os::unix::fs::symlink(crate::common::pyinit_bin(), bin.path.join("pyinit"))
+        .expect("link pyinit into the PATH folder");
+    let mut folders = vec![bin.path.clone()];
+    folders.extend(more_path.map(std::path::Path::to_path_buf));
+    let path = std::env::join_paths(folders)
+        .expect("a PATH of the folders")
+        .into_string()
+        .expect("a UTF-8 PATH")
+        + ":"
+        + crate::common::STANDARD_PATH;
     let as_nobody = [
         "setpriv",
         "--reuid=65534",
@@ -525,6 +546,7 @@ fn the_drill_example_of_the_docs_runs_as_written_as_root_and_not() {
         "--bounding-set=-all",
         "--no-new-privs",
     ];
+    let mut outputs = Vec::new();
     for (how, user) in [("as root", &[][..]), ("as nobody", &as_nobody[..])] {
         let output = crate::dist::output_within(
             Command::new("unshare")
@@ -536,16 +558,16 @@ fn the_drill_example_of_the_docs_runs_as_written_as_root_and_not() {
                     "sh",
                 ])
                 .args(user)
-                .args(["sh", "-c", &command])
-                .current_dir(example("gunicorn"))
+                .args(["sh", "-c", command])
+                .current_dir(dir)
                 .env_clear()
                 .env("PATH", &path)
-                // Keeps examples/gunicorn free of __pycache__ when root runs it.
+                // Keeps the folder free of __pycache__ when root runs it.
                 .env("PYTHONDONTWRITEBYTECODE", "1")
                 .stdin(Stdio::null()),
             std::time::Duration::from_secs(180),
         );
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(
             output.status.code(),
@@ -556,11 +578,9 @@ fn the_drill_example_of_the_docs_runs_as_written_as_root_and_not() {
             stdout.lines().any(|line| line == "pyinit drill: PASS"),
             "{how}:\n{stdout}"
         );
-        assert!(
-            stdout.contains("2 in flight at SIGTERM"),
-            "{how}: no requests in flight:\n{stdout}"
-        );
+        outputs.push((how, stdout));
     }
+    outputs
 }
 
 /// Seconds since midnight of a JSON log line's `"timestamp":"...THH:MM:SS.ffffffZ"`.

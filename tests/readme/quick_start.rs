@@ -368,48 +368,7 @@ fn the_readmes_drill_command_runs_as_written_as_root_and_not() {
         "pyinit",
         1,
     );
-    let bin = TempDir::new("readme-drill");
-    std::os::unix::fs::symlink(crate::common::pyinit_bin(), bin.path.join("pyinit"))
-        .expect("link pyinit into the PATH folder");
-    let path = format!("{}:{}", bin.path.display(), crate::common::STANDARD_PATH);
-    let as_nobody = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "--no-new-privs",
-    ];
-    for (how, user) in [("as root", &[][..]), ("as nobody", &as_nobody[..])] {
-        let output = output_within(
-            Command::new("unshare")
-                .args([
-                    "--net",
-                    "sh",
-                    "-c",
-                    "ip link set lo up && exec \"$@\"",
-                    "sh",
-                ])
-                .args(user)
-                .args(["sh", "-c", &command])
-                .current_dir(repo())
-                .env_clear()
-                .env("PATH", &path)
-                .stdin(Stdio::null()),
-            Duration::from_secs(120),
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{how}: {command}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        assert!(
-            stdout.lines().any(|line| line == "pyinit drill: PASS"),
-            "{how}:\n{stdout}"
-        );
+    for (how, stdout) in crate::drill::drill_passes_as_root_and_nobody(&command, repo(), None) {
         assert!(
             stdout.contains("in flight at SIGTERM") && !stdout.contains("0 in flight at SIGTERM"),
             "{how}: no request in flight:\n{stdout}"
