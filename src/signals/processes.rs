@@ -321,11 +321,18 @@ mod tests {
             let masks = process.masks.unwrap();
             assert_eq!(masks.disposition(Signal::SIGTERM), Disposition::Ignored);
         }
-        let sleep_masks = sleep.masks.unwrap();
-        assert_eq!(
-            sleep_masks.disposition(Signal::SIGHUP),
+        // SIGHUP is the test's own: default, or ignored under `nohup`; the sleep has the same.
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        let own_hup = parse_status_masks(&own)
+            .unwrap()
+            .disposition(Signal::SIGHUP);
+        let expected = if own_hup == Disposition::Ignored {
+            Disposition::Ignored
+        } else {
             Disposition::Default(DefaultAction::Die)
-        );
+        };
+        let sleep_masks = sleep.masks.unwrap();
+        assert_eq!(sleep_masks.disposition(Signal::SIGHUP), expected);
         assert!(app_processes(-1).is_empty());
     }
 }
