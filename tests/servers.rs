@@ -154,39 +154,46 @@ fn bind(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
-/// The server's run with its profile (`server` names it) or with `--server none`; `sizing` is
-/// pyinit's flags for the worker count.
-fn with_profile_or_none<'a>(
-    server: &'a str,
+/// Stops `program` (from the venv, with `args`) with a request in flight, with the profile of
+/// `server` or with `--server none`; `sizing` is pyinit's flags for the worker count, `loaded`
+/// the processes that load the app.
+fn serve(
     profile: bool,
-    argv: Vec<OsString>,
-    sizing: &[&'a str],
+    server: &str,
+    program: &str,
+    args: &[&str],
+    sizing: &[&str],
     loaded: usize,
     port: u16,
-) -> Run<'a> {
+) -> Stopped {
     let mut pyinit_args = if profile {
         Vec::new()
     } else {
         vec!["--server", "none"]
     };
     pyinit_args.extend_from_slice(sizing);
-    Run {
+    stop_with_a_request_in_flight(Run {
         profile: profile.then_some(server),
-        argv,
+        argv: venv(program, args),
         pyinit_args,
         loaded,
         port,
-    }
+    })
 }
 
 fn gunicorn(profile: bool, worker_class: &str, app: &str) -> Stopped {
     let port = free_port();
-    let argv = venv("gunicorn", &["-b", &bind(port), "-k", worker_class, app]);
     // Two workers, each loading the app once its signal handlers are in place.
     let sizing = ["--web-concurrency", "2"];
-    stop_with_a_request_in_flight(with_profile_or_none(
-        "gunicorn", profile, argv, &sizing, 2, port,
-    ))
+    serve(
+        profile,
+        "gunicorn",
+        "gunicorn",
+        &["-b", &bind(port), "-k", worker_class, app],
+        &sizing,
+        2,
+        port,
+    )
 }
 
 #[test]
@@ -212,7 +219,9 @@ fn gunicorn_uvicorn_worker_with_server_none_drains_as_before() {
 /// uvicorn in one process: the mode that re-raises SIGTERM after draining.
 fn uvicorn(profile: bool) -> Stopped {
     let port = free_port();
-    let argv = venv(
+    serve(
+        profile,
+        "uvicorn",
         "uvicorn",
         &[
             "--host",
@@ -221,15 +230,10 @@ fn uvicorn(profile: bool) -> Stopped {
             &port.to_string(),
             "server_apps:asgi",
         ],
-    );
-    stop_with_a_request_in_flight(with_profile_or_none(
-        "uvicorn",
-        profile,
-        argv,
         &["--web-concurrency", "1"],
         1,
         port,
-    ))
+    )
 }
 
 #[test]
@@ -252,15 +256,15 @@ fn uvicorn_with_server_none_exits_143_as_before() {
 
 fn hypercorn(profile: bool) -> Stopped {
     let port = free_port();
-    let argv = venv("hypercorn", &["-b", &bind(port), "server_apps:asgi"]);
-    stop_with_a_request_in_flight(with_profile_or_none(
-        "hypercorn",
+    serve(
         profile,
-        argv,
+        "hypercorn",
+        "hypercorn",
+        &["-b", &bind(port), "server_apps:asgi"],
         &[],
         1,
         port,
-    ))
+    )
 }
 
 #[test]
@@ -275,7 +279,11 @@ fn hypercorn_with_server_none_drains_as_before() {
 
 fn granian(profile: bool) -> Stopped {
     let port = free_port();
-    let argv = venv(
+    // With its profile GRANIAN_WORKERS comes from --web-concurrency: two workers; without, one.
+    let loaded = if profile { 2 } else { 1 };
+    serve(
+        profile,
+        "granian",
         "granian",
         &[
             "--interface",
@@ -286,17 +294,10 @@ fn granian(profile: bool) -> Stopped {
             &port.to_string(),
             "server_apps:asgi",
         ],
-    );
-    // With its profile GRANIAN_WORKERS comes from --web-concurrency: two workers; without, one.
-    let loaded = if profile { 2 } else { 1 };
-    stop_with_a_request_in_flight(with_profile_or_none(
-        "granian",
-        profile,
-        argv,
         &["--web-concurrency", "2"],
         loaded,
         port,
-    ))
+    )
 }
 
 #[test]
@@ -319,7 +320,10 @@ fn granian_with_server_none_drains_as_before() {
 /// hook that makes TERM graceful.
 fn uwsgi(profile: bool) -> Stopped {
     let port = free_port();
-    let argv = venv(
+    // The app loads once, before the workers fork.
+    serve(
+        profile,
+        "uwsgi",
         "uwsgi",
         &[
             "--http-socket",
@@ -328,16 +332,10 @@ fn uwsgi(profile: bool) -> Stopped {
             "server_apps:wsgi",
             "--need-app",
         ],
-    );
-    // The app loads once, before the workers fork.
-    stop_with_a_request_in_flight(with_profile_or_none(
-        "uwsgi",
-        profile,
-        argv,
         &["--web-concurrency", "2"],
         1,
         port,
-    ))
+    )
 }
 
 #[test]
@@ -364,18 +362,15 @@ fn uwsgi_with_server_none_cuts_the_request_as_before() {
 
 fn waitress(profile: bool) -> Stopped {
     let port = free_port();
-    let argv = venv(
+    serve(
+        profile,
+        "waitress",
         "waitress-serve",
         &["--listen", &bind(port), "server_apps:wsgi"],
-    );
-    stop_with_a_request_in_flight(with_profile_or_none(
-        "waitress",
-        profile,
-        argv,
         &[],
         1,
         port,
-    ))
+    )
 }
 
 #[test]
@@ -398,7 +393,9 @@ fn waitress_with_server_none_dies_of_term_mid_request_as_before() {
 
 fn daphne(profile: bool) -> Stopped {
     let port = free_port();
-    let argv = venv(
+    serve(
+        profile,
+        "daphne",
         "daphne",
         &[
             "-b",
@@ -407,8 +404,10 @@ fn daphne(profile: bool) -> Stopped {
             &port.to_string(),
             "server_apps:asgi",
         ],
-    );
-    stop_with_a_request_in_flight(with_profile_or_none("daphne", profile, argv, &[], 1, port))
+        &[],
+        1,
+        port,
+    )
 }
 
 #[test]
