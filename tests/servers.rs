@@ -58,6 +58,16 @@ impl Stopped {
         );
     }
 
+    /// As `assert_drained_clean`, and pyinit's log says `text`.
+    fn assert_drained_clean_and_logged(&self, text: &str) {
+        self.assert_drained_clean();
+        assert!(
+            self.stderr.contains(text),
+            "no {text:?} in:\n{}",
+            self.stderr
+        );
+    }
+
     /// The request in flight got no answer: the server was stopped under it.
     fn assert_cut(&self) {
         assert!(
@@ -238,13 +248,7 @@ fn uvicorn(profile: bool) -> Stopped {
 
 #[test]
 fn uvicorn_finishes_the_request_in_flight_and_its_re_raised_term_exits_0() {
-    let stopped = uvicorn(true);
-    stopped.assert_drained_clean();
-    assert!(
-        stopped.stderr.contains("re-raised its stop signal"),
-        "{}",
-        stopped.stderr
-    );
+    uvicorn(true).assert_drained_clean_and_logged("re-raised its stop signal");
 }
 
 #[test]
@@ -302,13 +306,7 @@ fn granian(profile: bool) -> Stopped {
 
 #[test]
 fn granian_finishes_the_request_in_flight_and_exits_0_with_its_workers_from_the_flag() {
-    let stopped = granian(true);
-    stopped.assert_drained_clean();
-    assert!(
-        stopped.stderr.contains("GRANIAN_WORKERS=2"),
-        "{}",
-        stopped.stderr
-    );
+    granian(true).assert_drained_clean_and_logged("GRANIAN_WORKERS=2");
 }
 
 #[test]
@@ -340,15 +338,9 @@ fn uwsgi(profile: bool) -> Stopped {
 
 #[test]
 fn uwsgi_finishes_the_request_in_flight_and_exits_0() {
-    let stopped = uwsgi(true);
-    stopped.assert_drained_clean();
-    assert!(
-        stopped.stderr.contains(
-            "UWSGI_PROCESSES=2, UWSGI_MASTER=1, UWSGI_HOOK_MASTER_START=unix_signal:15 \
-             gracefully_kill_them_all"
-        ),
-        "{}",
-        stopped.stderr
+    uwsgi(true).assert_drained_clean_and_logged(
+        "UWSGI_PROCESSES=2, UWSGI_MASTER=1, UWSGI_HOOK_MASTER_START=unix_signal:15 \
+             gracefully_kill_them_all",
     );
 }
 
@@ -375,13 +367,7 @@ fn waitress(profile: bool) -> Stopped {
 
 #[test]
 fn waitress_is_stopped_with_int_finishes_the_request_in_flight_and_exits_0() {
-    let stopped = waitress(true);
-    stopped.assert_drained_clean();
-    assert!(
-        stopped.stderr.contains("stop signal sent signal=\"INT\""),
-        "{}",
-        stopped.stderr
-    );
+    waitress(true).assert_drained_clean_and_logged("stop signal sent signal=\"INT\"");
 }
 
 #[test]
