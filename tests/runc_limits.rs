@@ -185,15 +185,22 @@ fn pyinit_stays_up_after_a_worker_is_oom_killed_in_a_runc_container() {
         "memory use {usage:?}"
     );
     assert_eq!(metric(health_port, "pyinit_cpu_limit_cores"), None);
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    let stderr = container.stderr.joined();
-    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    let stderr = stop_cleanly(&mut container);
     assert_eq!(
         oom_lines(&container).len(),
         1,
         "one OOM report expected:\n{stderr}"
     );
+}
+
+/// Stops the container as the runtime does (SIGTERM to pyinit), asserts that it exits 0, and
+/// returns pyinit's and the app's stderr.
+fn stop_cleanly(container: &mut Container) -> String {
+    container.kill("TERM");
+    let exit_code = container.wait_exit(PATIENCE);
+    let stderr = container.stderr.joined();
+    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    stderr
 }
 
 /// `Name`, `Uid`, ... of a /proc/PID/status file, with whitespace collapsed.
@@ -246,9 +253,7 @@ fn user_nobody_in_a_runc_container_leaves_no_root_in_the_app_or_pyinit() {
     assert_eq!(status_field(&init_status, "CapPrm"), "0000000000000000");
     assert_eq!(status_field(&init_status, "NoNewPrivs"), "1");
 
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    assert_eq!(exit_code, 0, "stderr:\n{}", container.stderr.joined());
+    stop_cleanly(&mut container);
 }
 
 #[test]
@@ -341,10 +346,7 @@ fn gunicorns_workers_follow_the_cpu_limit_of_a_resized_runc_container() {
     wait_for_workers_and_cpu_limit(&container, health_port, 2, 0.5);
     wait_http_ok(app_port, "/", PATIENCE);
 
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    let stderr = container.stderr.joined();
-    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    let stderr = stop_cleanly(&mut container);
     // One line per change, and one signal per worker, each handled by gunicorn's master.
     for (change, count) in [
         (
@@ -391,10 +393,7 @@ fn an_apps_own_worker_count_does_not_follow_a_resize() {
         "{line}"
     );
     assert_eq!(metric(health_port, "pyinit_cpu_limit_cores"), Some(2.0));
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    let stderr = container.stderr.joined();
-    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    let stderr = stop_cleanly(&mut container);
     assert!(!stderr.contains("Handling signal: ttin"), "{stderr}");
 }
 
@@ -426,11 +425,8 @@ fn a_single_uvicorn_is_never_sent_sigttin_when_the_cpu_limit_grows() {
     );
     assert_ne!(process_state(uvicorn[0]), Some('T'), "uvicorn was stopped");
     wait_http_ok(app_port, "/", PATIENCE);
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    let stderr = container.stderr.joined();
     // uvicorn re-raises the TERM it drained on; its profile makes that a clean stop.
-    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    let stderr = stop_cleanly(&mut container);
     assert!(!stderr.contains("Received SIGTTIN"), "{stderr}");
 }
 
@@ -457,10 +453,7 @@ fn uvicorns_multiprocess_supervisor_follows_the_cpu_limit_too() {
         lines_with(&container, "Received SIGTTOU").len() == 3
     });
     wait_http_ok(app_port, "/", PATIENCE);
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    let stderr = container.stderr.joined();
-    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    let stderr = stop_cleanly(&mut container);
     for (needle, count) in [
         ("the app's workers follow: 3 → 5 (SIGTTIN", 1),
         ("the app's workers follow: 5 → 2 (SIGTTOU", 1),
@@ -505,10 +498,7 @@ fn a_memory_limit_change_shows_in_metrics_and_in_the_oom_report() {
         PATIENCE,
     );
     assert!(report.contains("memory limit of 96 MiB"), "{report}");
-    container.kill("TERM");
-    let exit_code = container.wait_exit(PATIENCE);
-    let stderr = container.stderr.joined();
-    assert_eq!(exit_code, 0, "stderr:\n{stderr}");
+    let stderr = stop_cleanly(&mut container);
     assert_eq!(
         lines_with(&container, "container limits changed").len(),
         1,
