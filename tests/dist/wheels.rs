@@ -24,6 +24,22 @@ pub fn readme_first_command() -> Vec<String> {
         .collect()
 }
 
+/// The README's first command, started from the repository's root with the example app on a
+/// free port (its `PORT`, and the probe's URL with it); with that port.
+pub fn start_readme_first_command() -> (crate::common::Running, u16) {
+    let app_port = free_port();
+    let args: Vec<String> = readme_first_command()
+        .into_iter()
+        .map(|arg| arg.replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}")))
+        .collect();
+    let running = crate::common::Pyinit::new()
+        .current_dir(repo())
+        .env("PORT", app_port.to_string())
+        .args(&args)
+        .start();
+    (running, app_port)
+}
+
 /// A pyinit process that is SIGKILLed with everything below it on drop.
 struct Started {
     child: Child,

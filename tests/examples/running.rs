@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{Invocation, deployment, dockerfile, health_addr_of, invocation, sidecar};
 use crate::common::http::{free_port, get, health_addr, metric, send_raw};
-use crate::common::runc::{example, repo};
+use crate::common::runc::example;
 use crate::common::{Finished, PATIENCE, PYTHON, Pyinit, poll_until};
 
 /// A copy of the host's `/etc/{name}` with the image's entries first (they win a lookup).
@@ -332,16 +332,7 @@ fn the_deployments_startup_probe_fails_until_the_app_answers() {
 /// logs the requests it serves, but neither pyinit's probes of /healthz nor anyone's /healthz.
 #[test]
 fn the_example_app_logs_requests_but_not_health_checks() {
-    let app_port = free_port();
-    let args: Vec<String> = crate::dist::wheels::readme_first_command()
-        .into_iter()
-        .map(|arg| arg.replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}")))
-        .collect();
-    let mut running = Pyinit::new()
-        .current_dir(repo())
-        .env("PORT", app_port.to_string())
-        .args(&args)
-        .start();
+    let (mut running, app_port) = crate::dist::wheels::start_readme_first_command();
     let health = health_addr(&running);
     let app = SocketAddr::from(([127, 0, 0, 1], app_port));
     poll_until(PATIENCE, "three successful readiness probes", || {

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::http::{free_port, health_addr};
+use crate::common::http::health_addr;
 use crate::common::runc::{repo, venv_bin};
-use crate::common::{PATIENCE, Pyinit, descendants_of, poll_until};
+use crate::common::{PATIENCE, descendants_of, poll_until};
 use crate::dist::{TempDir, cargo_version, output_within};
 
 fn readme() -> String {
@@ -278,16 +278,7 @@ fn the_readmes_local_try_runs_as_written() {
         .filter(|line| !line.is_empty())
         .collect();
     assert_eq!(commands.len(), 3, "{try_block}");
-    let app_port = free_port();
-    let args: Vec<String> = crate::dist::wheels::readme_first_command()
-        .into_iter()
-        .map(|arg| arg.replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}")))
-        .collect();
-    let mut running = Pyinit::new()
-        .current_dir(repo())
-        .env("PORT", app_port.to_string())
-        .args(&args)
-        .start();
+    let (mut running, app_port) = crate::dist::wheels::start_readme_first_command();
     let health = health_addr(&running);
     let on_free_ports = |line: &str| {
         line.replace("localhost:8558", &format!("localhost:{}", health.port()))
