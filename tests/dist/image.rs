@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::podman::{Container, build_without_network, podman_ok};
 use super::{ARCHITECTURES, text_of};
 use super::{BUILD_PATIENCE, TempDir, base_image, cargo_version, output_within, static_binary};
-use crate::common::runc::{free_port, http_get, repo};
+use crate::common::runc::{http_get, repo};
 use crate::common::{PATIENCE, PYTHON};
 
 /// Where the release publishes the image: the GitHub container registry of the repository that
@@ -160,17 +160,7 @@ fn the_image_holds_the_binary_alone_and_a_python_image_copies_it_out_and_runs_an
 
     // As `docker run -p` starts it: pyinit, copied out of the image, drops to nobody and
     // supervises the app.
-    let (app_port, health_port) = (free_port(), free_port());
-    let app_publish = format!("127.0.0.1:{app_port}:8000");
-    let health_publish = format!("127.0.0.1:{health_port}:8558");
-    let container = Container::run(&[
-        "--publish",
-        &app_publish,
-        "--publish",
-        &health_publish,
-        &python_image.name,
-    ]);
-    container.wait_ready(health_port);
+    let (container, app_port, _) = Container::run_published("8558", &[&python_image.name]);
     let answer = http_get(app_port, "/", Duration::from_secs(10));
     assert!(
         matches!(&answer, Ok((200, body)) if body.contains("hello from the example app")),

@@ -168,6 +168,21 @@ impl Container {
         container
     }
 
+    /// Runs a container with the app's port 8000 and pyinit's health port published on free
+    /// ports of 127.0.0.1, as `docker run -p` does, then waits until `/readyz` answers 200;
+    /// `args` come after the `--publish` options (podman options, the image, its arguments).
+    /// Returns the container and its (app, health) ports on the host.
+    pub fn run_published(health_container_port: &str, args: &[&str]) -> (Container, u16, u16) {
+        let (app_port, health_port) = (free_port(), free_port());
+        let app_publish = format!("127.0.0.1:{app_port}:8000");
+        let health_publish = format!("127.0.0.1:{health_port}:{health_container_port}");
+        let mut all = vec!["--publish", &app_publish, "--publish", &health_publish];
+        all.extend(args);
+        let container = Container::run(&all);
+        container.wait_ready(health_port);
+        (container, app_port, health_port)
+    }
+
     pub fn inspect(&self, format: &str) -> String {
         podman_ok(&["inspect", "--format", format, &self.name])
     }
@@ -305,17 +320,7 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     drop(index);
 
     // As `docker run -p` starts it: pyinit as root drops to the image's user.
-    let (app_port, health_port) = (free_port(), free_port());
-    let app_publish = format!("127.0.0.1:{app_port}:8000");
-    let health_publish = format!("127.0.0.1:{health_port}:8558");
-    let container = Container::run(&[
-        "--publish",
-        &app_publish,
-        "--publish",
-        &health_publish,
-        &image.name,
-    ]);
-    container.wait_ready(health_port);
+    let (container, app_port, _) = Container::run_published("8558", &[&image.name]);
 
     // The image's HEALTHCHECK asks pyinit.
     let check = podman(&["healthcheck", "run", &container.name]);
@@ -351,9 +356,6 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
         .next()
         .expect("a port")
         .to_owned();
-    let (app_port, health_port) = (free_port(), free_port());
-    let app_publish = format!("127.0.0.1:{app_port}:8000");
-    let health_publish = format!("127.0.0.1:{health_port}:{health_container_port}");
     let user = format!("{uid}:{gid}");
     let env: Vec<String> = pod
         .pod_env
@@ -374,10 +376,6 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
         "no-new-privileges",
         "--tmpfs",
         "/tmp",
-        "--publish",
-        &app_publish,
-        "--publish",
-        &health_publish,
     ];
     let entrypoint = exec_form(pod.pod_command.iter().cloned());
     if !pod.pod_command.is_empty() {
@@ -388,8 +386,8 @@ fn dockerfile_example_builds_offline_and_runs_and_drains_in_podman() {
     }
     args.push(&image.name);
     args.extend(pod.pod_args.iter().map(String::as_str));
-    let container = Container::run(&args);
-    container.wait_ready(health_port);
+    let (container, app_port, health_port) =
+        Container::run_published(&health_container_port, &args);
     // What the kubelet's probes ask answers 200 once the app is up.
     for (kind, path) in &pod.probes {
         let answer = http_get(health_port, path, Duration::from_secs(2));
